@@ -1,0 +1,92 @@
+//! Settings of the data plane, as plain data.
+//!
+//! The `gateway` crate reads files, environment and flags and fills this struct; the data plane never
+//! sees where a value came from. Defaults are those of the embedded single-node gateway.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::auth::AuthMode;
+
+/// Everything a shard needs to know; shared read-only by all shards.
+#[derive(Clone)]
+pub struct ShardConfig {
+    /// This node's id, reported in `ready` frames.
+    pub node_id: Arc<str>,
+    /// Number of shards (one per core).
+    pub shards: usize,
+    /// Cores to pin shards to, in order; shorter than `shards` or empty: shards are not pinned past it.
+    pub cpus: Vec<usize>,
+    /// glommio io_memory per shard, in bytes (registered, so it counts against RLIMIT_MEMLOCK).
+    pub io_memory_bytes: usize,
+    /// Time allowed for the HTTP upgrade; then the TCP connection is closed.
+    pub handshake_timeout: Duration,
+    /// Largest HTTP request head accepted in the upgrade (431 beyond).
+    pub max_header_bytes: usize,
+    /// Allowed `Origin` values; empty: any.
+    pub allowed_origins: Vec<String>,
+    /// Largest frame payload (close 1009 beyond).
+    pub max_frame_bytes: usize,
+    /// Largest message (close 1009 beyond).
+    pub max_message_bytes: usize,
+    /// Bound on bytes queued towards one client (close 4008 beyond).
+    pub outbound_queue_bytes: usize,
+    /// Messages per second per connection; 0: no limit.
+    pub rate_limit_per_sec: u32,
+    /// Burst of the per-connection token bucket.
+    pub rate_limit_burst: u32,
+    /// Channels one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Interval of server pings.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a connection is closed with 4009.
+    pub heartbeat_timeout: Duration,
+    /// Time allowed between upgrade and identify (close 4001 beyond).
+    pub auth_timeout: Duration,
+    /// How identities are checked.
+    pub auth: Arc<AuthMode>,
+    /// Time a closing connection has to flush and finish the close handshake.
+    pub close_grace: Duration,
+    /// Slots in each shard's cross-shard inbox.
+    pub inbox_capacity: usize,
+}
+
+impl ShardConfig {
+    /// The embedded defaults for `shards` shards.
+    pub fn new(node_id: &str, shards: usize) -> Self {
+        ShardConfig {
+            node_id: node_id.into(),
+            shards,
+            cpus: Vec::new(),
+            io_memory_bytes: 512 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 8192,
+            allowed_origins: Vec::new(),
+            max_frame_bytes: 64 * 1024,
+            max_message_bytes: 64 * 1024,
+            outbound_queue_bytes: 1024 * 1024,
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
+            max_subscriptions: 256,
+            heartbeat_interval: Duration::from_secs(25),
+            heartbeat_timeout: Duration::from_secs(50),
+            auth_timeout: Duration::from_secs(10),
+            auth: Arc::new(AuthMode::Dev),
+            close_grace: Duration::from_secs(5),
+            inbox_capacity: 65536,
+        }
+    }
+
+    /// Granularity of the timer wheel: fine enough for the shortest configured timeout.
+    pub fn tick(&self) -> Duration {
+        let shortest = [
+            self.heartbeat_interval,
+            self.heartbeat_timeout,
+            self.auth_timeout,
+            self.handshake_timeout,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(500))
+    }
+}

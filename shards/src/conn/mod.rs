@@ -1,0 +1,130 @@
+//! One client connection: its record in the shard's table, and the task that drives its socket.
+//!
+//! The record ([`Conn`]) is the per-connection memory budget: every field is counted, and an idle,
+//! identified connection holds no heap but its name and its subscriptions. The task ([`task`]) is a
+//! hand-written future that owns the socket and polls reads and writes in one place.
+
+pub mod outq;
+pub mod ratelimit;
+pub mod table;
+pub mod task;
+
+use std::{sync::Arc, task::Waker};
+
+use crate::ws::{CloseReason, decode::Decoder};
+use outq::OutQueue;
+use ratelimit::TokenBucket;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for the HTTP upgrade; holds the request bytes read so far.
+    Handshake(Vec<u8>),
+    /// Upgraded: WebSocket frames flow.
+    Open,
+    /// A close frame is queued or sent; the connection ends when it is flushed and the peer answers,
+    /// or at `deadline_ms`.
+    Closing {
+        /// Why it closes (metric label).
+        reason: CloseReason,
+        /// When it is dropped whatever happens.
+        deadline_ms: u64,
+        /// The peer sent its close frame (or the socket reached EOF): no need to wait for it.
+        peer_done: bool,
+        /// The input stream can no longer be parsed (after a protocol error): bytes read are discarded
+        /// until EOF or the deadline (a lingering close, so the client sees the close frame, not a reset).
+        desync: bool,
+    },
+}
+
+/// A connection's record in its shard's table.
+#[derive(Debug)]
+pub struct Conn {
+    /// Life stage.
+    pub phase: Phase,
+    /// The identified user; `None` until identify succeeds.
+    pub user: Option<Arc<str>>,
+    /// Session id given in `ready`.
+    pub session: u64,
+    /// Incomplete frame or fragmented message; empty while idle.
+    pub decoder: Decoder,
+    /// Frames waiting to be written.
+    pub out: OutQueue,
+    /// Channels this connection subscribes to (for cleanup on close).
+    pub subs: Vec<Arc<str>>,
+    /// Message rate limit.
+    pub bucket: TokenBucket,
+    /// When the connection was accepted (shard clock, ms).
+    pub opened_ms: u64,
+    /// Last frame received (shard clock, ms).
+    pub last_rx_ms: u64,
+    /// Last server ping sent (shard clock, ms).
+    pub last_ping_ms: u64,
+    /// Tick of this connection's live timer-wheel entry (other entries are stale).
+    pub timer_at: u64,
+    /// The task to wake when frames are queued or the connection must close; set by the task.
+    pub waker: Option<Waker>,
+    /// Drop the socket now, without flushing (handshake timeout, close deadline passed).
+    pub abort: bool,
+    /// Accepted past the node's connection cap: after the upgrade it is closed with 1013.
+    pub over_capacity: bool,
+}
+
+impl Conn {
+    /// A freshly accepted connection.
+    pub fn new(now_ms: u64, bucket: TokenBucket, over_capacity: bool) -> Self {
+        Conn {
+            phase: Phase::Handshake(Vec::new()),
+            user: None,
+            session: 0,
+            decoder: Decoder::default(),
+            out: OutQueue::default(),
+            subs: Vec::new(),
+            bucket,
+            opened_ms: now_ms,
+            last_rx_ms: now_ms,
+            last_ping_ms: now_ms,
+            timer_at: 0,
+            waker: None,
+            abort: false,
+            over_capacity,
+        }
+    }
+
+    /// True once the close frame is queued (or the connection is going anyway).
+    pub fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. }) || self.abort
+    }
+
+    /// Wakes the connection's task.
+    pub fn wake(&self) {
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Heap bytes held by this connection's record (for the memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        let user = self.user.as_ref().map_or(0, |u| u.len() + 16);
+        let subs = self.subs.capacity() * std::mem::size_of::<Arc<str>>();
+        let handshake = match &self.phase {
+            Phase::Handshake(b) => b.capacity(),
+            _ => 0,
+        };
+        user + subs + handshake + self.decoder.heap_bytes() + self.out.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_stays_small() {
+        // The per-connection budget: the record itself must stay well under 256 bytes.
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 256, "Conn is {size} bytes");
+        let c = Conn::new(0, TokenBucket::new(100, 200, 0), false);
+        assert_eq!(c.heap_bytes(), 0);
+    }
+}

@@ -1,0 +1,196 @@
+//! A client's request, from parsed frame to effect: the protocol's rules for one connection.
+//!
+//! Called from the connection's task with the shard state borrowed. Every outcome is a frame queued to
+//! the connection (reply, ack or error) or a close; nothing a client sends can panic the shard.
+
+use std::sync::Arc;
+
+use simd_json::BorrowedValue;
+
+use crate::{
+    ids::ConnId,
+    messages::ReplyTo,
+    protocol::{ErrorCode, Request, RequestError, encode, parse_value},
+    route,
+    shard::{Shard, ShardState},
+    ws::CloseReason,
+};
+
+/// Handles one complete data message (text or binary) from `conn`.
+pub fn on_message(shard: &Shard, st: &mut ShardState, conn: ConnId, payload: &mut [u8], now: u64) {
+    let Some(c) = st.conns.get_mut(conn) else {
+        return;
+    };
+    if !c.bucket.take(now) {
+        shard.metrics.rate_limited.increment(1);
+        let frame = encode::error(
+            None,
+            ErrorCode::RateLimited,
+            "message rate over the limit; frame dropped",
+        );
+        st.conns.enqueue(conn, frame, now);
+        return;
+    }
+    let value = match parse_value(payload) {
+        Ok(v) => v,
+        Err(e) => return refuse(st, conn, &e, now),
+    };
+    let (id, request) = match Request::from_value(&value) {
+        Ok(r) => r,
+        Err(e) => return refuse(st, conn, &e, now),
+    };
+    let user = st.conns.get(conn).and_then(|c| c.user.clone());
+    let Some(user) = user else {
+        if request.allowed_anonymous() {
+            return anonymous(shard, st, conn, id, request, now);
+        }
+        let e = RequestError::new(id, ErrorCode::NotIdentified, "identify first");
+        return refuse(st, conn, &e, now);
+    };
+    let reply_to = || ReplyTo {
+        shard: shard.id,
+        conn,
+        id: id.map(Arc::from),
+    };
+    match request {
+        Request::Identify { .. } => refuse(
+            st,
+            conn,
+            &RequestError::new(id, ErrorCode::BadRequest, "already identified"),
+            now,
+        ),
+        Request::Ping => {
+            st.conns.enqueue(conn, encode::pong(id), now);
+        }
+        Request::Send { to, data } => {
+            let frame = encode::direct_message(&user, data);
+            route::send_to_user(shard, st, Arc::from(to), frame, reply_to(), now);
+        }
+        Request::Publish { channel, data } => {
+            publish(shard, st, &user, channel, data, reply_to(), now)
+        }
+        Request::Subscribe { channel } => subscribe(shard, st, conn, user, id, channel, now),
+        Request::Unsubscribe { channel } => {
+            let subscribed = st.conns.get_mut(conn).and_then(|c| {
+                let pos = c.subs.iter().position(|s| &**s == channel)?;
+                Some(c.subs.swap_remove(pos))
+            });
+            if let Some(channel) = subscribed {
+                route::unsubscribed(shard, st, channel, user, conn, now);
+            }
+            st.conns
+                .enqueue(conn, encode::ack(id, "unsubscribed", None), now);
+        }
+        Request::PresenceUsers { users } => {
+            let users = users.into_iter().map(Arc::from).collect();
+            route::presence_users(shard, st, users, reply_to(), now);
+        }
+        Request::PresenceChannel { channel } => {
+            route::presence_channel(shard, st, Arc::from(channel), reply_to(), now)
+        }
+    }
+}
+
+/// The one request allowed before identify: identify itself.
+fn anonymous(
+    shard: &Shard,
+    st: &mut ShardState,
+    conn: ConnId,
+    id: Option<&str>,
+    request: Request<'_>,
+    now: u64,
+) {
+    let Request::Identify { user, token } = request else {
+        return;
+    };
+    match shard.config.auth.identify(user, token) {
+        Ok(name) => {
+            let user: Arc<str> = Arc::from(name);
+            let session = shard.new_session(st);
+            if let Some(c) = st.conns.get_mut(conn) {
+                c.user = Some(user.clone());
+                c.session = session;
+            }
+            route::user_connected(shard, st, &user, conn, now);
+            let session = format!("{session:016x}");
+            let heartbeat_ms = shard.config.heartbeat_interval.as_millis() as u64;
+            let frame = encode::ready(
+                id,
+                &user,
+                &session,
+                &shard.config.node_id,
+                shard.id,
+                heartbeat_ms,
+            );
+            st.conns.enqueue(conn, frame, now);
+        }
+        Err(e) => {
+            let message = e.to_string();
+            if e.client_code() == ErrorCode::BadRequest.as_str() {
+                // A malformed identify: the client may correct it and retry.
+                st.conns.enqueue(
+                    conn,
+                    encode::error(id, ErrorCode::BadRequest, &message),
+                    now,
+                );
+            } else {
+                st.conns.enqueue(
+                    conn,
+                    encode::error(id, ErrorCode::Unauthorized, &message),
+                    now,
+                );
+                st.conns.close(conn, CloseReason::Policy, now);
+            }
+        }
+    }
+}
+
+/// Subscribes `conn` to `channel` (idempotent), within the per-connection cap.
+fn subscribe(
+    shard: &Shard,
+    st: &mut ShardState,
+    conn: ConnId,
+    user: Arc<str>,
+    id: Option<&str>,
+    channel: &str,
+    now: u64,
+) {
+    let max = shard.config.max_subscriptions;
+    let Some(c) = st.conns.get_mut(conn) else {
+        return;
+    };
+    if c.subs.iter().any(|s| &**s == channel) {
+        st.conns
+            .enqueue(conn, encode::ack(id, "subscribed", None), now);
+        return;
+    }
+    if c.subs.len() >= max {
+        let e = RequestError::new(id, ErrorCode::BadRequest, "subscription limit reached");
+        return refuse(st, conn, &e, now);
+    }
+    let channel: Arc<str> = Arc::from(channel);
+    c.subs.push(channel.clone());
+    route::subscribed(shard, st, channel, user, conn, now);
+    st.conns
+        .enqueue(conn, encode::ack(id, "subscribed", None), now);
+}
+
+/// Publishes `data` on `channel`, encoded once here.
+fn publish(
+    shard: &Shard,
+    st: &mut ShardState,
+    user: &str,
+    channel: &str,
+    data: &BorrowedValue<'_>,
+    reply_to: ReplyTo,
+    now: u64,
+) {
+    let frame = encode::channel_message(channel, user, data);
+    route::publish(shard, st, Arc::from(channel), frame, reply_to, now);
+}
+
+/// Queues the error frame for a refused request.
+fn refuse(st: &mut ShardState, conn: ConnId, e: &RequestError<'_>, now: u64) {
+    st.conns
+        .enqueue(conn, encode::error(e.id, e.code, &e.message), now);
+}

@@ -1,0 +1,98 @@
+//! Messages that cross shards.
+//!
+//! Every cross-shard interaction is one of these, pushed into the target's [`crate::inbox::Inbox`].
+//! They form a DAG per request (sender → owner → holder, and an ack back to the sender as a separate
+//! event carrying a correlation), so no shard ever waits on another. Frames travel as `Bytes`
+//! encoded once; names as `Arc<str>` so routing copies no strings.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::ids::ConnId;
+
+/// Where a reply goes: a connection on a shard, with the request's `id`.
+#[derive(Clone, Debug)]
+pub struct ReplyTo {
+    /// Shard holding the requesting connection.
+    pub shard: usize,
+    /// The requesting connection.
+    pub conn: ConnId,
+    /// The request's `id`, echoed in the reply.
+    pub id: Option<Arc<str>>,
+}
+
+/// A message for a shard.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// At the user's owner: one more connection of `user` on `shard`.
+    DirAdd { user: Arc<str>, shard: usize },
+    /// At the user's owner: one connection of `user` on `shard` is gone.
+    DirRemove { user: Arc<str>, shard: usize },
+    /// At the user's owner: deliver `frame` to every connection of `to`, then ack `reply`.
+    RouteUser {
+        to: Arc<str>,
+        frame: Bytes,
+        reply: ReplyTo,
+    },
+    /// At a holder: deliver `frame` to the local connections of `to`.
+    DeliverUser { to: Arc<str>, frame: Bytes },
+    /// At the channel's owner: one more subscribed connection of `user` on `shard`.
+    ChanSub {
+        channel: Arc<str>,
+        user: Arc<str>,
+        shard: usize,
+    },
+    /// At the channel's owner: one subscribed connection of `user` on `shard` left.
+    ChanUnsub {
+        channel: Arc<str>,
+        user: Arc<str>,
+        shard: usize,
+    },
+    /// At the channel's owner: fan `frame` out to every subscribing shard, then ack `reply`.
+    /// `self_subscribed`: the publishing connection is itself subscribed (excluded from the count).
+    RoutePublish {
+        channel: Arc<str>,
+        frame: Bytes,
+        reply: ReplyTo,
+        self_subscribed: bool,
+    },
+    /// At a subscribing shard: deliver `frame` to local subscribers of `channel` except `exclude`.
+    DeliverChannel {
+        channel: Arc<str>,
+        frame: Bytes,
+        exclude: Option<ConnId>,
+    },
+    /// At a connection's shard: queue a ready-made frame (acks, replies) to `conn`.
+    ToConn { conn: ConnId, frame: Bytes },
+    /// At a user owner: which of these users are online. `users` pairs each name with its position
+    /// in the original query.
+    PresenceQuery {
+        query: u64,
+        from: usize,
+        users: Vec<(usize, Arc<str>)>,
+    },
+    /// Back at the asking shard: answers to [`ShardMsg::PresenceQuery`].
+    PresenceAnswer {
+        query: u64,
+        online: Vec<(usize, bool)>,
+    },
+    /// At the channel's owner: who is subscribed; the owner answers `reply` with a presence frame.
+    ChannelPresence { channel: Arc<str>, reply: ReplyTo },
+    /// Stop accepting and close every connection with 1001.
+    Shutdown,
+    /// Test payload for the inbox itself.
+    #[doc(hidden)]
+    Probe(u64),
+}
+
+impl ShardMsg {
+    /// True for messages that may be dropped when the target is overloaded (payload deliveries);
+    /// false for state changes that must arrive for the tables to stay right.
+    pub fn droppable(&self) -> bool {
+        matches!(
+            self,
+            ShardMsg::DeliverUser { .. } | ShardMsg::DeliverChannel { .. }
+        )
+    }
+}

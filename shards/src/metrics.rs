@@ -1,0 +1,114 @@
+//! Metric names (all in one place) and a shard's cached handles.
+//!
+//! Every metric carries a `shard` label. A shard registers its handles once at start; afterwards an
+//! update is an uncontended atomic on a counter no other core touches.
+
+use metrics::{Counter, Gauge, counter, gauge};
+
+use crate::ws::CloseReason;
+
+/// Open client connections (gauge).
+pub const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+/// Accepted TCP connections.
+pub const CONNECTIONS_ACCEPTED: &str = "gateway_connections_accepted_total";
+/// Closed connections by `reason`.
+pub const CONNECTIONS_CLOSED: &str = "gateway_connections_closed_total";
+/// WebSocket frames received.
+pub const FRAMES_IN: &str = "gateway_frames_in_total";
+/// WebSocket frames sent.
+pub const FRAMES_OUT: &str = "gateway_frames_out_total";
+/// Bytes received from clients.
+pub const BYTES_IN: &str = "gateway_bytes_in_total";
+/// Bytes sent to clients.
+pub const BYTES_OUT: &str = "gateway_bytes_out_total";
+/// Messages routed, by `path` (`local` or `cross_shard`).
+pub const MESSAGES_ROUTED: &str = "gateway_messages_routed_total";
+/// Messages waiting in the shard's inbox (gauge, sampled every tick).
+pub const INBOX_DEPTH: &str = "gateway_inbox_depth";
+/// Payload messages dropped because a target inbox stayed full.
+pub const INBOX_DROPPED: &str = "gateway_inbox_dropped_total";
+/// Connections closed with 4008.
+pub const SLOW_CONSUMER_CLOSES: &str = "gateway_slow_consumer_closes_total";
+/// Failed HTTP upgrades by `reason`.
+pub const HANDSHAKE_FAILURES: &str = "gateway_handshake_failures_total";
+/// Frames refused by the rate limit.
+pub const RATE_LIMITED: &str = "gateway_rate_limited_total";
+/// accept() failures by `reason` (`emfile`, `other`).
+pub const ACCEPT_ERRORS: &str = "gateway_accept_errors_total";
+
+/// Handshake failure labels.
+pub const HANDSHAKE_REASONS: [&str; 8] = [
+    "timeout",
+    "too_large",
+    "bad_request",
+    "not_found",
+    "method",
+    "upgrade_required",
+    "version",
+    "io",
+];
+
+/// A shard's handles.
+pub struct ShardMetrics {
+    pub connections_open: Gauge,
+    pub accepted: Counter,
+    closed: Vec<Counter>,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub routed_local: Counter,
+    pub routed_cross: Counter,
+    pub inbox_depth: Gauge,
+    pub inbox_dropped: Counter,
+    pub slow_consumer: Counter,
+    handshake_failures: Vec<Counter>,
+    pub rate_limited: Counter,
+    pub accept_emfile: Counter,
+    pub accept_other: Counter,
+}
+
+impl ShardMetrics {
+    /// Registers the handles of shard `shard`.
+    pub fn register(shard: usize) -> Self {
+        let s = shard.to_string();
+        let closed = CloseReason::ALL
+            .iter()
+            .map(|r| counter!(CONNECTIONS_CLOSED, "shard" => s.clone(), "reason" => r.label()))
+            .collect();
+        let handshake_failures = HANDSHAKE_REASONS
+            .iter()
+            .map(|r| counter!(HANDSHAKE_FAILURES, "shard" => s.clone(), "reason" => *r))
+            .collect();
+        ShardMetrics {
+            connections_open: gauge!(CONNECTIONS_OPEN, "shard" => s.clone()),
+            accepted: counter!(CONNECTIONS_ACCEPTED, "shard" => s.clone()),
+            closed,
+            frames_in: counter!(FRAMES_IN, "shard" => s.clone()),
+            frames_out: counter!(FRAMES_OUT, "shard" => s.clone()),
+            bytes_in: counter!(BYTES_IN, "shard" => s.clone()),
+            bytes_out: counter!(BYTES_OUT, "shard" => s.clone()),
+            routed_local: counter!(MESSAGES_ROUTED, "shard" => s.clone(), "path" => "local"),
+            routed_cross: counter!(MESSAGES_ROUTED, "shard" => s.clone(), "path" => "cross_shard"),
+            inbox_depth: gauge!(INBOX_DEPTH, "shard" => s.clone()),
+            inbox_dropped: counter!(INBOX_DROPPED, "shard" => s.clone()),
+            slow_consumer: counter!(SLOW_CONSUMER_CLOSES, "shard" => s.clone()),
+            handshake_failures,
+            rate_limited: counter!(RATE_LIMITED, "shard" => s.clone()),
+            accept_emfile: counter!(ACCEPT_ERRORS, "shard" => s.clone(), "reason" => "emfile"),
+            accept_other: counter!(ACCEPT_ERRORS, "shard" => s, "reason" => "other"),
+        }
+    }
+
+    /// Counts a closed connection.
+    pub fn closed(&self, reason: CloseReason) {
+        self.closed[reason.index()].increment(1);
+    }
+
+    /// Counts a failed handshake; `reason` is one of [`HANDSHAKE_REASONS`].
+    pub fn handshake_failed(&self, reason: &str) {
+        if let Some(i) = HANDSHAKE_REASONS.iter().position(|r| *r == reason) {
+            self.handshake_failures[i].increment(1);
+        }
+    }
+}

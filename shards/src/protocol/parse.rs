@@ -1,0 +1,300 @@
+//! Client frames into typed requests, with every field rule of docs/PROTOCOL.md checked here.
+
+use simd_json::{BorrowedValue, prelude::*};
+
+use super::{ErrorCode, RequestError};
+
+/// Longest `id` echoed back.
+pub const MAX_ID_BYTES: usize = 64;
+/// Longest user or channel name.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Most users in one presence query.
+pub const MAX_PRESENCE_USERS: usize = 100;
+
+/// A valid client request; borrows from the parsed frame.
+#[derive(Debug)]
+pub enum Request<'a> {
+    /// Claim an identity: `user` in dev mode, `token` in JWT mode (checked by the caller).
+    Identify {
+        user: Option<&'a str>,
+        token: Option<&'a str>,
+    },
+    /// A direct message to every connection of `to`.
+    Send {
+        to: &'a str,
+        data: &'a BorrowedValue<'a>,
+    },
+    /// Join a channel.
+    Subscribe { channel: &'a str },
+    /// Leave a channel.
+    Unsubscribe { channel: &'a str },
+    /// A message to every subscriber of `channel` but the publishing connection.
+    Publish {
+        channel: &'a str,
+        data: &'a BorrowedValue<'a>,
+    },
+    /// Which of `users` are online.
+    PresenceUsers { users: Vec<&'a str> },
+    /// Who is subscribed to `channel`.
+    PresenceChannel { channel: &'a str },
+    /// Application-level ping.
+    Ping,
+}
+
+impl Request<'_> {
+    /// True for the ops allowed before identify (identify itself: nothing else is accepted).
+    pub fn allowed_anonymous(&self) -> bool {
+        matches!(self, Request::Identify { .. })
+    }
+}
+
+/// Parses a frame's bytes in place (simd-json mutates the buffer).
+pub fn parse_value(buf: &mut [u8]) -> Result<BorrowedValue<'_>, RequestError<'static>> {
+    simd_json::to_borrowed_value(buf)
+        .map_err(|_| RequestError::new(None, ErrorCode::BadRequest, "malformed JSON"))
+}
+
+impl<'a> Request<'a> {
+    /// Reads the request out of a parsed frame; returns its `id` too.
+    pub fn from_value(
+        value: &'a BorrowedValue<'a>,
+    ) -> Result<(Option<&'a str>, Request<'a>), RequestError<'a>> {
+        let Some(obj) = value.as_object() else {
+            return Err(RequestError::new(
+                None,
+                ErrorCode::BadRequest,
+                "a frame must be a JSON object",
+            ));
+        };
+        let id = match obj.get("id") {
+            None | Some(BorrowedValue::Static(simd_json::StaticNode::Null)) => None,
+            Some(v) => match v.as_str() {
+                Some(s) if s.len() <= MAX_ID_BYTES => Some(s),
+                Some(_) => {
+                    return Err(RequestError::new(
+                        None,
+                        ErrorCode::TooLarge,
+                        "id over 64 bytes",
+                    ));
+                }
+                None => {
+                    return Err(RequestError::new(
+                        None,
+                        ErrorCode::BadRequest,
+                        "id must be a string",
+                    ));
+                }
+            },
+        };
+        let err = |code, msg: &'static str| RequestError::new(id, code, msg);
+        let Some(op) = obj.get("op").and_then(|v| v.as_str()) else {
+            return Err(err(ErrorCode::BadRequest, "missing \"op\""));
+        };
+        let name = |field: &'static str, what: &'static str| -> Result<&'a str, RequestError<'a>> {
+            let v = obj
+                .get(field)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| err(ErrorCode::BadRequest, what))?;
+            check_name(v).map_err(|(code, msg)| err(code, msg))?;
+            Ok(v)
+        };
+        let data = || {
+            obj.get("data")
+                .ok_or_else(|| err(ErrorCode::BadRequest, "missing \"data\""))
+        };
+        let req = match op {
+            "identify" => Request::Identify {
+                user: obj.get("user").and_then(|v| v.as_str()),
+                token: obj.get("token").and_then(|v| v.as_str()),
+            },
+            "send" => Request::Send {
+                to: name("to", "\"to\" must be a user name")?,
+                data: data()?,
+            },
+            "subscribe" => Request::Subscribe {
+                channel: name("channel", "\"channel\" must be a string")?,
+            },
+            "unsubscribe" => Request::Unsubscribe {
+                channel: name("channel", "\"channel\" must be a string")?,
+            },
+            "publish" => Request::Publish {
+                channel: name("channel", "\"channel\" must be a string")?,
+                data: data()?,
+            },
+            "presence" => presence(obj, id)?,
+            "ping" => Request::Ping,
+            _ => return Err(err(ErrorCode::UnknownOp, "unknown op")),
+        };
+        Ok((id, req))
+    }
+}
+
+/// The two shapes of `presence`: by `users` or by `channel`.
+fn presence<'a>(
+    obj: &'a simd_json::borrowed::Object<'a>,
+    id: Option<&'a str>,
+) -> Result<Request<'a>, RequestError<'a>> {
+    let err = |code, msg: &'static str| RequestError::new(id, code, msg);
+    if let Some(list) = obj.get("users") {
+        let Some(arr) = list.as_array() else {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "\"users\" must be an array of names",
+            ));
+        };
+        if arr.len() > MAX_PRESENCE_USERS {
+            return Err(err(
+                ErrorCode::TooLarge,
+                "at most 100 users per presence query",
+            ));
+        }
+        let mut users = Vec::with_capacity(arr.len());
+        for u in arr {
+            let u = u
+                .as_str()
+                .ok_or_else(|| err(ErrorCode::BadRequest, "\"users\" must be an array of names"))?;
+            check_name(u).map_err(|(code, msg)| err(code, msg))?;
+            users.push(u);
+        }
+        return Ok(Request::PresenceUsers { users });
+    }
+    match obj.get("channel").and_then(|v| v.as_str()) {
+        Some(channel) => {
+            check_name(channel).map_err(|(code, msg)| err(code, msg))?;
+            Ok(Request::PresenceChannel { channel })
+        }
+        None => Err(err(
+            ErrorCode::BadRequest,
+            "presence needs \"users\" or \"channel\"",
+        )),
+    }
+}
+
+/// The rule for user and channel names: 1..=128 bytes, no control characters.
+pub fn check_name(name: &str) -> Result<(), (ErrorCode, &'static str)> {
+    if name.is_empty() {
+        return Err((ErrorCode::BadRequest, "empty name"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err((ErrorCode::TooLarge, "name over 128 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err((ErrorCode::BadRequest, "control character in name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> Result<(Option<String>, String), (Option<String>, ErrorCode)> {
+        let mut buf = json.as_bytes().to_vec();
+        let v = parse_value(&mut buf).map_err(|e| (None, e.code))?;
+        match Request::from_value(&v) {
+            Ok((id, r)) => Ok((id.map(String::from), format!("{r:?}"))),
+            Err(e) => Err((e.id.map(String::from), e.code)),
+        }
+    }
+
+    #[test]
+    fn every_op_parses() {
+        let (id, r) = req(r#"{"op":"identify","id":"i","user":"alice"}"#).unwrap();
+        assert_eq!(id.as_deref(), Some("i"));
+        assert!(r.contains("Identify") && r.contains("alice"));
+        assert!(
+            req(r#"{"op":"send","id":"m1","to":"bob","data":{"x":[1,2]}}"#)
+                .unwrap()
+                .1
+                .starts_with("Send")
+        );
+        assert!(
+            req(r#"{"op":"subscribe","channel":"room:1"}"#)
+                .unwrap()
+                .1
+                .starts_with("Subscribe")
+        );
+        assert!(
+            req(r#"{"op":"unsubscribe","channel":"room:1"}"#)
+                .unwrap()
+                .1
+                .starts_with("Unsubscribe")
+        );
+        assert!(
+            req(r#"{"op":"publish","channel":"c","data":null}"#)
+                .unwrap()
+                .1
+                .starts_with("Publish")
+        );
+        assert!(
+            req(r#"{"op":"presence","users":["a","b"]}"#)
+                .unwrap()
+                .1
+                .contains("[\"a\", \"b\"]")
+        );
+        assert!(
+            req(r#"{"op":"presence","channel":"c"}"#)
+                .unwrap()
+                .1
+                .starts_with("PresenceChannel")
+        );
+        assert_eq!(
+            req(r#"{"op":"ping","id":"x"}"#).unwrap(),
+            (Some("x".into()), "Ping".into())
+        );
+    }
+
+    #[test]
+    fn bad_requests_carry_their_id_and_code() {
+        assert_eq!(req("{not json").unwrap_err(), (None, ErrorCode::BadRequest));
+        assert_eq!(req("[1,2]").unwrap_err(), (None, ErrorCode::BadRequest));
+        assert_eq!(
+            req(r#"{"id":"a"}"#).unwrap_err(),
+            (Some("a".into()), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            req(r#"{"op":"fly","id":"b"}"#).unwrap_err(),
+            (Some("b".into()), ErrorCode::UnknownOp)
+        );
+        assert_eq!(
+            req(r#"{"op":"send","id":"c","to":"bob"}"#).unwrap_err().1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            req(r#"{"op":"send","to":"","data":1}"#).unwrap_err().1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            req(r#"{"op":"send","to":"a\u0001","data":1}"#)
+                .unwrap_err()
+                .1,
+            ErrorCode::BadRequest
+        );
+        let long = format!(r#"{{"op":"subscribe","channel":"{}"}}"#, "x".repeat(129));
+        assert_eq!(req(&long).unwrap_err().1, ErrorCode::TooLarge);
+        assert_eq!(
+            req(r#"{"op":"ping","id":5}"#).unwrap_err().1,
+            ErrorCode::BadRequest
+        );
+        let many: Vec<String> = (0..101).map(|i| format!("\"u{i}\"")).collect();
+        let q = format!(r#"{{"op":"presence","users":[{}]}}"#, many.join(","));
+        assert_eq!(req(&q).unwrap_err().1, ErrorCode::TooLarge);
+        assert_eq!(
+            req(r#"{"op":"presence"}"#).unwrap_err().1,
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn only_identify_is_anonymous() {
+        let mut buf = br#"{"op":"identify","user":"a"}"#.to_vec();
+        let v = parse_value(&mut buf).unwrap();
+        assert!(Request::from_value(&v).unwrap().1.allowed_anonymous());
+        let mut buf = br#"{"op":"ping"}"#.to_vec();
+        let v = parse_value(&mut buf).unwrap();
+        assert!(!Request::from_value(&v).unwrap().1.allowed_anonymous());
+        let mut buf = br#"{"op":"subscribe","channel":"c"}"#.to_vec();
+        let v = parse_value(&mut buf).unwrap();
+        assert!(!Request::from_value(&v).unwrap().1.allowed_anonymous());
+    }
+}

@@ -1,0 +1,464 @@
+//! Routing: where a message goes once it has entered the node, and the inbox messages that carry it.
+//!
+//! Every route tries the local fast path first: if this shard owns the user or channel, the owner step
+//! runs in place; if this shard holds the recipients, delivery is a queue push. Only what lives
+//! elsewhere crosses an inbox, and then exactly one hop per step.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{
+    ids::{ConnId, owner_of},
+    messages::{ReplyTo, ShardMsg},
+    protocol::encode,
+    shard::{Shard, ShardState, begin_shutdown},
+};
+
+/// Handles one message from the inbox.
+pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
+    match msg {
+        ShardMsg::DirAdd {
+            user,
+            shard: holder,
+        } => st.directory.add(user, holder),
+        ShardMsg::DirRemove {
+            user,
+            shard: holder,
+        } => st.directory.remove(&user, holder),
+        ShardMsg::RouteUser { to, frame, reply } => {
+            route_user_at_owner(shard, st, to, frame, reply, now)
+        }
+        ShardMsg::DeliverUser { to, frame } => deliver_user_local(shard, st, &to, &frame, now),
+        ShardMsg::ChanSub {
+            channel,
+            user,
+            shard: holder,
+        } => st.index.subscribe(channel, user, holder),
+        ShardMsg::ChanUnsub {
+            channel,
+            user,
+            shard: holder,
+        } => st.index.unsubscribe(&channel, &user, holder),
+        ShardMsg::RoutePublish {
+            channel,
+            frame,
+            reply,
+            self_subscribed,
+        } => publish_at_owner(shard, st, channel, frame, reply, self_subscribed, now),
+        ShardMsg::DeliverChannel {
+            channel,
+            frame,
+            exclude,
+        } => deliver_channel_local(shard, st, &channel, &frame, exclude, now),
+        ShardMsg::ToConn { conn, frame } => {
+            st.conns.enqueue(conn, frame, now);
+        }
+        ShardMsg::PresenceQuery { query, from, users } => {
+            let online = users
+                .into_iter()
+                .map(|(i, u)| (i, st.directory.is_online(&u)))
+                .collect();
+            st.mesh
+                .send(from, ShardMsg::PresenceAnswer { query, online });
+        }
+        ShardMsg::PresenceAnswer { query, online } => presence_answer(st, query, online, now),
+        ShardMsg::ChannelPresence { channel, reply } => {
+            channel_presence_at_owner(shard, st, &channel, reply, now)
+        }
+        ShardMsg::Shutdown => begin_shutdown(shard, st, now),
+        ShardMsg::Probe(_) => {}
+    }
+}
+
+/// Sends `msg` to `owner`, or runs it here when this shard is the owner.
+///
+/// Running in place must not overtake what other shards already sent us: a subscription or identify
+/// acked to its client sits in our inbox before any request that client's peers make because of it.
+/// So the inbox is drained first; the local fast path keeps the causal order the inbox path has.
+fn to_owner(shard: &Shard, st: &mut ShardState, owner: usize, msg: ShardMsg, now: u64) {
+    if owner == shard.id {
+        catch_up(shard, st, now);
+        handle(shard, st, msg, now);
+    } else {
+        st.mesh.send(owner, msg);
+    }
+}
+
+/// Applies every message already in this shard's inbox (see [`to_owner`]).
+fn catch_up(shard: &Shard, st: &mut ShardState, now: u64) {
+    while let Some(msg) = shard.inbox.pop() {
+        handle(shard, st, msg, now);
+    }
+}
+
+/// Queues a reply frame to the connection in `reply`, wherever it is.
+pub fn reply(shard: &Shard, st: &mut ShardState, reply: &ReplyTo, frame: Bytes, now: u64) {
+    if reply.shard == shard.id {
+        st.conns.enqueue(reply.conn, frame, now);
+    } else {
+        st.mesh.send(
+            reply.shard,
+            ShardMsg::ToConn {
+                conn: reply.conn,
+                frame,
+            },
+        );
+    }
+}
+
+/// A connection of `user` is now identified on this shard.
+pub fn user_connected(shard: &Shard, st: &mut ShardState, user: &Arc<str>, conn: ConnId, now: u64) {
+    st.users.add(user.clone(), conn);
+    let owner = owner_of(user, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::DirAdd {
+            user: user.clone(),
+            shard: shard.id,
+        },
+        now,
+    );
+}
+
+/// A connection of `user` on this shard is gone: local tables, then the owners.
+pub fn conn_gone(
+    shard: &Shard,
+    st: &mut ShardState,
+    conn: ConnId,
+    user: Arc<str>,
+    subs: Vec<Arc<str>>,
+    now: u64,
+) {
+    for channel in subs {
+        st.channels.remove(&channel, conn);
+        let owner = owner_of(&channel, shard.config.shards);
+        to_owner(
+            shard,
+            st,
+            owner,
+            ShardMsg::ChanUnsub {
+                channel,
+                user: user.clone(),
+                shard: shard.id,
+            },
+            now,
+        );
+    }
+    st.users.remove(&user, conn);
+    let owner = owner_of(&user, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::DirRemove {
+            user,
+            shard: shard.id,
+        },
+        now,
+    );
+}
+
+/// Entry of a direct message: to the recipient's owner shard.
+pub fn send_to_user(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: Arc<str>,
+    frame: Bytes,
+    reply: ReplyTo,
+    now: u64,
+) {
+    let owner = owner_of(&to, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::RouteUser { to, frame, reply },
+        now,
+    );
+}
+
+/// Owner step of a direct message: to every holding shard, then the ack.
+fn route_user_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: Arc<str>,
+    frame: Bytes,
+    reply_to: ReplyTo,
+    now: u64,
+) {
+    let holders = st.directory.holders(&to).cloned().unwrap_or_default();
+    let mut conns = 0u64;
+    for &(holder, n) in &holders {
+        conns += n as u64;
+        let holder = holder as usize;
+        if holder == shard.id {
+            deliver_user_local(shard, st, &to, &frame, now);
+        } else {
+            shard.metrics.routed_cross.increment(1);
+            st.mesh.send(
+                holder,
+                ShardMsg::DeliverUser {
+                    to: to.clone(),
+                    frame: frame.clone(),
+                },
+            );
+        }
+    }
+    let status = if conns > 0 { "delivered" } else { "offline" };
+    let ack = encode::ack(reply_to.id.as_deref(), status, Some(conns));
+    reply(shard, st, &reply_to, ack, now);
+}
+
+/// Holder step of a direct message: every local connection of `to`.
+fn deliver_user_local(shard: &Shard, st: &mut ShardState, to: &str, frame: &Bytes, now: u64) {
+    let ShardState { users, conns, .. } = st;
+    for &conn in users.get(to) {
+        shard.metrics.routed_local.increment(1);
+        conns.enqueue(conn, frame.clone(), now);
+    }
+}
+
+/// Entry of a channel publish: to the channel's owner shard.
+pub fn publish(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    frame: Bytes,
+    reply: ReplyTo,
+    now: u64,
+) {
+    let self_subscribed = st.channels.contains(&channel, reply.conn);
+    let owner = owner_of(&channel, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::RoutePublish {
+            channel,
+            frame,
+            reply,
+            self_subscribed,
+        },
+        now,
+    );
+}
+
+/// Owner step of a publish: to every subscribing shard (excluding the publisher), then the ack.
+fn publish_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    frame: Bytes,
+    reply_to: ReplyTo,
+    self_subscribed: bool,
+    now: u64,
+) {
+    let (targets, total) = match st.index.get(&channel) {
+        Some(entry) => (entry.shards.clone(), entry.connections()),
+        None => Default::default(),
+    };
+    for &(target, _) in &targets {
+        let target = target as usize;
+        let exclude = (target == reply_to.shard).then_some(reply_to.conn);
+        if target == shard.id {
+            deliver_channel_local(shard, st, &channel, &frame, exclude, now);
+        } else {
+            shard.metrics.routed_cross.increment(1);
+            st.mesh.send(
+                target,
+                ShardMsg::DeliverChannel {
+                    channel: channel.clone(),
+                    frame: frame.clone(),
+                    exclude,
+                },
+            );
+        }
+    }
+    let reached = total - u64::from(self_subscribed && total > 0);
+    let ack = encode::ack(reply_to.id.as_deref(), "published", Some(reached));
+    reply(shard, st, &reply_to, ack, now);
+}
+
+/// Subscriber step of a publish: every local subscriber but `exclude`.
+fn deliver_channel_local(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: &str,
+    frame: &Bytes,
+    exclude: Option<ConnId>,
+    now: u64,
+) {
+    let ShardState {
+        channels, conns, ..
+    } = st;
+    for conn in channels.subscribers(channel) {
+        if Some(conn) != exclude {
+            shard.metrics.routed_local.increment(1);
+            conns.enqueue(conn, frame.clone(), now);
+        }
+    }
+}
+
+/// A connection subscribed: local table, then the channel's owner.
+pub fn subscribed(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    user: Arc<str>,
+    conn: ConnId,
+    now: u64,
+) {
+    st.channels.add(channel.clone(), conn);
+    let owner = owner_of(&channel, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::ChanSub {
+            channel,
+            user,
+            shard: shard.id,
+        },
+        now,
+    );
+}
+
+/// A connection unsubscribed: local table, then the channel's owner.
+pub fn unsubscribed(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    user: Arc<str>,
+    conn: ConnId,
+    now: u64,
+) {
+    st.channels.remove(&channel, conn);
+    let owner = owner_of(&channel, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::ChanUnsub {
+            channel,
+            user,
+            shard: shard.id,
+        },
+        now,
+    );
+}
+
+/// Presence of `users`: answered here for users this shard owns, by their owners for the rest.
+pub fn presence_users(
+    shard: &Shard,
+    st: &mut ShardState,
+    users: Vec<Arc<str>>,
+    reply_to: ReplyTo,
+    now: u64,
+) {
+    catch_up(shard, st, now);
+    let n = shard.config.shards;
+    let mut answers: Vec<(Arc<str>, bool)> = Vec::with_capacity(users.len());
+    let mut remote: Vec<Vec<(usize, Arc<str>)>> = vec![Vec::new(); n];
+    for (i, user) in users.into_iter().enumerate() {
+        let owner = owner_of(&user, n);
+        let online = owner == shard.id && st.directory.is_online(&user);
+        if owner != shard.id {
+            remote[owner].push((i, user.clone()));
+        }
+        answers.push((user, online));
+    }
+    let remaining = remote.iter().filter(|r| !r.is_empty()).count();
+    if remaining == 0 {
+        let frame = encode::presence_users(
+            reply_to.id.as_deref(),
+            answers.iter().map(|(u, o)| (&**u, *o)),
+        );
+        st.conns.enqueue(reply_to.conn, frame, now);
+        return;
+    }
+    st.next_query += 1;
+    let query = st.next_query;
+    st.presence.insert(
+        query,
+        crate::shard::PendingPresence {
+            conn: reply_to.conn,
+            id: reply_to.id,
+            users: answers,
+            remaining,
+        },
+    );
+    for (owner, users) in remote.into_iter().enumerate() {
+        if !users.is_empty() {
+            st.mesh.send(
+                owner,
+                ShardMsg::PresenceQuery {
+                    query,
+                    from: shard.id,
+                    users,
+                },
+            );
+        }
+    }
+}
+
+/// An owner's answer to a presence query; the reply goes out with the last one.
+fn presence_answer(st: &mut ShardState, query: u64, online: Vec<(usize, bool)>, now: u64) {
+    let Some(pending) = st.presence.get_mut(&query) else {
+        return;
+    };
+    for (i, on) in online {
+        if let Some(slot) = pending.users.get_mut(i) {
+            slot.1 = on;
+        }
+    }
+    pending.remaining -= 1;
+    if pending.remaining > 0 {
+        return;
+    }
+    let Some(done) = st.presence.remove(&query) else {
+        return;
+    };
+    let frame = encode::presence_users(
+        done.id.as_deref(),
+        done.users.iter().map(|(u, o)| (&**u, *o)),
+    );
+    st.conns.enqueue(done.conn, frame, now);
+}
+
+/// Presence of a channel: asked of its owner.
+pub fn presence_channel(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    reply: ReplyTo,
+    now: u64,
+) {
+    let owner = owner_of(&channel, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::ChannelPresence { channel, reply },
+        now,
+    );
+}
+
+/// Owner step of a channel presence query.
+fn channel_presence_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: &str,
+    reply_to: ReplyTo,
+    now: u64,
+) {
+    let frame = match st.index.get(channel) {
+        Some(entry) => {
+            encode::presence_channel(reply_to.id.as_deref(), channel, &entry.users_sorted())
+        }
+        None => encode::presence_channel(reply_to.id.as_deref(), channel, &[]),
+    };
+    reply(shard, st, &reply_to, frame, now);
+}

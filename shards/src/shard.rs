@@ -1,0 +1,390 @@
+//! One shard: everything a core owns, and the three long-lived tasks that run it.
+//!
+//! A [`Shard`] is created inside its executor and never leaves it (nothing here is `Send`). Its mutable
+//! state sits in one `RefCell<ShardState>`, borrowed for the length of one poll or one batch and never
+//! across an `await`, so there is no way for two tasks to see it half-updated. Tasks:
+//! - the accept loop (its own SO_REUSEPORT listener),
+//! - the inbox drain (messages from other shards and the control thread),
+//! - the tick (timer-wheel visits, gauges, overflow retries, shutdown progress),
+//!
+//! plus one [`crate::conn::task::ConnTask`] per connection.
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    io,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use glommio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::{
+    NodeStatus,
+    config::ShardConfig,
+    conn::{
+        Conn, Phase,
+        ratelimit::TokenBucket,
+        table::{ConnTable, Enqueued},
+        task::ConnTask,
+    },
+    ids::ConnId,
+    inbox::Inbox,
+    mesh::Mesh,
+    metrics::ShardMetrics,
+    routing::{
+        channels::ChannelIndex,
+        directory::Directory,
+        local::{LocalChannels, LocalUsers},
+    },
+    signal::LocalSignal,
+    ws::CloseReason,
+};
+
+/// Size of the shard-wide read buffer every connection reads into.
+pub const READ_SCRATCH: usize = 64 * 1024;
+/// Most bytes gathered into one write.
+pub const WRITE_GATHER: usize = 64 * 1024;
+/// Connections past the cap that may be held at once just to be told 1013; beyond it they are dropped.
+const MAX_REJECTING: usize = 256;
+
+/// A presence-by-users query waiting for answers from other owner shards.
+pub struct PendingPresence {
+    /// The asking connection.
+    pub conn: ConnId,
+    /// The request's id.
+    pub id: Option<Arc<str>>,
+    /// The users asked about, in order, with their answer so far.
+    pub users: Vec<(Arc<str>, bool)>,
+    /// Owner shards that have not answered yet.
+    pub remaining: usize,
+}
+
+/// The mutable state of a shard.
+pub struct ShardState {
+    /// Connections and their timers.
+    pub conns: ConnTable,
+    /// Local connections by user.
+    pub users: LocalUsers,
+    /// Local subscribers by channel.
+    pub channels: LocalChannels,
+    /// Directory entries of the users this shard owns.
+    pub directory: Directory,
+    /// Subscriber maps of the channels this shard owns.
+    pub index: ChannelIndex,
+    /// Sending side towards the other shards.
+    pub mesh: Mesh,
+    /// Presence queries waiting for other shards, by query id.
+    pub presence: HashMap<u64, PendingPresence>,
+    /// Next presence query id.
+    pub next_query: u64,
+    /// Next session counter.
+    pub next_session: u32,
+    /// Connections held past the cap (to send them 1013).
+    pub rejecting: usize,
+    /// Set when shutdown began: when the shard must be done at the latest.
+    pub shutdown_deadline_ms: Option<u64>,
+    /// `mesh.dropped` already reported to the metric.
+    pub dropped_reported: u64,
+}
+
+/// Reusable I/O buffers of a shard, shared by all its connections one poll at a time.
+pub struct IoBuffers {
+    /// Every read lands here; only an incomplete frame is copied out per connection.
+    pub read: Box<[u8]>,
+    /// Small queued frames are gathered here into one write.
+    pub write: Vec<u8>,
+}
+
+/// A shard: one core's share of the node.
+pub struct Shard {
+    /// Index of this shard.
+    pub id: usize,
+    /// Settings, shared by every shard.
+    pub config: Arc<ShardConfig>,
+    /// Node-wide readiness and connection count.
+    pub status: Arc<NodeStatus>,
+    /// This shard's metric handles.
+    pub metrics: ShardMetrics,
+    /// This shard's inbox.
+    pub inbox: Arc<Inbox>,
+    /// Mutable state.
+    pub state: RefCell<ShardState>,
+    /// Scratch buffers.
+    pub io: RefCell<IoBuffers>,
+    /// Random high bits of session ids, so they differ across restarts.
+    pub session_prefix: u64,
+    /// Start of the shard clock.
+    started: Instant,
+    /// Fired when the listener must stop.
+    pub stop_accepting: LocalSignal,
+    /// Fired when the shard is done (shutdown complete).
+    pub done: LocalSignal,
+}
+
+impl Shard {
+    /// Milliseconds since the shard started (the shard clock).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A new session id: random prefix, shard, counter.
+    pub fn new_session(&self, st: &mut ShardState) -> u64 {
+        st.next_session = st.next_session.wrapping_add(1);
+        (self.session_prefix << 40) | ((self.id as u64 & 0xff) << 32) | st.next_session as u64
+    }
+
+    /// A fresh token bucket per the configured rate.
+    pub fn bucket(&self, now_ms: u64) -> TokenBucket {
+        TokenBucket::new(
+            self.config.rate_limit_per_sec,
+            self.config.rate_limit_burst,
+            now_ms,
+        )
+    }
+}
+
+/// Runs shard `id` on the current executor until shutdown completes.
+pub async fn run(
+    id: usize,
+    config: Arc<ShardConfig>,
+    listener: TcpListener,
+    status: Arc<NodeStatus>,
+    inboxes: Arc<[Arc<Inbox>]>,
+) {
+    let metrics = ShardMetrics::register(id);
+    let tick = config.tick();
+    let conns = ConnTable::new(
+        tick.as_millis() as u64,
+        config.outbound_queue_bytes,
+        config.close_grace.as_millis() as u64,
+        metrics.slow_consumer.clone(),
+    );
+    let state = ShardState {
+        conns,
+        users: LocalUsers::default(),
+        channels: LocalChannels::default(),
+        directory: Directory::default(),
+        index: ChannelIndex::default(),
+        mesh: Mesh::new(id, inboxes.clone()),
+        presence: HashMap::new(),
+        next_query: 0,
+        next_session: 0,
+        rejecting: 0,
+        shutdown_deadline_ms: None,
+        dropped_reported: 0,
+    };
+    let shard = Rc::new(Shard {
+        id,
+        inbox: inboxes[id].clone(),
+        config,
+        status,
+        metrics,
+        state: RefCell::new(state),
+        io: RefCell::new(IoBuffers {
+            read: vec![0u8; READ_SCRATCH].into_boxed_slice(),
+            write: Vec::with_capacity(WRITE_GATHER),
+        }),
+        session_prefix: session_prefix(),
+        started: Instant::now(),
+        stop_accepting: LocalSignal::default(),
+        done: LocalSignal::default(),
+    });
+    glommio::spawn_local(accept_loop(shard.clone(), listener)).detach();
+    glommio::spawn_local(inbox_loop(shard.clone())).detach();
+    glommio::spawn_local(tick_loop(shard.clone(), tick)).detach();
+    shard.done.wait().await;
+    info!(shard = id, "shard stopped");
+}
+
+/// 24 random bits from the clock and pid.
+fn session_prefix() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ ((std::process::id() as u64) << 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40
+}
+
+/// Accepts connections until told to stop; never gives up on an error (EMFILE included).
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    shard.status.shard_accepting();
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stop_accepting.wait().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok(stream) => admit(&shard, stream),
+            Err(e) => {
+                let e = io::Error::from(e);
+                let emfile = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+                if emfile {
+                    shard.metrics.accept_emfile.increment(1);
+                } else {
+                    shard.metrics.accept_other.increment(1);
+                }
+                if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                    warn!(shard = shard.id, error = %e, "accept failed; backing off");
+                    last_warning = Some(Instant::now());
+                }
+                // Out of descriptors: the pending connections wait in the backlog until some close.
+                glommio::timer::sleep(Duration::from_millis(if emfile { 50 } else { 5 })).await;
+            }
+        }
+    }
+    drop(listener);
+    shard.status.shard_stopped();
+}
+
+/// Registers an accepted socket and starts its task.
+fn admit(shard: &Rc<Shard>, stream: glommio::net::TcpStream) {
+    shard.metrics.accepted.increment(1);
+    let admitted = shard.status.try_admit();
+    let mut st = shard.state.borrow_mut();
+    if !admitted {
+        if st.rejecting >= MAX_REJECTING {
+            shard.metrics.closed(CloseReason::OverCapacity);
+            return; // dropping the stream closes it
+        }
+        st.rejecting += 1;
+    }
+    let _ = stream.set_nodelay(true);
+    let now = shard.now_ms();
+    let conn = Conn::new(now, shard.bucket(now), !admitted);
+    let id = st.conns.insert(
+        conn,
+        now + shard.config.handshake_timeout.as_millis() as u64,
+    );
+    drop(st);
+    shard.metrics.connections_open.increment(1.0);
+    glommio::spawn_local(ConnTask::new(shard.clone(), id, stream)).detach();
+}
+
+/// Drains the inbox in batches, forever.
+async fn inbox_loop(shard: Rc<Shard>) {
+    loop {
+        shard.inbox.ready().await;
+        {
+            let mut st = shard.state.borrow_mut();
+            let now = shard.now_ms();
+            for _ in 0..1024 {
+                let Some(msg) = shard.inbox.pop() else { break };
+                crate::route::handle(&shard, &mut st, msg, now);
+            }
+            st.mesh.flush();
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Visits due connections every tick; finishes the shard after shutdown.
+async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
+    let mut due = Vec::new();
+    loop {
+        glommio::timer::sleep(tick).await;
+        let now = shard.now_ms();
+        let mut st = shard.state.borrow_mut();
+        due.clear();
+        st.conns.wheel.advance(now, &mut due);
+        for &(id, at) in &due {
+            visit(&shard, &mut st, id, at, now);
+        }
+        st.mesh.flush();
+        shard.metrics.inbox_depth.set(shard.inbox.len() as f64);
+        let dropped = st.mesh.dropped;
+        shard
+            .metrics
+            .inbox_dropped
+            .increment(dropped - st.dropped_reported);
+        st.dropped_reported = dropped;
+        if let Some(deadline) = st.shutdown_deadline_ms
+            && (st.conns.is_empty() || now >= deadline)
+        {
+            drop(st);
+            shard.done.fire();
+            return;
+        }
+    }
+}
+
+/// A connection's timer visit: every deadline it has is checked here, then it is rescheduled.
+fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
+    let cfg = &shard.config;
+    let Some(conn) = st.conns.get_mut(id) else {
+        return;
+    };
+    if conn.timer_at != at {
+        return; // stale entry: the connection was rescheduled
+    }
+    let next = match conn.phase {
+        Phase::Handshake(_) => {
+            let deadline = conn.opened_ms + cfg.handshake_timeout.as_millis() as u64;
+            if now >= deadline {
+                shard.metrics.handshake_failed("timeout");
+                conn.abort = true;
+                conn.wake();
+                return;
+            }
+            deadline
+        }
+        Phase::Closing { deadline_ms, .. } => {
+            if now >= deadline_ms {
+                conn.abort = true;
+                conn.wake();
+                return;
+            }
+            deadline_ms
+        }
+        Phase::Open => {
+            let auth_deadline = conn.opened_ms + cfg.auth_timeout.as_millis() as u64;
+            if conn.user.is_none() && now >= auth_deadline {
+                st.conns.close(id, CloseReason::IdentifyTimeout, now);
+                return;
+            }
+            let silence_deadline = conn.last_rx_ms + cfg.heartbeat_timeout.as_millis() as u64;
+            if now >= silence_deadline {
+                st.conns.close(id, CloseReason::HeartbeatTimeout, now);
+                return;
+            }
+            let interval = cfg.heartbeat_interval.as_millis() as u64;
+            let mut ping = false;
+            if now >= conn.last_ping_ms + interval {
+                conn.last_ping_ms = now;
+                ping = true;
+            }
+            let mut next = (conn.last_ping_ms + interval).min(silence_deadline);
+            if conn.user.is_none() {
+                next = next.min(auth_deadline);
+            }
+            if ping
+                && st.conns.enqueue(id, crate::ws::encode::ping_frame(), now) != Enqueued::Queued
+            {
+                return; // closing now, with its own deadline scheduled
+            }
+            next
+        }
+    };
+    st.conns.schedule(id, next);
+}
+
+/// Begins this shard's shutdown: stop accepting, close everyone with 1001, finish by the deadline.
+pub fn begin_shutdown(shard: &Shard, st: &mut ShardState, now: u64) {
+    if st.shutdown_deadline_ms.is_some() {
+        return;
+    }
+    st.shutdown_deadline_ms = Some(now + shard.config.close_grace.as_millis() as u64 + 1000);
+    shard.stop_accepting.fire();
+    for id in st.conns.ids() {
+        st.conns.close(id, CloseReason::GoingAway, now);
+    }
+    info!(
+        shard = shard.id,
+        connections = st.conns.len(),
+        "shutting down"
+    );
+}

@@ -1,0 +1,132 @@
+//! Why a connection ends: one table from cause to close code, reason text and metric label.
+//!
+//! Every place that ends a connection names a [`CloseReason`]; the code sent on the wire, the short reason
+//! text in the close frame and the `reason` label of `gateway_connections_closed_total` all come from
+//! here, so the protocol document, the wire and the dashboards cannot disagree.
+
+/// The cause of a connection's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// 1000: the client closed normally (it sent a close frame first) or asked to.
+    Normal,
+    /// 1001: the node is shutting down.
+    GoingAway,
+    /// 1002: the client broke RFC 6455 (unmasked frame, bad opcode, bad control frame, ...).
+    ProtocolError,
+    /// 1007: a text message or close reason that is not UTF-8.
+    InvalidUtf8,
+    /// 1008: the Origin is not allowed or the token was refused.
+    Policy,
+    /// 1009: a frame or message over the configured size.
+    TooBig,
+    /// 1011: the server hit an internal error on this connection.
+    Internal,
+    /// 1013: the node is at its connection cap.
+    OverCapacity,
+    /// 4001: no identify within the auth timeout.
+    IdentifyTimeout,
+    /// 4008: the outbound queue went over its byte bound (the client does not read fast enough).
+    SlowConsumer,
+    /// 4009: nothing received for the heartbeat timeout.
+    HeartbeatTimeout,
+    /// No close frame: the peer reset or closed the TCP connection, or the handshake failed.
+    PeerGone,
+}
+
+impl CloseReason {
+    /// Every reason, for registering one metric handle each.
+    pub const ALL: [CloseReason; 12] = [
+        CloseReason::Normal,
+        CloseReason::GoingAway,
+        CloseReason::ProtocolError,
+        CloseReason::InvalidUtf8,
+        CloseReason::Policy,
+        CloseReason::TooBig,
+        CloseReason::Internal,
+        CloseReason::OverCapacity,
+        CloseReason::IdentifyTimeout,
+        CloseReason::SlowConsumer,
+        CloseReason::HeartbeatTimeout,
+        CloseReason::PeerGone,
+    ];
+
+    /// The close code sent on the wire.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::Normal | CloseReason::PeerGone => 1000,
+            CloseReason::GoingAway => 1001,
+            CloseReason::ProtocolError => 1002,
+            CloseReason::InvalidUtf8 => 1007,
+            CloseReason::Policy => 1008,
+            CloseReason::TooBig => 1009,
+            CloseReason::Internal => 1011,
+            CloseReason::OverCapacity => 1013,
+            CloseReason::IdentifyTimeout => 4001,
+            CloseReason::SlowConsumer => 4008,
+            CloseReason::HeartbeatTimeout => 4009,
+        }
+    }
+
+    /// The reason text sent in the close frame (short: a close payload holds at most 123 bytes of text).
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::Normal | CloseReason::PeerGone => "bye",
+            CloseReason::GoingAway => "server shutting down",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::InvalidUtf8 => "invalid utf-8",
+            CloseReason::Policy => "policy violation",
+            CloseReason::TooBig => "message too big",
+            CloseReason::Internal => "internal error",
+            CloseReason::OverCapacity => "over capacity, try again later",
+            CloseReason::IdentifyTimeout => "identify timeout",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::HeartbeatTimeout => "heartbeat timeout",
+        }
+    }
+
+    /// The `reason` label of `gateway_connections_closed_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Normal => "normal",
+            CloseReason::GoingAway => "going_away",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::InvalidUtf8 => "invalid_utf8",
+            CloseReason::Policy => "policy",
+            CloseReason::TooBig => "too_big",
+            CloseReason::Internal => "internal",
+            CloseReason::OverCapacity => "over_capacity",
+            CloseReason::IdentifyTimeout => "identify_timeout",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::PeerGone => "peer_gone",
+        }
+    }
+
+    /// Index into per-reason arrays (metric handles).
+    pub fn index(self) -> usize {
+        CloseReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_labels_are_distinct_where_they_must_be() {
+        let mut labels: Vec<_> = CloseReason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), CloseReason::ALL.len());
+        for (i, r) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(r.text().len() <= 123);
+        }
+        assert_eq!(CloseReason::SlowConsumer.code(), 4008);
+        assert_eq!(CloseReason::HeartbeatTimeout.code(), 4009);
+        assert_eq!(CloseReason::IdentifyTimeout.code(), 4001);
+    }
+}

@@ -1,0 +1,41 @@
+//! The command line: `gateway serve` and its flags, which override the config file and environment.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+/// Thread-per-core WebSocket gateway (io_uring, glommio).
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a gateway node (embedded single-node mode unless configured otherwise).
+    Serve(ServeArgs),
+}
+
+/// Flags of `gateway serve`; each overrides the same key of the config file and `GATEWAY_*`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file (see gateway.example.toml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// WebSocket listen address [default: 0.0.0.0:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin HTTP listen address [default: 0.0.0.0:9090].
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Number of shards (one per core) [default: every core the process may run on].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Node id reported to clients [default: <hostname>-<pid>].
+    #[arg(long)]
+    pub node_id: Option<String>,
+}

@@ -1,0 +1,587 @@
+//! Node configuration: the TOML file's keys, their defaults, and how the final value of each is chosen.
+//!
+//! Precedence is built-in defaults < TOML file < `GATEWAY_*` environment variables < CLI flags. This module
+//! does the first three ([`Config::load`]); the CLI layer sets fields afterwards and calls
+//! [`Config::validate`] again. An unknown key is an error at every layer, so a typo never silently falls
+//! back to a default. [`Config::default`] is the embedded single-node gateway. The operator's view of every
+//! key is `docs/CONFIGURATION.md`; `gateway.example.toml` is the full default file.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "GATEWAY_";
+/// Reserved for the log filter (tracing `EnvFilter` syntax); never a config key.
+pub const LOG_ENV: &str = "GATEWAY_LOG";
+
+/// Longest accepted `node_id`, in bytes.
+const MAX_NODE_ID_BYTES: usize = 128;
+/// Smallest accepted `websocket.max_header_bytes`: a minimal upgrade request is about 200 bytes.
+const MIN_HEADER_BYTES: usize = 256;
+/// Smallest accepted frame and message limit: the largest control-frame payload RFC 6455 allows.
+const MIN_PAYLOAD_BYTES: usize = 125;
+
+/// The whole node configuration. Field names are the TOML keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name of this node in `ready` replies and logs. Default `""`: `<hostname>-<pid>`
+    /// (see [`Config::node_id_or_default`]).
+    pub node_id: String,
+    /// WebSocket listen address. Default `0.0.0.0:8080`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Admin HTTP listen address (`/healthz`, `/readyz`, `/metrics`). Default `0.0.0.0:9090`.
+    pub admin: SocketAddr,
+    /// Number of shards (one thread pinned per core each). Default 0: one per CPU the process may run on.
+    pub shards: usize,
+    /// TCP accept backlog per listening socket, in connections. Default 65535 (the kernel caps it at
+    /// `net.core.somaxconn`).
+    pub backlog: u32,
+    /// Node-wide cap on open client connections. Default 0: soft `RLIMIT_NOFILE` minus a reserve.
+    pub max_connections: usize,
+    /// WebSocket handshake and framing limits.
+    pub websocket: WebSocketSection,
+    /// Per-connection resource limits.
+    pub limits: LimitsSection,
+    /// Server pings and the idle timeout.
+    pub heartbeat: HeartbeatSection,
+    /// Identify step and JWT keys.
+    pub auth: AuthSection,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSection,
+    /// Runtime (glommio) sizing.
+    pub runtime: RuntimeSection,
+}
+
+/// `[websocket]`: handshake and framing limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSection {
+    /// Time from accept to a completed upgrade, in milliseconds; then the TCP connection is closed.
+    /// Default 10000.
+    pub handshake_timeout_ms: u64,
+    /// Largest HTTP upgrade request head, in bytes; larger gets 431. Default 8192, minimum 256.
+    pub max_header_bytes: usize,
+    /// Largest single frame payload, in bytes; larger closes with 1009. Default 65536, minimum 125.
+    pub max_frame_bytes: usize,
+    /// Largest reassembled message, in bytes; larger closes with 1009. Default 65536, minimum 125.
+    pub max_message_bytes: usize,
+    /// Accepted `Origin` header values (exact match). Default empty: any Origin, or none, is accepted.
+    pub allowed_origins: Vec<String>,
+}
+
+/// `[limits]`: per-connection resource limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Bytes queued for a client that does not read before it is closed with 4008. Default 1048576.
+    pub outbound_queue_bytes: usize,
+    /// Sustained data frames per second per connection. Default 100; 0 disables the rate limit.
+    pub rate_limit_per_sec: u32,
+    /// Token-bucket size, in frames, allowed in a burst. Default 200; at least 1 when the limit is on.
+    pub rate_limit_burst: u32,
+    /// Channels one connection may be subscribed to at once. Default 256.
+    pub max_subscriptions: usize,
+}
+
+/// `[heartbeat]`: server pings and the idle timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatSection {
+    /// Interval between server pings, in milliseconds. Default 25000.
+    pub interval_ms: u64,
+    /// Silence from the client after which it is closed with 4009, in milliseconds; must exceed
+    /// `interval_ms`. Default 50000.
+    pub timeout_ms: u64,
+}
+
+/// `[auth]`: identify step and JWT keys. `Debug` redacts the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Time allowed between the upgrade and a successful `identify`, in milliseconds; then close 4001.
+    /// Default 10000.
+    pub timeout_ms: u64,
+    /// Shared HS256 secret. Default `""`; non-empty turns on JWT mode.
+    pub jwt_hs256_secret: String,
+    /// PEM file with the RS256 public key, relative to the working directory. Default `""`; non-empty
+    /// turns on JWT mode. Both keys may be set.
+    pub jwt_rs256_public_key_file: PathBuf,
+}
+
+/// `[shutdown]`: graceful shutdown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSection {
+    /// Time a closing connection gets to flush and finish the close handshake, in milliseconds.
+    /// Default 5000; 0 closes without waiting.
+    pub close_grace_ms: u64,
+}
+
+/// `[runtime]`: runtime sizing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// glommio `io_memory` per shard, in bytes. Default 0: derived from `RLIMIT_MEMLOCK`.
+    pub io_memory_bytes: usize,
+    /// Cross-shard inbox slots per shard, in messages. Default 65536.
+    pub inbox_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: String::new(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            shards: 0,
+            backlog: 65535,
+            max_connections: 0,
+            websocket: WebSocketSection::default(),
+            limits: LimitsSection::default(),
+            heartbeat: HeartbeatSection::default(),
+            auth: AuthSection::default(),
+            shutdown: ShutdownSection::default(),
+            runtime: RuntimeSection::default(),
+        }
+    }
+}
+
+impl Default for WebSocketSection {
+    fn default() -> Self {
+        WebSocketSection {
+            handshake_timeout_ms: 10_000,
+            max_header_bytes: 8192,
+            max_frame_bytes: 65536,
+            max_message_bytes: 65536,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            outbound_queue_bytes: 1 << 20,
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
+            max_subscriptions: 256,
+        }
+    }
+}
+
+impl Default for HeartbeatSection {
+    fn default() -> Self {
+        HeartbeatSection {
+            interval_ms: 25_000,
+            timeout_ms: 50_000,
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            timeout_ms: 10_000,
+            jwt_hs256_secret: String::new(),
+            jwt_rs256_public_key_file: PathBuf::new(),
+        }
+    }
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        ShutdownSection {
+            close_grace_ms: 5000,
+        }
+    }
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            io_memory_bytes: 0,
+            inbox_capacity: 65536,
+        }
+    }
+}
+
+impl fmt::Debug for AuthSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = if self.jwt_hs256_secret.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("AuthSection")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("jwt_hs256_secret", &secret)
+            .field("jwt_rs256_public_key_file", &self.jwt_rs256_public_key_file)
+            .finish()
+    }
+}
+
+impl WebSocketSection {
+    /// `handshake_timeout_ms` as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+impl HeartbeatSection {
+    /// `interval_ms` as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// `timeout_ms` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl AuthSection {
+    /// `timeout_ms` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// True when a JWT key is configured (JWT mode); false means dev mode (`identify` with `user`).
+    pub fn jwt_enabled(&self) -> bool {
+        !self.jwt_hs256_secret.is_empty() || !self.jwt_rs256_public_key_file.as_os_str().is_empty()
+    }
+}
+
+impl ShutdownSection {
+    /// `close_grace_ms` as a duration.
+    pub fn close_grace(&self) -> Duration {
+        Duration::from_millis(self.close_grace_ms)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The config file is not valid TOML, has an unknown key, or a value of the wrong type.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line, column and snippet).
+        message: String,
+    },
+    /// A `GATEWAY_*` variable matches no key or has a value of the wrong type.
+    Env {
+        /// The variable name.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Values that parse but make no sense, one message per problem.
+    Invalid(Vec<String>),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read config file {}: {source}", path.display())
+            }
+            ConfigError::Parse { path, message } => {
+                write!(f, "invalid config file {}: {message}", path.display())
+            }
+            ConfigError::Env { var, message } => write!(f, "environment variable {var}: {message}"),
+            ConfigError::Invalid(problems) => {
+                write!(f, "invalid configuration: {}", problems.join("; "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the `GATEWAY_*` entries of `env`, then [`Config::validate`].
+    ///
+    /// Pass `std::env::vars()` as `env` in the binary. `GATEWAY_LOG` is skipped (log filter); any other
+    /// `GATEWAY_*` name that matches no key is an error.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Defaults overridden by the keys present in the TOML file at `path` (not validated).
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Every environment variable name that sets a key, in key order.
+    pub fn env_names() -> Vec<String> {
+        let table =
+            toml::Table::try_from(Config::default()).expect("the default config serializes");
+        env_keys(&table).into_iter().map(|k| k.var).collect()
+    }
+
+    /// Applies the `GATEWAY_*` overrides in `env` (sorted by name, so errors are deterministic).
+    fn apply_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name != LOG_ENV)
+            .collect();
+        if vars.is_empty() {
+            return Ok(());
+        }
+        vars.sort();
+        let env_err = |var: &str, message: String| ConfigError::Env {
+            var: var.to_owned(),
+            message,
+        };
+        let mut table =
+            toml::Table::try_from(&*self).map_err(|e| env_err(&vars[0].0, e.to_string()))?;
+        let keys = env_keys(&table);
+        for (var, raw) in &vars {
+            let Some(key) = keys.iter().find(|k| &k.var == var) else {
+                let hint = keys
+                    .iter()
+                    .find(|k| k.var.starts_with(var.as_str()) || var.starts_with(k.var.as_str()))
+                    .map(|k| format!(" (did you mean {}?)", k.var))
+                    .unwrap_or_default();
+                return Err(env_err(var, format!("matches no configuration key{hint}")));
+            };
+            let slot = match &key.section {
+                Some(section) => table
+                    .get_mut(section)
+                    .and_then(toml::Value::as_table_mut)
+                    .and_then(|t| t.get_mut(&key.key)),
+                None => table.get_mut(&key.key),
+            };
+            let slot = slot.expect("env_keys lists only keys of this table");
+            *slot = parse_env_value(slot, raw).map_err(|m| env_err(var, m))?;
+            // Deserialize after each variable so a type or range error names the variable that caused it.
+            *self = table
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| env_err(var, e.message().to_owned()))?;
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work; reports every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+        let id = &self.node_id;
+        check(
+            id.len() <= MAX_NODE_ID_BYTES
+                && !id.chars().any(|c| c.is_whitespace() || c.is_control()),
+            format!(
+                "node_id {id:?} must be at most {MAX_NODE_ID_BYTES} bytes without spaces or control characters"
+            ),
+        );
+        let (l, a) = (self.listen, self.admin);
+        check(
+            l.port() == 0
+                || l.port() != a.port()
+                || (l.ip() != a.ip() && !l.ip().is_unspecified() && !a.ip().is_unspecified()),
+            format!("listen ({l}) and admin ({a}) must not use the same address"),
+        );
+        check(self.backlog >= 1, "backlog must be at least 1".into());
+        let ws = &self.websocket;
+        check(
+            ws.handshake_timeout_ms > 0,
+            "websocket.handshake_timeout_ms must be greater than 0".into(),
+        );
+        check(
+            ws.max_header_bytes >= MIN_HEADER_BYTES,
+            format!(
+                "websocket.max_header_bytes ({}) must be at least {MIN_HEADER_BYTES}",
+                ws.max_header_bytes
+            ),
+        );
+        for (key, value) in [
+            ("max_frame_bytes", ws.max_frame_bytes),
+            ("max_message_bytes", ws.max_message_bytes),
+        ] {
+            check(
+                value >= MIN_PAYLOAD_BYTES,
+                format!("websocket.{key} ({value}) must be at least {MIN_PAYLOAD_BYTES}"),
+            );
+        }
+        check(
+            ws.allowed_origins.iter().all(|o| !o.trim().is_empty()),
+            "websocket.allowed_origins must not contain an empty entry".into(),
+        );
+        let lim = &self.limits;
+        check(
+            lim.outbound_queue_bytes > 0,
+            "limits.outbound_queue_bytes must be greater than 0".into(),
+        );
+        check(
+            lim.rate_limit_per_sec == 0 || lim.rate_limit_burst >= 1,
+            "limits.rate_limit_burst must be at least 1 when limits.rate_limit_per_sec is not 0"
+                .into(),
+        );
+        check(
+            lim.max_subscriptions > 0,
+            "limits.max_subscriptions must be greater than 0".into(),
+        );
+        let hb = &self.heartbeat;
+        check(
+            hb.interval_ms > 0,
+            "heartbeat.interval_ms must be greater than 0".into(),
+        );
+        check(
+            hb.timeout_ms > hb.interval_ms,
+            format!(
+                "heartbeat.timeout_ms ({}) must be greater than heartbeat.interval_ms ({})",
+                hb.timeout_ms, hb.interval_ms
+            ),
+        );
+        check(
+            self.auth.timeout_ms > 0,
+            "auth.timeout_ms must be greater than 0".into(),
+        );
+        check(
+            self.runtime.inbox_capacity > 0,
+            "runtime.inbox_capacity must be greater than 0".into(),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The configured `node_id`, or `<hostname>-<pid>` when it is empty.
+    pub fn node_id_or_default(&self) -> String {
+        if self.node_id.is_empty() {
+            format!("{}-{}", hostname(), std::process::id())
+        } else {
+            self.node_id.clone()
+        }
+    }
+}
+
+/// One key that an environment variable can set.
+struct EnvKey {
+    /// `GATEWAY_S_K` or `GATEWAY_K`.
+    var: String,
+    /// Section name, `None` for a top-level key.
+    section: Option<String>,
+    /// Key name within its section (or the top level).
+    key: String,
+}
+
+/// Every settable key of `table` (a serialized [`Config`]) with its variable name.
+fn env_keys(table: &toml::Table) -> Vec<EnvKey> {
+    let mut keys = Vec::new();
+    for (name, value) in table {
+        match value {
+            toml::Value::Table(section) => keys.extend(section.keys().map(|key| EnvKey {
+                var: format!("{ENV_PREFIX}{}_{}", name.to_uppercase(), key.to_uppercase()),
+                section: Some(name.clone()),
+                key: key.clone(),
+            })),
+            _ => keys.push(EnvKey {
+                var: format!("{ENV_PREFIX}{}", name.to_uppercase()),
+                section: None,
+                key: name.clone(),
+            }),
+        }
+    }
+    keys
+}
+
+/// Parses `raw` as a value of the same TOML type as `current`.
+fn parse_env_value(current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    use toml::Value;
+    let trimmed = raw.trim();
+    match current {
+        Value::String(_) => Ok(Value::String(raw.to_owned())),
+        Value::Integer(_) => trimmed
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("expected an integer, got {raw:?}")),
+        Value::Boolean(_) => match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        Value::Float(_) => trimmed
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}")),
+        Value::Array(_) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        )),
+        other => Err(format!(
+            "a {} cannot be set from the environment",
+            other.type_str()
+        )),
+    }
+}
+
+/// This machine's host name: `/proc/sys/kernel/hostname`, else `gethostname(2)`, else `localhost`.
+fn hostname() -> String {
+    if let Ok(name) = fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim();
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and gethostname writes at most that many.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(name) if rc == 0 && !name.trim().is_empty() => name.trim().to_owned(),
+        _ => "localhost".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

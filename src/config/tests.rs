@@ -1,0 +1,227 @@
+//! Unit tests of the configuration layers: defaults, file, environment, validation, docs in sync.
+
+use super::*;
+use std::io::Write;
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A config file with `text` that lives as long as the returned guard.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("gateway-config-{}-{name}.toml", std::process::id()));
+        fs::File::create(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn invalid(config: &Config) -> Vec<String> {
+    match config.validate() {
+        Err(ConfigError::Invalid(problems)) => problems,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_match_the_spec() {
+    let c = Config::load(None, env(&[("PATH", "/bin"), ("GATEWAY_LOG", "debug")])).unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.admin.to_string(), "0.0.0.0:9090");
+    assert_eq!((c.shards, c.backlog, c.max_connections), (0, 65535, 0));
+    assert_eq!(c.websocket.max_header_bytes, 8192);
+    assert_eq!(c.limits.outbound_queue_bytes, 1_048_576);
+    assert_eq!(c.heartbeat.timeout(), Duration::from_secs(50));
+    assert_eq!(c.runtime.inbox_capacity, 65536);
+    assert!(!c.auth.jwt_enabled());
+}
+
+#[test]
+fn file_overrides_defaults() {
+    let file = TempFile::new(
+        "override",
+        "node_id = \"n1\"\nlisten = \"127.0.0.1:0\"\n[heartbeat]\ninterval_ms = 100\ntimeout_ms = 300\n\
+         [websocket]\nallowed_origins = [\"https://a.example\"]\n",
+    );
+    let c = Config::load(Some(&file.0), env(&[])).unwrap();
+    assert_eq!(c.node_id, "n1");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:0");
+    assert_eq!(
+        (c.heartbeat.interval_ms, c.heartbeat.timeout_ms),
+        (100, 300)
+    );
+    assert_eq!(c.websocket.allowed_origins, ["https://a.example"]);
+    assert_eq!(
+        c.websocket.max_frame_bytes, 65536,
+        "keys absent from the file keep their default"
+    );
+}
+
+#[test]
+fn env_overrides_file() {
+    let file = TempFile::new("env", "shards = 2\n[auth]\ntimeout_ms = 500\n");
+    let vars = env(&[
+        ("GATEWAY_SHARDS", "3"),
+        ("GATEWAY_HEARTBEAT_INTERVAL_MS", "200"),
+        ("GATEWAY_AUTH_JWT_HS256_SECRET", "abc"),
+        ("GATEWAY_WEBSOCKET_ALLOWED_ORIGINS", "a, b,"),
+        ("GATEWAY_ADMIN", "127.0.0.1:0"),
+    ]);
+    let c = Config::load(Some(&file.0), vars).unwrap();
+    assert_eq!(c.shards, 3);
+    assert_eq!(c.heartbeat.interval_ms, 200);
+    assert_eq!(
+        c.auth.timeout_ms, 500,
+        "file value kept when no variable overrides it"
+    );
+    assert_eq!(c.auth.jwt_hs256_secret, "abc");
+    assert!(c.auth.jwt_enabled());
+    assert!(
+        !format!("{c:?}").contains("abc"),
+        "Debug redacts the secret"
+    );
+    assert_eq!(c.websocket.allowed_origins, ["a", "b"]);
+    assert_eq!(c.admin.to_string(), "127.0.0.1:0");
+    let cleared = Config::load(None, env(&[("GATEWAY_WEBSOCKET_ALLOWED_ORIGINS", "")])).unwrap();
+    assert!(cleared.websocket.allowed_origins.is_empty());
+}
+
+#[test]
+fn unknown_key_in_file_is_rejected() {
+    for (name, text, key) in [
+        ("top", "shard = 2\n", "shard"),
+        ("section", "[heartbeat]\ninterval = 5\n", "interval"),
+    ] {
+        let file = TempFile::new(name, text);
+        let err = Config::load(Some(&file.0), env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    let file = TempFile::new("section-name", "[heartbeats]\n");
+    assert!(matches!(
+        Config::load(Some(&file.0), env(&[])),
+        Err(ConfigError::Parse { .. })
+    ));
+    let file = TempFile::new("type", "shards = \"two\"\n");
+    assert!(matches!(
+        Config::load(Some(&file.0), env(&[])),
+        Err(ConfigError::Parse { .. })
+    ));
+    let missing = Path::new("/nonexistent/gateway.toml");
+    assert!(matches!(
+        Config::load(Some(missing), env(&[])),
+        Err(ConfigError::Read { .. })
+    ));
+}
+
+#[test]
+fn bad_env_vars_are_rejected_by_name() {
+    for (var, value) in [
+        ("GATEWAY_HEARTBEAT_INTERVAL", "5"),
+        ("GATEWAY_WEBSOCKET", "x"),
+        ("GATEWAY_SHARDS", "many"),
+        ("GATEWAY_SHARDS", "-1"),
+        ("GATEWAY_BACKLOG", "99999999999"),
+        ("GATEWAY_LISTEN", "nowhere"),
+    ] {
+        match Config::load(None, env(&[(var, value)])) {
+            Err(ConfigError::Env { var: v, message }) => assert_eq!(v, var, "{message}"),
+            other => panic!("{var}={value}: expected Env error, got {other:?}"),
+        }
+    }
+    let err = Config::load(None, env(&[("GATEWAY_HEARTBEAT_INTERVAL", "5")])).unwrap_err();
+    assert!(
+        err.to_string().contains("GATEWAY_HEARTBEAT_INTERVAL_MS"),
+        "suggests the right name: {err}"
+    );
+}
+
+#[test]
+fn validation_reports_every_problem() {
+    let mut c = Config::default();
+    c.heartbeat.timeout_ms = c.heartbeat.interval_ms;
+    c.websocket.max_frame_bytes = 124;
+    c.websocket.max_message_bytes = 0;
+    c.limits.rate_limit_burst = 0;
+    c.runtime.inbox_capacity = 0;
+    let problems = invalid(&c);
+    assert_eq!(problems.len(), 5, "{problems:?}");
+    assert!(problems[0].contains("max_frame_bytes"), "{problems:?}");
+
+    let mut c = Config::default();
+    c.limits.rate_limit_per_sec = 0;
+    c.limits.rate_limit_burst = 0;
+    assert!(
+        c.validate().is_ok(),
+        "burst is irrelevant when the rate limit is off"
+    );
+
+    let mut c = Config::default();
+    c.admin = c.listen;
+    c.node_id = "has space".into();
+    c.websocket.allowed_origins = vec![" ".into()];
+    assert_eq!(invalid(&c).len(), 3);
+
+    let c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    assert!(c.validate().is_ok(), "port 0 twice is fine");
+
+    let err = Config::load(None, env(&[("GATEWAY_HEARTBEAT_TIMEOUT_MS", "1000")])).unwrap_err();
+    assert!(
+        err.to_string().contains("heartbeat.timeout_ms (1000)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn node_id_defaults_to_host_and_pid() {
+    let id = Config::default().node_id_or_default();
+    assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
+    assert!(id.len() > 1 + std::process::id().to_string().len());
+    let c = Config {
+        node_id: "edge-1".into(),
+        ..Config::default()
+    };
+    assert_eq!(c.node_id_or_default(), "edge-1");
+}
+
+#[test]
+fn env_names_are_unique_and_documented() {
+    let names = Config::env_names();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len());
+    assert!(names.contains(&"GATEWAY_RUNTIME_INBOX_CAPACITY".to_owned()));
+    assert!(!names.iter().any(|n| n == LOG_ENV));
+    let doc = include_str!("../../docs/CONFIGURATION.md");
+    for name in &names {
+        assert!(
+            doc.contains(name.as_str()),
+            "{name} missing from docs/CONFIGURATION.md"
+        );
+    }
+}
+
+#[test]
+fn example_file_is_the_default_config() {
+    let parsed: Config = toml::from_str(include_str!("../../gateway.example.toml")).unwrap();
+    assert_eq!(parsed, Config::default());
+}

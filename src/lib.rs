@@ -1,0 +1,13 @@
+//! The gateway's control plane: command line, configuration, node start-up and the admin HTTP server.
+//!
+//! The data plane (shards, connections, protocol) lives in the `shards` crate; this library holds what the
+//! `gateway` binary needs around it: [`config`] decides every setting (defaults, TOML file, `GATEWAY_*`
+//! environment), [`limits`] reads what the process may open and lock, [`node`] starts shards and the
+//! admin server and shuts them down on a signal, and [`admin`] serves `/healthz`, `/readyz` and
+//! `/metrics` on the control thread.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod limits;
+pub mod node;

@@ -1,0 +1,51 @@
+//! The `gateway` binary: parse the command line, load the configuration, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gateway::{
+    cli::{Cli, Command},
+    config::Config,
+    node,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let mut config = match Config::load(args.config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("gateway: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(listen) = args.listen {
+                config.listen = listen;
+            }
+            if let Some(admin) = args.admin {
+                config.admin = admin;
+            }
+            if let Some(shards) = args.shards {
+                config.shards = shards;
+            }
+            if let Some(id) = args.node_id {
+                config.node_id = id;
+            }
+            match node::serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Node start-up and shutdown: from a [`Config`] to running shards, an admin server and a clean exit.
+//!
+//! Order matters: limits are read first (they size the connection cap and glommio's io_memory), the
+//! metrics recorder is installed before any shard registers a handle, listeners are bound before the
+//! shards start (so port 0 resolves once), and signal handlers are in place before anything can accept.
+
+use std::{error::Error, fs, io::Write, net::TcpListener, sync::Arc};
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use shards::{
+    DataPlane, NodeStatus, ShardConfig,
+    auth::{AuthMode, JwtVerifier},
+    listener::bind_reuseport,
+    runtime::{allowed_cpus, io_memory_for},
+};
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
+use tracing::{info, warn};
+
+use crate::{admin, config::Config, limits::ProcessLimits};
+
+/// Runs a node until SIGTERM or SIGINT, then shuts it down; returns when every shard has stopped.
+pub fn serve(config: Config) -> Result<(), Box<dyn Error>> {
+    let limits = ProcessLimits::read_and_raise()?;
+    let cpus = allowed_cpus();
+    let shards = if config.shards == 0 {
+        cpus.len().max(1)
+    } else {
+        config.shards
+    };
+    let capacity = limits.connection_capacity(shards);
+    let max_connections = match config.max_connections {
+        0 => capacity,
+        n if n > capacity => {
+            warn!(
+                configured = n,
+                capacity,
+                nofile = limits.nofile,
+                "max_connections exceeds what the open-file limit allows; capping"
+            );
+            capacity
+        }
+        n => n,
+    };
+    let node_id = config.node_id_or_default();
+    let shard_config = shard_config(&config, &node_id, shards, &cpus, &limits)?;
+
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let metrics_handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| format!("metrics recorder: {e}"))?;
+    metrics::gauge!("gateway_connections_max").set(max_connections as f64);
+    metrics::gauge!("gateway_shards").set(shards as f64);
+
+    let (fds, ws_addr) = bind_reuseport(
+        config.listen,
+        shards,
+        config.backlog.min(i32::MAX as u32) as i32,
+    )
+    .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.admin))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+
+    let status = Arc::new(NodeStatus::new(shards, max_connections));
+    let plane = DataPlane::start(shard_config, fds, status.clone())?;
+    admin::spawn(
+        admin_listener,
+        admin::AdminState {
+            status: status.clone(),
+            metrics: metrics_handle,
+            node_id: node_id.clone(),
+        },
+    )?;
+
+    info!(
+        ws = %ws_addr, admin = %admin_addr, shards, node = %node_id, max_connections,
+        nofile = limits.nofile, memlock = ?limits.memlock, "gateway listening"
+    );
+    if max_connections < 1000 {
+        warn!(
+            nofile = limits.nofile,
+            max_connections,
+            "the open-file limit allows few connections; raise LimitNOFILE (see tuning/TUNING.md)"
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "gateway listening ws={ws_addr} admin={admin_addr} shards={shards} node={node_id} max_connections={max_connections} nofile={}",
+        limits.nofile
+    )?;
+    out.flush()?;
+    drop(out);
+
+    let signal = signals.forever().next();
+    info!(signal = ?signal, "shutting down: readiness off, closing connections with 1001");
+    status.begin_shutdown();
+    plane.shutdown();
+    // A second signal ends the wait at once.
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                warn!("second signal: exiting without waiting for connections to close");
+                std::process::exit(0);
+            }
+        })?;
+    plane.join();
+    info!("stopped");
+    Ok(())
+}
+
+/// The data plane's settings from the node configuration.
+fn shard_config(
+    config: &Config,
+    node_id: &str,
+    shards: usize,
+    cpus: &[usize],
+    limits: &ProcessLimits,
+) -> Result<ShardConfig, Box<dyn Error>> {
+    let mut sc = ShardConfig::new(node_id, shards);
+    // Pin one shard per allowed core while there are cores; extra shards float.
+    sc.cpus = cpus.iter().copied().take(shards).collect();
+    sc.io_memory_bytes = match config.runtime.io_memory_bytes {
+        0 => io_memory_for(limits.memlock, shards),
+        n => n,
+    };
+    sc.handshake_timeout = config.websocket.handshake_timeout();
+    sc.max_header_bytes = config.websocket.max_header_bytes;
+    sc.allowed_origins = config.websocket.allowed_origins.clone();
+    sc.max_frame_bytes = config.websocket.max_frame_bytes;
+    sc.max_message_bytes = config.websocket.max_message_bytes;
+    sc.outbound_queue_bytes = config.limits.outbound_queue_bytes;
+    sc.rate_limit_per_sec = config.limits.rate_limit_per_sec;
+    sc.rate_limit_burst = config.limits.rate_limit_burst;
+    sc.max_subscriptions = config.limits.max_subscriptions;
+    sc.heartbeat_interval = config.heartbeat.interval();
+    sc.heartbeat_timeout = config.heartbeat.timeout();
+    sc.auth_timeout = config.auth.timeout();
+    sc.close_grace = config.shutdown.close_grace();
+    sc.inbox_capacity = config.runtime.inbox_capacity;
+    sc.auth = Arc::new(auth_mode(config)?);
+    Ok(sc)
+}
+
+/// Dev mode, or JWT mode with the configured keys.
+fn auth_mode(config: &Config) -> Result<AuthMode, Box<dyn Error>> {
+    if !config.auth.jwt_enabled() {
+        return Ok(AuthMode::Dev);
+    }
+    let secret = (!config.auth.jwt_hs256_secret.is_empty())
+        .then_some(config.auth.jwt_hs256_secret.as_bytes());
+    let path = &config.auth.jwt_rs256_public_key_file;
+    let pem = if path.as_os_str().is_empty() {
+        None
+    } else {
+        Some(fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
+    };
+    let verifier =
+        JwtVerifier::new(secret, pem.as_deref()).map_err(|e| format!("JWT keys: {e}"))?;
+    Ok(AuthMode::Jwt(verifier))
+}
