@@ -39,6 +39,11 @@ fn main() -> ExitCode {
             if let Some(id) = args.node_id {
                 config.node_id = id;
             }
+            // Flags override after the file and environment were validated: check the result again.
+            if let Err(e) = config.validate() {
+                eprintln!("gateway: {e}");
+                return ExitCode::from(2);
+            }
             match node::serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
