@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a gateway node (embedded single-node mode unless configured otherwise).
     Serve(ServeArgs),
+    /// Run the raw echo server: every text and binary message is sent back through the production
+    /// shards and frame path, with no protocol on top (for comparing the transport with other servers).
+    Echo(ServeArgs),
 }
 
 /// Flags of `gateway serve`; each overrides the same key of the config file and `GATEWAY_*`.

@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gateway::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, ServeArgs},
     config::Config,
     node,
 };
+use shards::config::Mode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -17,40 +18,43 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let mut config = match Config::load(args.config.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("gateway: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Some(listen) = args.listen {
-                config.listen = listen;
-            }
-            if let Some(admin) = args.admin {
-                config.admin = admin;
-            }
-            if let Some(shards) = args.shards {
-                config.shards = shards;
-            }
-            if let Some(id) = args.node_id {
-                config.node_id = id;
-            }
-            // Flags override after the file and environment were validated: check the result again.
-            if let Err(e) = config.validate() {
-                eprintln!("gateway: {e}");
-                return ExitCode::from(2);
-            }
-            match node::serve(config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("gateway: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args, Mode::Protocol),
+        Command::Echo(args) => serve(args, Mode::Echo),
+    }
+}
+
+/// `gateway serve` and `gateway echo`: configuration (defaults < file < env < flags), then run.
+fn serve(args: ServeArgs, mode: Mode) -> ExitCode {
+    let mut config = match Config::load(args.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(admin) = args.admin {
+        config.admin = admin;
+    }
+    if let Some(shards) = args.shards {
+        config.shards = shards;
+    }
+    if let Some(id) = args.node_id {
+        config.node_id = id;
+    }
+    // Flags override after the file and environment were validated: check the result again.
+    if let Err(e) = config.validate() {
+        eprintln!("gateway: {e}");
+        return ExitCode::from(2);
+    }
+    match node::serve(config, mode) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
         }
     }
 }

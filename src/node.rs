@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use shards::{
     DataPlane, NodeStatus, ShardConfig,
     auth::{AuthMode, JwtVerifier},
+    config::Mode,
     listener::bind_reuseport,
     runtime::{allowed_cpus, io_memory_for},
 };
@@ -21,8 +22,9 @@ use tracing::{info, warn};
 
 use crate::{admin, config::Config, limits::ProcessLimits};
 
-/// Runs a node until SIGTERM or SIGINT, then shuts it down; returns when every shard has stopped.
-pub fn serve(config: Config) -> Result<(), Box<dyn Error>> {
+/// Runs a node (protocol or raw echo `mode`) until SIGTERM or SIGINT, then shuts it down; returns when
+/// every shard has stopped.
+pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
     let limits = ProcessLimits::read_and_raise()?;
     let cpus = allowed_cpus();
     let shards = if config.shards == 0 {
@@ -45,7 +47,8 @@ pub fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         n => n,
     };
     let node_id = config.node_id_or_default();
-    let shard_config = shard_config(&config, &node_id, shards, &cpus, &limits)?;
+    let mut shard_config = shard_config(&config, &node_id, shards, &cpus, &limits)?;
+    shard_config.mode = mode;
 
     let recorder = PrometheusBuilder::new().build_recorder();
     let metrics_handle = recorder.handle();

@@ -7,9 +7,22 @@ use std::{sync::Arc, time::Duration};
 
 use crate::auth::AuthMode;
 
+/// What a shard does with the messages it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Protocol v1: identify, send, subscribe, publish, presence (docs/PROTOCOL.md).
+    Protocol,
+    /// Raw echo: every text and binary message goes back to its sender, through the same shards,
+    /// connection tasks and frame codec as protocol mode, with no protocol (or identify) on top. For
+    /// comparing the transport with other WebSocket servers.
+    Echo,
+}
+
 /// Everything a shard needs to know; shared read-only by all shards.
 #[derive(Clone)]
 pub struct ShardConfig {
+    /// Protocol or raw echo.
+    pub mode: Mode,
     /// This node's id, reported in `ready` frames.
     pub node_id: Arc<str>,
     /// Number of shards (one per core).
@@ -54,6 +67,7 @@ impl ShardConfig {
     /// The embedded defaults for `shards` shards.
     pub fn new(node_id: &str, shards: usize) -> Self {
         ShardConfig {
+            mode: Mode::Protocol,
             node_id: node_id.into(),
             shards,
             cpus: Vec::new(),

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::{
     NodeStatus,
-    config::ShardConfig,
+    config::{Mode, ShardConfig},
     conn::{
         Conn, Phase,
         ratelimit::TokenBucket,
@@ -342,7 +342,8 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
         }
         Phase::Open => {
             let auth_deadline = conn.opened_ms + cfg.auth_timeout.as_millis() as u64;
-            if conn.user.is_none() && now >= auth_deadline {
+            let must_identify = conn.user.is_none() && cfg.mode == Mode::Protocol;
+            if must_identify && now >= auth_deadline {
                 st.conns.close(id, CloseReason::IdentifyTimeout, now);
                 return;
             }
@@ -358,7 +359,7 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
                 ping = true;
             }
             let mut next = (conn.last_ping_ms + interval).min(silence_deadline);
-            if conn.user.is_none() {
+            if must_identify {
                 next = next.min(auth_deadline);
             }
             if ping

@@ -17,15 +17,18 @@ use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
 use super::Phase;
 use crate::{
+    config::Mode,
     dispatch,
     ids::ConnId,
     shard::{Shard, ShardState, WRITE_GATHER},
     ws::{
         CloseReason,
         decode::{DecodeLimits, Event, Flow},
-        encode::{close_reply, pong_frame},
+        encode::{close_reply, frame, pong_frame},
         handshake::{self, HandshakeLimits, Parse},
     },
 };
@@ -281,10 +284,17 @@ fn on_event(shard: &Shard, st: &mut ShardState, id: ConnId, ev: Event<'_>, now: 
     };
     let closing = conn.is_closing();
     match ev {
+        Event::Text(_) | Event::Binary(_) if closing => {}
+        Event::Text(payload) if shard.config.mode == Mode::Echo => {
+            st.conns
+                .enqueue(id, frame(OpCode::Data(Data::Text), payload), now);
+        }
+        Event::Binary(payload) if shard.config.mode == Mode::Echo => {
+            st.conns
+                .enqueue(id, frame(OpCode::Data(Data::Binary), payload), now);
+        }
         Event::Text(payload) | Event::Binary(payload) => {
-            if !closing {
-                dispatch::on_message(shard, st, id, payload, now);
-            }
+            dispatch::on_message(shard, st, id, payload, now)
         }
         Event::Ping(payload) => {
             if !closing {
