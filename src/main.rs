@@ -1,6 +1,6 @@
 //! The `gateway` binary: parse the command line, load the configuration, run.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use gateway::{
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args, Mode::Protocol),
