@@ -3,7 +3,8 @@
 //! Usage: `cargo run --release --example idle_conns -- <ws addr> <gateway pid> <connections>`
 //! Reads the gateway's VmRSS from /proc before and after opening the connections (each identified as a
 //! distinct user and then left idle), prints the difference per connection, and holds the connections
-//! for a few seconds so the figure settles. Uses source addresses 127.0.0.2.. round-robin so ephemeral
+//! for a few seconds so the figure settles. Also prints the kernel's slab growth per socket (/proc/meminfo
+//! Slab delta over 2 sockets per connection, since both ends live on this machine on loopback). Uses source addresses 127.0.0.2.. round-robin so ephemeral
 //! ports never run out on loopback.
 
 use std::{
@@ -21,6 +22,17 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("VmRSS")
+}
+
+/// Kernel slab memory (SReclaimable + SUnreclaim), in KiB, from /proc/meminfo.
+fn slab_kib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("Slab:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("Slab")
 }
 
 fn connect(addr: SocketAddr, i: usize) -> tungstenite::WebSocket<MaybeTlsStream<TcpStream>> {
@@ -43,6 +55,7 @@ fn main() {
     let pid: u32 = args.get(2).expect("gateway pid").parse().unwrap();
     let n: usize = args.get(3).map_or(10_000, |s| s.parse().unwrap());
     let before = rss_kib(pid);
+    let slab_before = slab_kib();
     let start = Instant::now();
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
@@ -63,9 +76,14 @@ fn main() {
     let opened = start.elapsed();
     std::thread::sleep(Duration::from_secs(3));
     let after = rss_kib(pid);
+    let slab_after = slab_kib();
     let per_conn = (after.saturating_sub(before) * 1024) as f64 / n as f64;
+    // On loopback both ends are sockets of this machine: the slab delta covers 2 sockets per connection.
+    let slab_per_socket = (slab_after.saturating_sub(slab_before) * 1024) as f64 / (2 * n) as f64;
     println!(
-        "connections={n} opened_in={:.1}s rss_before={before}KiB rss_after={after}KiB per_connection={per_conn:.0}B",
-        opened.as_secs_f64()
+        "connections={n} opened_in={:.1}s rss_before={before}KiB rss_after={after}KiB per_connection={per_conn:.0}B \
+         slab_delta={}KiB kernel_per_socket={slab_per_socket:.0}B",
+        opened.as_secs_f64(),
+        slab_after.saturating_sub(slab_before)
     );
 }

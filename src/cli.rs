@@ -1,4 +1,5 @@
-//! The command line: `gateway serve` and its flags, which override the config file and environment.
+//! The command line: `gateway serve` (and `echo`) with flags that override the config file and environment,
+//! and `gateway check`.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -21,6 +22,8 @@ pub enum Command {
     /// Run the raw echo server: every text and binary message is sent back through the production
     /// shards and frame path, with no protocol on top (for comparing the transport with other servers).
     Echo(ServeArgs),
+    /// Check whether this host's limits and sysctls allow N connections; exit status 1 if not.
+    Check(CheckArgs),
 }
 
 /// Flags of `gateway serve`; each overrides the same key of the config file and `GATEWAY_*`.
@@ -41,4 +44,15 @@ pub struct ServeArgs {
     /// Node id reported to clients [default: <hostname>-<pid>].
     #[arg(long)]
     pub node_id: Option<String>,
+}
+
+/// Flags of `gateway check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Connections the node should hold.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub connections: u64,
+    /// Number of shards the node will run [default: every core the process may run on].
+    #[arg(long)]
+    pub shards: Option<usize>,
 }

@@ -3,10 +3,12 @@
 //! The data plane (shards, connections, protocol) lives in the `shards` crate; this library holds what the
 //! `gateway` binary needs around it: [`config`] decides every setting (defaults, TOML file, `GATEWAY_*`
 //! environment), [`limits`] reads what the process may open and lock, [`node`] starts shards and the
-//! admin server and shuts them down on a signal, and [`admin`] serves `/healthz`, `/readyz` and
-//! `/metrics` on the control thread.
+//! admin server and shuts them down on a signal, [`admin`] serves `/healthz`, `/readyz` and
+//! `/metrics` on the control thread, and [`check`] tells an operator whether this host's limits allow N
+//! connections.
 
 pub mod admin;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod limits;

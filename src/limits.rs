@@ -52,7 +52,7 @@ impl ProcessLimits {
 }
 
 /// getrlimit for `resource`.
-fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
+pub(crate) fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

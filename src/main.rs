@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(args, Mode::Protocol),
         Command::Echo(args) => serve(args, Mode::Echo),
+        Command::Check(args) => gateway::check::run(args),
     }
 }
 
