@@ -4,6 +4,7 @@
 //! [`RequestError`] that already says which error frame to send. [`encode`] writes every server frame
 //! straight into a WebSocket frame in `Bytes`, serialised once however many connections receive it.
 
+pub mod client;
 pub mod encode;
 pub mod error;
 pub mod parse;

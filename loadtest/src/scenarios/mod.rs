@@ -1,0 +1,189 @@
+//! The scenarios: what each connection does, and the generators of churn and ramp.
+//!
+//! idle, echo, dm and fanout open all their connections during set-up, one task per connection in a
+//! [`Role`], paced at the worker's share of `--connect-rate`; the measuring phase starts for all of them
+//! at `go`. churn and ramp have no set-up: their generator starts at `go` and opens connections itself.
+
+mod churn;
+mod echo;
+mod stream;
+
+pub use stream::WINDOW;
+
+use std::{
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
+
+use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
+
+use crate::{
+    cli::Scenario,
+    net::{self, Failure},
+    stats::now_us,
+    worker::{Alive, Ctx, DRAIN, Pacer},
+};
+
+/// How long past [`DRAIN`] a connection's role may take before it counts as stalled.
+const STALL: Duration = Duration::from_secs(5);
+
+/// Handshakes a worker has in progress at most while connecting.
+const MAX_PENDING: usize = 2048;
+
+/// What one connection does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Holds the connection.
+    Idle,
+    /// Round trips checked for content and order.
+    Echo,
+    /// dm: sends numbered messages to the receiver of pair `.0`.
+    Sender(u64),
+    /// dm: checks the stream from the sender of pair `.0`.
+    Receiver(u64),
+    /// fanout: checks the publisher's stream.
+    Subscriber,
+    /// fanout: publishes numbered messages.
+    Publisher,
+}
+
+impl Role {
+    /// The role of global connection `i`.
+    fn of(s: Scenario, i: u64) -> Role {
+        match s {
+            Scenario::Echo => Role::Echo,
+            Scenario::Dm if i.is_multiple_of(2) => Role::Sender(i / 2),
+            Scenario::Dm => Role::Receiver(i / 2),
+            Scenario::Fanout => Role::Subscriber,
+            _ => Role::Idle,
+        }
+    }
+
+    /// The user connection `i` identifies as.
+    fn user(self, ctx: &Ctx, i: u64) -> String {
+        match self {
+            Role::Idle => ctx.user("idle", i),
+            Role::Echo => ctx.user("echo", i),
+            Role::Sender(p) => ctx.user("dm-s", p),
+            Role::Receiver(p) => ctx.user("dm-r", p),
+            Role::Subscriber => ctx.user("fan", i),
+            Role::Publisher => ctx.user("fanpub", 0),
+        }
+    }
+}
+
+/// Starts set-up; returns how many units (connections) it involves.
+pub fn setup(ctx: &Arc<Ctx>) -> u64 {
+    let t = &ctx.task;
+    if matches!(t.scenario, Scenario::Churn | Scenario::Ramp) {
+        return 0;
+    }
+    let mut roles = Vec::with_capacity(t.count as usize + 1);
+    if t.publisher {
+        roles.push((t.first + t.count, Role::Publisher));
+    }
+    roles.extend((t.first..t.first + t.count).map(|i| (i, Role::of(t.scenario, i))));
+    let units = roles.len() as u64;
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut pacer = Pacer::new(ctx.task.connect_rate);
+        let pending = Arc::new(Semaphore::new(MAX_PENDING));
+        for (i, role) in roles {
+            pacer.tick().await;
+            let permit = pending.clone().acquire_owned().await.expect("never closed");
+            let ctx = ctx.clone();
+            tokio::spawn(async move { connection(ctx, i, role, permit).await });
+        }
+    });
+    units
+}
+
+/// Starts the generator of churn and ramp at `go`.
+pub fn start(ctx: &Arc<Ctx>, end_at: Instant) -> Option<JoinHandle<()>> {
+    match ctx.task.scenario {
+        Scenario::Churn => Some(tokio::spawn(churn::churn(ctx.clone(), end_at))),
+        Scenario::Ramp => Some(tokio::spawn(churn::ramp(ctx.clone(), end_at))),
+        _ => None,
+    }
+}
+
+/// One connection's life in idle, echo, dm and fanout.
+async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::OwnedSemaphorePermit) {
+    let _alive = Alive::new(&ctx);
+    ctx.attempted.fetch_add(1, Relaxed);
+    let user = (!ctx.task.opts.raw).then(|| role.user(&ctx, i));
+    let t0 = now_us();
+    let set_up = async {
+        let mut ws = net::connect(&ctx.task.target, ctx.source(i), user.as_deref()).await?;
+        if role == Role::Subscriber {
+            stream::subscribe(&mut ws, &ctx.task.opts.channel).await?;
+        }
+        Ok::<_, Failure>(ws)
+    };
+    let set_up = tokio::time::timeout(net::SETUP_TIMEOUT * 2, set_up);
+    let mut ws = match set_up.await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(f)) => return ctx.setup_failed(f),
+        Err(_) => return ctx.setup_failed(Failure::new("timeout")),
+    };
+    drop(permit);
+    if role == Role::Idle {
+        ctx.rec
+            .latency_only(i as usize, now_us().saturating_sub(t0));
+    }
+    ctx.ready.fetch_add(1, Relaxed);
+    ctx.settled.fetch_add(1, Relaxed);
+    let (end_at, early) = match ctx.wait_go(&mut ws).await {
+        Ok(go) => go,
+        Err(f) => {
+            ctx.dropped(&f);
+            ctx.finished.fetch_add(1, Relaxed);
+            return;
+        }
+    };
+    let key = i as usize;
+    let role_run = async {
+        match role {
+            Role::Idle => ctx.hold(&mut ws, Some(end_at)).await,
+            Role::Echo => echo::run(&ctx, &mut ws, key, user.as_deref(), end_at).await,
+            Role::Sender(p) => {
+                let to = Role::Receiver(p).user(&ctx, i + 1);
+                let rate = ctx.task.opts.rate(Scenario::Dm);
+                stream::send_numbered(&ctx, &mut ws, key, p, end_at, rate, |d| {
+                    shards::protocol::client::send(None, &to, d)
+                })
+                .await
+            }
+            Role::Receiver(p) => {
+                let from = Role::Sender(p).user(&ctx, i - 1);
+                stream::receive_numbered(&ctx, &mut ws, key, &from, end_at, early).await
+            }
+            Role::Subscriber => {
+                let from = Role::Publisher.user(&ctx, 0);
+                stream::receive_numbered(&ctx, &mut ws, key, &from, end_at, early).await
+            }
+            Role::Publisher => {
+                let channel = ctx.task.opts.channel.clone();
+                let rate = ctx.task.opts.rate(Scenario::Fanout);
+                stream::send_numbered(&ctx, &mut ws, key, 0, end_at, rate, |d| {
+                    shards::protocol::client::publish(None, &channel, d)
+                })
+                .await
+            }
+        }
+    };
+    // Every role ends on its own by DRAIN after the measuring phase; this bounds a stalled socket.
+    let outcome = tokio::time::timeout_at(end_at + DRAIN + STALL, role_run)
+        .await
+        .unwrap_or_else(|_| Err(Failure::new("stalled")));
+    if let Err(f) = &outcome {
+        ctx.dropped(f);
+    }
+    ctx.finished.fetch_add(1, Relaxed);
+    if outcome.is_ok() {
+        match ctx.hold(&mut ws, None).await {
+            Ok(()) => net::close(ws).await,
+            Err(f) => ctx.dropped(&f),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Numbered message streams: the dm sender and fanout publisher, and the receivers that check them.
+//!
+//! Every message's `data` is `[sender, seq, send time µs]` (the sender's user is also in `from`);
+//! after the measuring phase the sender sends `{"end": total}`. A receiver feeds the numbers from its
+//! sender to a [`SeqTracker`] and records latency = receive time - send time (CLOCK_MONOTONIC, shared
+//! across processes). It stops once it has everything up to the announced total, a short grace after
+//! the end marker, or [`DRAIN`] after the measuring phase, whichever comes first.
+
+use std::{sync::atomic::Ordering::Relaxed, time::Duration};
+
+use shards::protocol::client::simd_json::prelude::*;
+use shards::protocol::client::{self, AckStatus, ServerFrame};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    accounting::SeqTracker,
+    net::{self, Data, Failure, Ws},
+    stats::now_us,
+    worker::{Ctx, DRAIN, Pacer},
+};
+
+/// Unacknowledged messages a sender allows.
+pub const WINDOW: u64 = 256;
+/// Messages written before a flush.
+const BATCH: u64 = 64;
+/// How long a receiver waits for stragglers after the end marker.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Subscribes to `channel` and waits for the ack.
+pub async fn subscribe(ws: &mut Ws, channel: &str) -> Result<(), Failure> {
+    net::send_text(ws, client::subscribe(Some("s"), channel)).await?;
+    loop {
+        let data = net::recv(ws).await?;
+        let mut buf = data.bytes().to_vec();
+        match ServerFrame::parse(&mut buf) {
+            Ok(ServerFrame::Ack {
+                status: AckStatus::Subscribed,
+                ..
+            }) => return Ok(()),
+            Ok(ServerFrame::Error { code, .. }) => {
+                return Err(Failure(format!("server_{}", code.as_str())));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(Failure::new("bad_frame")),
+        }
+    }
+}
+
+/// Handles a reply to the sender; returns how many sends it settles (0 or 1).
+fn on_reply(ctx: &Ctx, data: &Data) -> u64 {
+    let mut buf = data.bytes().to_vec();
+    match ServerFrame::parse(&mut buf) {
+        Ok(ServerFrame::Ack {
+            status: AckStatus::Offline,
+            ..
+        }) => {
+            ctx.errors.add("offline");
+            1
+        }
+        Ok(ServerFrame::Ack { .. }) => 1,
+        Ok(ServerFrame::Error { code, .. }) => {
+            ctx.errors.add(format!("server_{}", code.as_str()));
+            1
+        }
+        Ok(_) => 0,
+        Err(_) => {
+            ctx.errors.add("bad_frame");
+            0
+        }
+    }
+}
+
+/// Sends numbered messages built by `request` (which wraps the JSON `data`) until `end_at`, at
+/// `rate` per second (0: as fast as [`WINDOW`] unacknowledged allows), then the end marker, then
+/// waits for the outstanding acks.
+pub async fn send_numbered(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    key: usize,
+    sender: u64,
+    end_at: Instant,
+    rate: f64,
+    request: impl Fn(&str) -> String,
+) -> Result<(), Failure> {
+    let mut pacer = Pacer::new(rate);
+    let (mut seq, mut unacked) = (0u64, 0u64);
+    while Instant::now() < end_at {
+        let mut n = 0;
+        while n < BATCH && unacked < WINDOW && pacer.due() > 0 {
+            let data = format!("[{sender},{seq},{}]", now_us());
+            net::feed(ws, Message::text(request(&data))).await?;
+            seq += 1;
+            unacked += 1;
+            n += 1;
+            pacer.take(1);
+        }
+        if n > 0 {
+            net::flush(ws).await?;
+            ctx.sent.fetch_add(n, Relaxed);
+            ctx.rec.sent(key, n);
+        }
+        let busy = unacked < WINDOW && pacer.due() > 0;
+        let wake = if unacked >= WINDOW {
+            end_at
+        } else {
+            pacer.next_at().min(end_at)
+        };
+        tokio::select! {
+            biased;
+            r = net::recv(ws) => unacked = unacked.saturating_sub(on_reply(ctx, &r?)),
+            _ = std::future::ready(()), if busy => {}
+            _ = sleep_until(wake), if !busy => {}
+        }
+    }
+    net::send_text(ws, request(&format!("{{\"end\":{seq}}}"))).await?;
+    unacked += 1;
+    let give_up = end_at + DRAIN;
+    while unacked > 0 {
+        tokio::select! {
+            r = net::recv(ws) => unacked = unacked.saturating_sub(on_reply(ctx, &r?)),
+            _ = sleep_until(give_up) => {
+                ctx.errors.add("ack_missing");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a message from the sender carries.
+enum Numbered {
+    /// Message `seq`, sent at `t_us`.
+    Msg { seq: u64, t_us: u64 },
+    /// The sender sent `0..total`.
+    End { total: u64 },
+}
+
+/// Reads a delivered message from `from`; `None` for anything else.
+fn numbered(ctx: &Ctx, data: &Data, from: &str) -> Option<Numbered> {
+    let mut buf = data.bytes().to_vec();
+    let frame = match ServerFrame::parse(&mut buf) {
+        Ok(f) => f,
+        Err(_) => {
+            ctx.errors.add("bad_frame");
+            return None;
+        }
+    };
+    let ServerFrame::Message { from: f, data, .. } = frame else {
+        if let ServerFrame::Error { code, .. } = frame {
+            ctx.errors.add(format!("server_{}", code.as_str()));
+        }
+        return None;
+    };
+    if f != from {
+        return None;
+    }
+    if let Some(arr) = data.as_array()
+        && let [_, seq, t] = arr.as_slice()
+        && let (Some(seq), Some(t_us)) = (seq.as_u64(), t.as_u64())
+    {
+        return Some(Numbered::Msg { seq, t_us });
+    }
+    if let Some(total) = data.get("end").and_then(|v| v.as_u64()) {
+        return Some(Numbered::End { total });
+    }
+    ctx.errors.add("bad_data");
+    None
+}
+
+/// A receiver's state.
+struct Receiving {
+    /// What arrived.
+    tracker: SeqTracker,
+    /// The total the end marker announced.
+    total: Option<u64>,
+    /// When to give up waiting.
+    until: Instant,
+}
+
+impl Receiving {
+    /// Accounts for one frame.
+    fn on_data(&mut self, ctx: &Ctx, key: usize, from: &str, data: &Data) {
+        match numbered(ctx, data, from) {
+            Some(Numbered::Msg { seq, t_us }) => {
+                self.tracker.record(seq);
+                ctx.received.fetch_add(1, Relaxed);
+                ctx.rec.received(key, now_us().saturating_sub(t_us));
+            }
+            Some(Numbered::End { total }) => {
+                self.total = Some(total);
+                self.until = self.until.min(Instant::now() + GRACE);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Checks the stream from user `from` (starting with the frames in `early`, which arrived before this
+/// task saw `go`) until it is complete or [`DRAIN`] after `end_at`; adds the verdict to the worker's
+/// counts.
+pub async fn receive_numbered(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    key: usize,
+    from: &str,
+    end_at: Instant,
+    early: Vec<Data>,
+) -> Result<(), Failure> {
+    let mut st = Receiving {
+        tracker: SeqTracker::new(),
+        total: None,
+        until: end_at + DRAIN,
+    };
+    for data in &early {
+        st.on_data(ctx, key, from, data);
+    }
+    let outcome = loop {
+        if st.total.is_some_and(|t| st.tracker.complete(t)) {
+            break Ok(());
+        }
+        tokio::select! {
+            r = net::recv(ws) => match r {
+                Err(f) => break Err(f),
+                Ok(data) => st.on_data(ctx, key, from, &data),
+            },
+            _ = sleep_until(st.until) => break Ok(()),
+        }
+    };
+    let Receiving { tracker, total, .. } = st;
+    let total = total.unwrap_or_else(|| {
+        ctx.errors.add("end_missing");
+        tracker.max_seen().map_or(0, |m| m + 1)
+    });
+    let c = tracker.finish(total);
+    ctx.lost.fetch_add(c.lost, Relaxed);
+    ctx.duplicated.fetch_add(c.duplicated, Relaxed);
+    ctx.out_of_order.fetch_add(c.out_of_order, Relaxed);
+    for _ in 0..c.invalid.min(1000) {
+        ctx.errors.add("bad_seq");
+    }
+    outcome
+}
