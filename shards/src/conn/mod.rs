@@ -34,6 +34,10 @@ pub enum Phase {
         /// The input stream can no longer be parsed (after a protocol error): bytes read are discarded
         /// until EOF or the deadline (a lingering close, so the client sees the close frame, not a reset).
         desync: bool,
+        /// Our close frame is flushed and the write side shut down (FIN sent): the peer sees the close
+        /// frame, then EOF, and closes its side, which ends the connection without waiting for the
+        /// deadline even when its close reply cannot be parsed.
+        write_shut: bool,
     },
 }
 

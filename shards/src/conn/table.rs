@@ -136,6 +136,7 @@ impl ConnTable {
                     deadline_ms,
                     peer_done: false,
                     desync: false,
+                    write_shut: false,
                 };
             }
         }

@@ -14,6 +14,8 @@ use std::{
 };
 
 use bytes::Bytes;
+use std::os::fd::AsRawFd;
+
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
@@ -160,17 +162,32 @@ fn drive(
             Poll::Pending => break,
         }
     }
-    match st.conns.get(id) {
-        Some(conn) => match conn.phase {
-            Phase::Closing {
-                reason,
-                peer_done: true,
-                ..
-            } if conn.out.is_empty() => Step::Done(reason),
-            _ => Step::Pending,
-        },
-        None => Step::Done(CloseReason::Internal),
+    let Some(conn) = st.conns.get_mut(id) else {
+        return Step::Done(CloseReason::Internal);
+    };
+    let flushed = conn.out.is_empty();
+    match &mut conn.phase {
+        Phase::Closing {
+            reason,
+            peer_done: true,
+            ..
+        } if flushed => Step::Done(*reason),
+        Phase::Closing { write_shut, .. } if flushed && !*write_shut => {
+            *write_shut = true;
+            shutdown_write(stream);
+            Step::Pending
+        }
+        _ => Step::Pending,
     }
+}
+
+/// Sends FIN once the close frame is out (RFC 6455 §7.1.1: the server closes the TCP connection first).
+/// Reading goes on until the peer's EOF or the close deadline, so a peer whose close reply cannot be
+/// parsed (after a protocol error) still ends the connection at once by closing its side.
+fn shutdown_write(stream: &TcpStream) {
+    // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Write);
 }
 
 /// The reason recorded when a connection ends without completing its close.
@@ -243,6 +260,7 @@ fn handshake_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], 
                 deadline_ms,
                 peer_done: true,
                 desync: true,
+                write_shut: false,
             };
             st.conns.schedule(id, deadline_ms);
         }
@@ -313,6 +331,7 @@ fn on_event(shard: &Shard, st: &mut ShardState, id: ConnId, ev: Event<'_>, now: 
                         deadline_ms,
                         peer_done: true,
                         desync: true,
+                        write_shut: false,
                     };
                     st.conns.schedule(id, deadline_ms);
                 }
