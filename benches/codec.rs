@@ -10,6 +10,10 @@ use shards::{
     protocol::{Request, encode, parse_value},
     ws::decode::{DecodeLimits, Decoder, Flow, apply_mask},
 };
+use tungstenite::protocol::frame::{
+    Frame, FrameSocket,
+    coding::{Data, OpCode},
+};
 
 /// A masked client text frame around `payload`.
 fn client_frame(payload: &[u8]) -> Vec<u8> {
@@ -52,6 +56,20 @@ fn decode(c: &mut Criterion) {
                     Flow::Continue
                 })
                 .unwrap();
+                black_box(n)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("baseline: tungstenite FrameSocket", |b| {
+        b.iter_batched(
+            || FrameSocket::new(std::io::Cursor::new(batch.clone())),
+            |mut socket| {
+                let mut n = 0;
+                while let Ok(Some(frame)) = socket.read(None) {
+                    black_box(frame.payload().len());
+                    n += 1;
+                }
                 black_box(n)
             },
             BatchSize::SmallInput,
@@ -109,6 +127,20 @@ fn encode_once(c: &mut Criterion) {
     g.bench_function("encode once", |b| {
         b.iter(|| black_box(encode::direct_message("alice", &value)))
     });
+    let data = serde_json::json!({"text": "hello there", "n": 42});
+    g.bench_function(
+        "baseline: serde_json::to_vec + tungstenite Frame::format",
+        |b| {
+            b.iter(|| {
+                let msg = serde_json::json!({"op": "message", "from": "alice", "data": &data});
+                let payload = serde_json::to_vec(&msg).unwrap();
+                let frame = Frame::message(payload, OpCode::Data(Data::Text), true);
+                let mut out = Vec::with_capacity(frame.len());
+                frame.format(&mut out).unwrap();
+                black_box(out)
+            })
+        },
+    );
     let frame = encode::direct_message("alice", &value);
     g.throughput(Throughput::Elements(10_000));
     g.bench_function("fan-out: 10k handle clones", |b| {
