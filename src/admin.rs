@@ -45,6 +45,8 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// This node's id (for logs).
     pub node_id: String,
+    /// The HTTP API for backends under `/v1/`; `None`: those paths are 404.
+    pub api: Option<Arc<crate::api::Api>>,
 }
 
 /// Starts the admin server on `listener` in a thread named "control"; it runs until the process exits.
@@ -103,8 +105,14 @@ async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>) {
 /// Serves HTTP/1.1 on one connection until the client leaves or a time limit hits.
 async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<AdminState>) {
     let service = service_fn(move |req: Request<Incoming>| {
-        let response = route(&req, &state);
-        async move { Ok::<_, Infallible>(response) }
+        let state = state.clone();
+        async move {
+            let response = match &state.api {
+                Some(api) if req.uri().path().starts_with("/v1/") => api.handle(req).await,
+                _ => route(&req, &state),
+            };
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -208,6 +216,7 @@ mod tests {
             status: status.clone(),
             metrics: recorder.handle(),
             node_id: "test".into(),
+            api: None,
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -56,6 +56,28 @@ pub struct Config {
     pub shutdown: ShutdownSection,
     /// Runtime (glommio) sizing.
     pub runtime: RuntimeSection,
+    /// HTTP API for backends on the admin port.
+    pub api: ApiSection,
+}
+
+/// `[api]`: the HTTP API for backends (`/v1/...` on the admin port). `Debug` redacts the key.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Bearer key every `/v1/` request must present (`Authorization: Bearer <key>`). Default `""`: no
+    /// key, the API is open to whoever reaches the admin port (bind it to a private address).
+    pub key: String,
+}
+
+impl fmt::Debug for ApiSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = if self.key.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("ApiSection").field("key", &key).finish()
+    }
 }
 
 /// `[websocket]`: handshake and framing limits.
@@ -148,6 +170,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             shutdown: ShutdownSection::default(),
             runtime: RuntimeSection::default(),
+            api: ApiSection::default(),
         }
     }
 }

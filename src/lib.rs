@@ -5,9 +5,11 @@
 //! environment), [`limits`] reads what the process may open and lock, [`node`] starts shards and the
 //! admin server and shuts them down on a signal, [`admin`] serves `/healthz`, `/readyz` and
 //! `/metrics` on the control thread, and [`check`] tells an operator whether this host's limits allow N
-//! connections.
+//! connections. [`cluster`] holds the Redis side of cluster mode (presence, node registry), driven by the
+//! bridge thread.
 
 pub mod admin;
+pub mod api;
 pub mod check;
 pub mod cli;
 pub mod config;

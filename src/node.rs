@@ -20,7 +20,7 @@ use signal_hook::{
 };
 use tracing::{info, warn};
 
-use crate::{admin, config::Config, limits::ProcessLimits};
+use crate::{admin, api, config::Config, limits::ProcessLimits};
 
 /// Runs a node (protocol or raw echo `mode`) until SIGTERM or SIGINT, then shuts it down; returns when
 /// every shard has stopped.
@@ -75,6 +75,10 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
             status: status.clone(),
             metrics: metrics_handle,
             node_id: node_id.clone(),
+            api: Some(Arc::new(api::Api::new(
+                plane.inboxes().clone(),
+                &config.api.key,
+            ))),
         },
     )?;
 

@@ -9,7 +9,7 @@ use simd_json::BorrowedValue;
 
 use crate::{
     ids::ConnId,
-    messages::ReplyTo,
+    messages::{Origin, ReplyTo},
     protocol::{ErrorCode, Request, RequestError, encode, parse_value},
     route,
     shard::{Shard, ShardState},
@@ -64,7 +64,14 @@ pub fn on_message(shard: &Shard, st: &mut ShardState, conn: ConnId, payload: &mu
         }
         Request::Send { to, data } => {
             let frame = encode::direct_message(&user, data);
-            route::send_to_user(shard, st, Arc::from(to), frame, reply_to(), now);
+            route::send_to_user(
+                shard,
+                st,
+                Arc::from(to),
+                frame,
+                Origin::Conn(reply_to()),
+                now,
+            );
         }
         Request::Publish { channel, data } => {
             publish(shard, st, &user, channel, data, reply_to(), now)
@@ -186,7 +193,14 @@ fn publish(
     now: u64,
 ) {
     let frame = encode::channel_message(channel, user, data);
-    route::publish(shard, st, Arc::from(channel), frame, reply_to, now);
+    route::publish(
+        shard,
+        st,
+        Arc::from(channel),
+        frame,
+        Origin::Conn(reply_to),
+        now,
+    );
 }
 
 /// Queues the error frame for a refused request.

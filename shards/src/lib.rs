@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod dispatch;
 pub mod ids;
 pub mod inbox;

@@ -22,8 +22,41 @@ pub struct ReplyTo {
     pub id: Option<Arc<str>>,
 }
 
+/// What the owner shard reports back once a send or publish has been routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// `delivered`, `offline` (send) or `published` (publish).
+    pub status: &'static str,
+    /// Connections the message was routed to.
+    pub conns: u64,
+}
+
+/// Receives an [`Ack`] on the owner shard's thread; it must not block (send it on a channel).
+pub type AckSink = Box<dyn FnOnce(Ack) + Send>;
+
+/// Code run on a shard with its state borrowed: the control plane's `invoke_on` (no request cycle: it
+/// replies through whatever it captured, never by waiting on another shard).
+pub type Invocation =
+    Box<dyn FnOnce(&crate::shard::Shard, &mut crate::shard::ShardState, u64) + Send>;
+
+/// Who asked for a send or publish, and so where its ack goes.
+pub enum Origin {
+    /// A client connection: it gets an ack frame, and a publish skips it.
+    Conn(ReplyTo),
+    /// The control plane (HTTP API, cluster bridge): it gets the [`Ack`] values.
+    External(AckSink),
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Conn(r) => f.debug_tuple("Conn").field(r).finish(),
+            Origin::External(_) => f.write_str("External"),
+        }
+    }
+}
+
 /// A message for a shard.
-#[derive(Debug)]
 pub enum ShardMsg {
     /// At the user's owner: one more connection of `user` on `shard`.
     DirAdd { user: Arc<str>, shard: usize },
@@ -33,7 +66,7 @@ pub enum ShardMsg {
     RouteUser {
         to: Arc<str>,
         frame: Bytes,
-        reply: ReplyTo,
+        reply: Origin,
     },
     /// At a holder: deliver `frame` to the local connections of `to`.
     DeliverUser { to: Arc<str>, frame: Bytes },
@@ -54,7 +87,7 @@ pub enum ShardMsg {
     RoutePublish {
         channel: Arc<str>,
         frame: Bytes,
-        reply: ReplyTo,
+        reply: Origin,
         self_subscribed: bool,
     },
     /// At a subscribing shard: deliver `frame` to local subscribers of `channel` except `exclude`.
@@ -79,11 +112,47 @@ pub enum ShardMsg {
     },
     /// At the channel's owner: who is subscribed; the owner answers `reply` with a presence frame.
     ChannelPresence { channel: Arc<str>, reply: ReplyTo },
+    /// Run control-plane code on this shard (presence lookups, disconnects, closes from the HTTP API).
+    Invoke(Invocation),
     /// Stop accepting and close every connection with 1001.
     Shutdown,
     /// Test payload for the inbox itself.
     #[doc(hidden)]
     Probe(u64),
+}
+
+impl std::fmt::Debug for ShardMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardMsg::DirAdd { user, shard } => write!(f, "DirAdd({user}, {shard})"),
+            ShardMsg::DirRemove { user, shard } => write!(f, "DirRemove({user}, {shard})"),
+            ShardMsg::RouteUser { to, reply, .. } => write!(f, "RouteUser({to}, {reply:?})"),
+            ShardMsg::DeliverUser { to, .. } => write!(f, "DeliverUser({to})"),
+            ShardMsg::ChanSub {
+                channel,
+                user,
+                shard,
+            } => write!(f, "ChanSub({channel}, {user}, {shard})"),
+            ShardMsg::ChanUnsub {
+                channel,
+                user,
+                shard,
+            } => write!(f, "ChanUnsub({channel}, {user}, {shard})"),
+            ShardMsg::RoutePublish { channel, reply, .. } => {
+                write!(f, "RoutePublish({channel}, {reply:?})")
+            }
+            ShardMsg::DeliverChannel { channel, .. } => write!(f, "DeliverChannel({channel})"),
+            ShardMsg::ToConn { conn, .. } => write!(f, "ToConn({conn:?})"),
+            ShardMsg::PresenceQuery { query, from, .. } => {
+                write!(f, "PresenceQuery({query}, {from})")
+            }
+            ShardMsg::PresenceAnswer { query, .. } => write!(f, "PresenceAnswer({query})"),
+            ShardMsg::ChannelPresence { channel, .. } => write!(f, "ChannelPresence({channel})"),
+            ShardMsg::Invoke(_) => f.write_str("Invoke"),
+            ShardMsg::Shutdown => f.write_str("Shutdown"),
+            ShardMsg::Probe(v) => write!(f, "Probe({v})"),
+        }
+    }
 }
 
 impl ShardMsg {

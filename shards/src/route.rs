@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::{
     ids::{ConnId, owner_of},
-    messages::{ReplyTo, ShardMsg},
+    messages::{Ack, Origin, ReplyTo, ShardMsg},
     protocol::encode,
     shard::{Shard, ShardState, begin_shutdown},
 };
@@ -66,6 +66,7 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         ShardMsg::ChannelPresence { channel, reply } => {
             channel_presence_at_owner(shard, st, &channel, reply, now)
         }
+        ShardMsg::Invoke(f) => f(shard, st, now),
         ShardMsg::Shutdown => begin_shutdown(shard, st, now),
         ShardMsg::Probe(_) => {}
     }
@@ -167,7 +168,7 @@ pub fn send_to_user(
     st: &mut ShardState,
     to: Arc<str>,
     frame: Bytes,
-    reply: ReplyTo,
+    reply: Origin,
     now: u64,
 ) {
     let owner = owner_of(&to, shard.config.shards);
@@ -186,7 +187,7 @@ fn route_user_at_owner(
     st: &mut ShardState,
     to: Arc<str>,
     frame: Bytes,
-    reply_to: ReplyTo,
+    reply_to: Origin,
     now: u64,
 ) {
     let holders = st.directory.holders(&to).cloned().unwrap_or_default();
@@ -208,8 +209,19 @@ fn route_user_at_owner(
         }
     }
     let status = if conns > 0 { "delivered" } else { "offline" };
-    let ack = encode::ack(reply_to.id.as_deref(), status, Some(conns));
-    reply(shard, st, &reply_to, ack, now);
+    answer(shard, st, reply_to, Ack { status, conns }, now);
+}
+
+/// Sends a routed message's ack where it belongs: an ack frame to a connection, or the values to an
+/// external sink.
+fn answer(shard: &Shard, st: &mut ShardState, origin: Origin, ack: Ack, now: u64) {
+    match origin {
+        Origin::Conn(reply_to) => {
+            let frame = encode::ack(reply_to.id.as_deref(), ack.status, Some(ack.conns));
+            reply(shard, st, &reply_to, frame, now);
+        }
+        Origin::External(sink) => sink(ack),
+    }
 }
 
 /// Holder step of a direct message: every local connection of `to`.
@@ -227,10 +239,13 @@ pub fn publish(
     st: &mut ShardState,
     channel: Arc<str>,
     frame: Bytes,
-    reply: ReplyTo,
+    reply: Origin,
     now: u64,
 ) {
-    let self_subscribed = st.channels.contains(&channel, reply.conn);
+    let self_subscribed = match &reply {
+        Origin::Conn(r) => st.channels.contains(&channel, r.conn),
+        Origin::External(_) => false,
+    };
     let owner = owner_of(&channel, shard.config.shards);
     to_owner(
         shard,
@@ -252,7 +267,7 @@ fn publish_at_owner(
     st: &mut ShardState,
     channel: Arc<str>,
     frame: Bytes,
-    reply_to: ReplyTo,
+    reply_to: Origin,
     self_subscribed: bool,
     now: u64,
 ) {
@@ -262,7 +277,10 @@ fn publish_at_owner(
     };
     for &(target, _) in &targets {
         let target = target as usize;
-        let exclude = (target == reply_to.shard).then_some(reply_to.conn);
+        let exclude = match &reply_to {
+            Origin::Conn(r) if r.shard == target => Some(r.conn),
+            _ => None,
+        };
         if target == shard.id {
             deliver_channel_local(shard, st, &channel, &frame, exclude, now);
         } else {
@@ -277,9 +295,17 @@ fn publish_at_owner(
             );
         }
     }
-    let reached = total - u64::from(self_subscribed && total > 0);
-    let ack = encode::ack(reply_to.id.as_deref(), "published", Some(reached));
-    reply(shard, st, &reply_to, ack, now);
+    let conns = total - u64::from(self_subscribed && total > 0);
+    answer(
+        shard,
+        st,
+        reply_to,
+        Ack {
+            status: "published",
+            conns,
+        },
+        now,
+    );
 }
 
 /// Subscriber step of a publish: every local subscriber but `exclude`.

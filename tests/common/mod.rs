@@ -10,7 +10,7 @@ mod jwt;
 mod opts;
 
 #[allow(unused_imports)]
-pub use admin::{metric_sum, try_http_get};
+pub use admin::{http_request, metric_sum, try_http_get};
 #[allow(unused_imports)]
 pub use client::{Client, CloseInfo, IO_TIMEOUT, Incoming, assert_error};
 #[allow(unused_imports)]

@@ -129,6 +129,18 @@ pub fn channel_message(channel: &str, from: &str, data: &BorrowedValue<'_>) -> B
     finish(b)
 }
 
+/// A message a backend injected (HTTP API): no `from`; `channel` for a publish; `data_json` is JSON text
+/// the caller has already validated, copied as is.
+pub fn backend_message(channel: Option<&str>, data_json: &str) -> Bytes {
+    let mut b = start("message", None, data_json.len() + 64);
+    if let Some(channel) = channel {
+        field_str(b.payload(), "channel", channel);
+    }
+    b.payload().extend_from_slice(b",\"data\":");
+    b.payload().extend_from_slice(data_json.as_bytes());
+    finish(b)
+}
+
 /// The reply to a presence query by users.
 pub fn presence_users<'a>(
     id: Option<&str>,
@@ -232,6 +244,18 @@ mod tests {
         assert_eq!(
             json(&error(None, ErrorCode::RateLimited, "slow down")),
             serde_json::json!({"op":"error","code":"rate_limited","message":"slow down"})
+        );
+    }
+
+    #[test]
+    fn backend_messages_carry_raw_data_and_no_from() {
+        assert_eq!(
+            json(&backend_message(None, r#"{"a":[1,2]}"#)),
+            serde_json::json!({"op":"message","data":{"a":[1,2]}})
+        );
+        assert_eq!(
+            json(&backend_message(Some("room"), "null")),
+            serde_json::json!({"op":"message","channel":"room","data":null})
         );
     }
 

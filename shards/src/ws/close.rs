@@ -29,13 +29,15 @@ pub enum CloseReason {
     SlowConsumer,
     /// 4009: nothing received for the heartbeat timeout.
     HeartbeatTimeout,
+    /// 4010: a backend disconnected this user (`POST /v1/disconnect`).
+    Disconnected,
     /// No close frame: the peer reset or closed the TCP connection, or the handshake failed.
     PeerGone,
 }
 
 impl CloseReason {
     /// Every reason, for registering one metric handle each.
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::Normal,
         CloseReason::GoingAway,
         CloseReason::ProtocolError,
@@ -47,6 +49,7 @@ impl CloseReason {
         CloseReason::IdentifyTimeout,
         CloseReason::SlowConsumer,
         CloseReason::HeartbeatTimeout,
+        CloseReason::Disconnected,
         CloseReason::PeerGone,
     ];
 
@@ -64,6 +67,7 @@ impl CloseReason {
             CloseReason::IdentifyTimeout => 4001,
             CloseReason::SlowConsumer => 4008,
             CloseReason::HeartbeatTimeout => 4009,
+            CloseReason::Disconnected => 4010,
         }
     }
 
@@ -81,6 +85,7 @@ impl CloseReason {
             CloseReason::IdentifyTimeout => "identify timeout",
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
+            CloseReason::Disconnected => "disconnected by the server",
         }
     }
 
@@ -98,6 +103,7 @@ impl CloseReason {
             CloseReason::IdentifyTimeout => "identify_timeout",
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::Disconnected => "disconnected",
             CloseReason::PeerGone => "peer_gone",
         }
     }

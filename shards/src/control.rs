@@ -1,0 +1,55 @@
+//! Operations the control plane (HTTP API, later the cluster bridge) runs on a shard.
+//!
+//! They are sent as [`crate::messages::ShardMsg::Invoke`] and run on the shard's thread with its state
+//! borrowed, like seastar's `invoke_on`; each returns what the caller needs to build its answer. None of
+//! them waits on another shard.
+
+use crate::{
+    shard::{Shard, ShardState},
+    ws::CloseReason,
+};
+
+/// Connections of `user` over every shard, as the user's owner shard's directory counts them.
+pub fn user_connections(st: &ShardState, user: &str) -> u64 {
+    st.directory.connections(user)
+}
+
+/// Closes every local connection of `user` with `reason`; returns how many.
+pub fn disconnect_user(st: &mut ShardState, user: &str, reason: CloseReason, now: u64) -> usize {
+    let conns: Vec<_> = st.users.get(user).to_vec();
+    for &id in &conns {
+        st.conns.close(id, reason, now);
+    }
+    conns.len()
+}
+
+/// Closes up to `max` open connections of this shard with `reason` (oldest slots first); returns how
+/// many were closed. Connections already closing are not counted.
+pub fn close_connections(
+    shard: &Shard,
+    st: &mut ShardState,
+    max: usize,
+    reason: CloseReason,
+    now: u64,
+) -> usize {
+    let mut closed = 0;
+    for id in st.conns.ids() {
+        if closed == max {
+            break;
+        }
+        let open = st.conns.get(id).is_some_and(|c| !c.is_closing());
+        if open {
+            st.conns.close(id, reason, now);
+            closed += 1;
+        }
+    }
+    if closed > 0 {
+        tracing::info!(
+            shard = shard.id,
+            closed,
+            reason = reason.label(),
+            "closing connections on request"
+        );
+    }
+    closed
+}
