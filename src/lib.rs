@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod limits;
 pub mod node;

@@ -61,6 +61,8 @@ pub struct ShardConfig {
     pub close_grace: Duration,
     /// Slots in each shard's cross-shard inbox.
     pub inbox_capacity: usize,
+    /// Where owner shards report presence and channel interest in cluster mode; `None`: embedded.
+    pub cluster: Option<Arc<dyn crate::cluster::ClusterLink>>,
 }
 
 impl ShardConfig {
@@ -87,6 +89,7 @@ impl ShardConfig {
             auth: Arc::new(AuthMode::Dev),
             close_grace: Duration::from_secs(5),
             inbox_capacity: 65536,
+            cluster: None,
         }
     }
 

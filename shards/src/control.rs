@@ -4,6 +4,8 @@
 //! borrowed, like seastar's `invoke_on`; each returns what the caller needs to build its answer. None of
 //! them waits on another shard.
 
+use std::sync::Arc;
+
 use crate::{
     shard::{Shard, ShardState},
     ws::CloseReason,
@@ -12,6 +14,12 @@ use crate::{
 /// Connections of `user` over every shard, as the user's owner shard's directory counts them.
 pub fn user_connections(st: &ShardState, user: &str) -> u64 {
     st.directory.connections(user)
+}
+
+/// Every user this shard owns, with its connections on this node: what the cluster bridge re-asserts in
+/// Redis on each presence refresh and after Redis comes back empty.
+pub fn owned_users(st: &ShardState) -> Vec<(Arc<str>, u64)> {
+    st.directory.iter().map(|(u, n)| (u.clone(), n)).collect()
 }
 
 /// Closes every local connection of `user` with `reason`; returns how many.

@@ -6,6 +6,7 @@
 //! [`DataPlane::start`].
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod control;

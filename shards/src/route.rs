@@ -21,11 +21,17 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         ShardMsg::DirAdd {
             user,
             shard: holder,
-        } => st.directory.add(user, holder),
+        } => {
+            st.directory.add(user.clone(), holder);
+            report_presence(shard, st, &user);
+        }
         ShardMsg::DirRemove {
             user,
             shard: holder,
-        } => st.directory.remove(&user, holder),
+        } => {
+            st.directory.remove(&user, holder);
+            report_presence(shard, st, &user);
+        }
         ShardMsg::RouteUser { to, frame, reply } => {
             route_user_at_owner(shard, st, to, frame, reply, now)
         }
@@ -34,12 +40,25 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             channel,
             user,
             shard: holder,
-        } => st.index.subscribe(channel, user, holder),
+        } => {
+            let first = st.index.get(&channel).is_none();
+            st.index.subscribe(channel.clone(), user, holder);
+            if first && let Some(link) = &shard.config.cluster {
+                link.channel_interest(&channel, true);
+            }
+        }
         ShardMsg::ChanUnsub {
             channel,
             user,
             shard: holder,
-        } => st.index.unsubscribe(&channel, &user, holder),
+        } => {
+            st.index.unsubscribe(&channel, &user, holder);
+            if st.index.get(&channel).is_none()
+                && let Some(link) = &shard.config.cluster
+            {
+                link.channel_interest(&channel, false);
+            }
+        }
         ShardMsg::RoutePublish {
             channel,
             frame,
@@ -69,6 +88,13 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         ShardMsg::Invoke(f) => f(shard, st, now),
         ShardMsg::Shutdown => begin_shutdown(shard, st, now),
         ShardMsg::Probe(_) => {}
+    }
+}
+
+/// Tells the cluster link (if any) how many connections `user` now has on this node.
+fn report_presence(shard: &Shard, st: &ShardState, user: &Arc<str>) {
+    if let Some(link) = &shard.config.cluster {
+        link.presence_changed(user, st.directory.connections(user));
     }
 }
 

@@ -1,13 +1,15 @@
 //! Shared harness for the integration tests: spawns a real `gateway serve` child process on ephemeral
 //! ports, waits for its stdout line and `/readyz`, and offers a blocking WebSocket client, admin HTTP
-//! helpers, Prometheus-text parsing and JWT minting. Every blocking step is bounded by a timeout so that a
-//! misbehaving server fails a test with a clear message instead of hanging it.
+//! helpers, Prometheus-text parsing, JWT minting and a real `redis-server` ([`redis`]). Every blocking
+//! step is bounded by a timeout so that a misbehaving server fails a test with a clear message instead of
+//! hanging it.
 #![allow(dead_code)]
 
 mod admin;
 mod client;
 mod jwt;
 mod opts;
+pub mod redis;
 
 #[allow(unused_imports)]
 pub use admin::{http_request, metric_sum, try_http_get};

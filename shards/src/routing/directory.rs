@@ -42,6 +42,11 @@ impl Directory {
         self.users.contains_key(user)
     }
 
+    /// Every user with an entry and its connection count over all shards.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, u64)> + '_ {
+        self.users.iter().map(|(u, counts)| (u, total(counts)))
+    }
+
     /// Users with an entry.
     pub fn len(&self) -> usize {
         self.users.len()
@@ -71,6 +76,12 @@ mod tests {
         d.remove("bob", 1);
         assert!(!d.is_online("bob"));
         assert!(d.is_empty());
+        d.add("amy".into(), 0);
+        d.add("amy".into(), 1);
+        let listed: Vec<_> = d.iter().map(|(u, n)| (u.to_string(), n)).collect();
+        assert_eq!(listed, vec![("amy".to_string(), 2)]);
+        d.remove("amy", 0);
+        d.remove("amy", 1);
         // Removing what is not there changes nothing.
         d.remove("bob", 1);
         assert_eq!(d.connections("bob"), 0);
