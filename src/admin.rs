@@ -47,6 +47,8 @@ pub struct AdminState {
     pub node_id: String,
     /// The HTTP API for backends under `/v1/`; `None`: those paths are 404.
     pub api: Option<Arc<crate::api::Api>>,
+    /// Cluster mode's Redis link state; `None` in embedded mode.
+    pub cluster: Option<Arc<crate::bridge::ClusterView>>,
 }
 
 /// Starts the admin server on `listener` in a thread named "control"; it runs until the process exits.
@@ -149,7 +151,13 @@ pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<Full<Bytes>> {
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match state.status.readiness() {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Ok(()) => match &state.cluster {
+                Some(c) if c.require_for_ready && !c.redis_up() => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "redis unavailable\n".into(),
+                ),
+                _ => text(StatusCode::OK, "ready\n".into()),
+            },
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
         },
         "/metrics" => {
@@ -217,6 +225,7 @@ mod tests {
             metrics: recorder.handle(),
             node_id: "test".into(),
             api: None,
+            cluster: None,
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -37,6 +37,8 @@ pub struct Api {
     inboxes: Arc<[Arc<Inbox>]>,
     /// Bearer key; `None`: no key required.
     key: Option<String>,
+    /// Cluster mode's view (registry); `None` in embedded mode.
+    cluster: Option<Arc<crate::bridge::ClusterView>>,
 }
 
 /// A refused request: status and message.
@@ -46,10 +48,15 @@ type Answer = Result<serde_json::Value, Refusal>;
 
 impl Api {
     /// An API over `inboxes`, requiring `key` when it is non-empty.
-    pub fn new(inboxes: Arc<[Arc<Inbox>]>, key: &str) -> Self {
+    pub fn new(
+        inboxes: Arc<[Arc<Inbox>]>,
+        key: &str,
+        cluster: Option<Arc<crate::bridge::ClusterView>>,
+    ) -> Self {
         Api {
             inboxes,
             key: (!key.is_empty()).then(|| key.to_string()),
+            cluster,
         }
     }
 
@@ -69,6 +76,7 @@ impl Api {
             (Method::POST, "/v1/send") => self.send(req).await,
             (Method::POST, "/v1/disconnect") => self.disconnect(req).await,
             (Method::POST, "/v1/close") => self.close(req).await,
+            (Method::GET, "/v1/nodes") => self.nodes(),
             (Method::GET, p) if p.starts_with("/v1/presence/") => {
                 self.presence(&p["/v1/presence/".len()..]).await
             }
@@ -235,6 +243,26 @@ impl Api {
             closed += wait(rx).await?;
         }
         Ok(json!({"closed": closed}))
+    }
+
+    /// `GET /v1/nodes` → `{"nodes":[{"id","state","ws","admin","started_ms","heartbeat_ms"}]}` as of the
+    /// bridge's last heartbeat; 503 in embedded mode.
+    fn nodes(&self) -> Answer {
+        let Some(cluster) = &self.cluster else {
+            return Err(Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not in cluster mode (no redis_url)".into(),
+            ));
+        };
+        let nodes: Vec<_> = cluster
+            .nodes()
+            .into_iter()
+            .map(|n| {
+                json!({"id": n.id, "state": n.state.as_str(), "ws": n.ws, "admin": n.admin,
+                       "started_ms": n.started_ms, "heartbeat_ms": n.heartbeat_ms})
+            })
+            .collect();
+        Ok(json!({"nodes": nodes, "redis_up": cluster.redis_up()}))
     }
 
     /// Pushes `msg` into shard `shard`'s inbox; a full inbox is 503 (the node is overloaded).

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Node id reported to clients [default: <hostname>-<pid>].
     #[arg(long)]
     pub node_id: Option<String>,
+    /// Redis URL for cluster mode (presence, node registry), e.g. redis://10.0.0.7:6379/0
+    /// [default: none: the embedded single-node gateway].
+    #[arg(long)]
+    pub redis_url: Option<String>,
 }
 
 /// Flags of `gateway check`.

@@ -44,6 +44,11 @@ pub struct Config {
     pub backlog: u32,
     /// Node-wide cap on open client connections. Default 0: soft `RLIMIT_NOFILE` minus a reserve.
     pub max_connections: usize,
+    /// Redis for cluster mode, e.g. `redis://10.0.0.7:6379/0`. Default `""`: the embedded single-node
+    /// gateway, no Redis.
+    pub redis_url: String,
+    /// Cluster mode timings (used only with `redis_url`).
+    pub cluster: ClusterSection,
     /// WebSocket handshake and framing limits.
     pub websocket: WebSocketSection,
     /// Per-connection resource limits.
@@ -58,6 +63,38 @@ pub struct Config {
     pub runtime: RuntimeSection,
     /// HTTP API for backends on the admin port.
     pub api: ApiSection,
+}
+
+/// `[cluster]`: presence and node registry in Redis (only with `redis_url`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Life of a node's presence entry for a user without a refresh, in milliseconds: a crashed node's
+    /// users disappear after it. Default 90000.
+    pub presence_ttl_ms: u64,
+    /// Interval at which a node re-asserts the presence of all its users, in milliseconds; must be below
+    /// `presence_ttl_ms`. Default 30000.
+    pub presence_refresh_ms: u64,
+    /// Interval of registry heartbeats, in milliseconds. Default 5000.
+    pub heartbeat_interval_ms: u64,
+    /// Life of a node's alive key without a heartbeat, in milliseconds (then the node shows as dead);
+    /// must exceed `heartbeat_interval_ms`. Default 15000.
+    pub node_ttl_ms: u64,
+    /// When true, `/readyz` fails while Redis is unreachable; when false (default) the node stays ready
+    /// and serves local traffic, and only reports the state (`gateway_redis_up`, logs).
+    pub require_redis_for_ready: bool,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            presence_ttl_ms: 90_000,
+            presence_refresh_ms: 30_000,
+            heartbeat_interval_ms: 5_000,
+            node_ttl_ms: 15_000,
+            require_redis_for_ready: false,
+        }
+    }
 }
 
 /// `[api]`: the HTTP API for backends (`/v1/...` on the admin port). `Debug` redacts the key.
@@ -164,6 +201,8 @@ impl Default for Config {
             shards: 0,
             backlog: 65535,
             max_connections: 0,
+            redis_url: String::new(),
+            cluster: ClusterSection::default(),
             websocket: WebSocketSection::default(),
             limits: LimitsSection::default(),
             heartbeat: HeartbeatSection::default(),
@@ -507,6 +546,26 @@ impl Config {
         check(
             self.runtime.inbox_capacity > 0,
             "runtime.inbox_capacity must be greater than 0".into(),
+        );
+        let c = &self.cluster;
+        check(
+            c.presence_refresh_ms > 0 && c.presence_refresh_ms < c.presence_ttl_ms,
+            "cluster.presence_refresh_ms must be greater than 0 and below cluster.presence_ttl_ms"
+                .into(),
+        );
+        check(
+            c.heartbeat_interval_ms > 0 && c.heartbeat_interval_ms < c.node_ttl_ms,
+            "cluster.heartbeat_interval_ms must be greater than 0 and below cluster.node_ttl_ms"
+                .into(),
+        );
+        check(
+            self.redis_url.is_empty()
+                || self.redis_url.starts_with("redis://")
+                || self.redis_url.starts_with("rediss://"),
+            format!(
+                "redis_url {:?} must start with redis:// (or rediss://)",
+                self.redis_url
+            ),
         );
         if problems.is_empty() {
             Ok(())

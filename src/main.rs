@@ -47,6 +47,9 @@ fn serve(args: ServeArgs, mode: Mode) -> ExitCode {
     if let Some(id) = args.node_id {
         config.node_id = id;
     }
+    if let Some(url) = args.redis_url {
+        config.redis_url = url;
+    }
     // Flags override after the file and environment were validated: check the result again.
     if let Err(e) = config.validate() {
         eprintln!("gateway: {e}");

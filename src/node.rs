@@ -4,7 +4,7 @@
 //! metrics recorder is installed before any shard registers a handle, listeners are bound before the
 //! shards start (so port 0 resolves once), and signal handlers are in place before anything can accept.
 
-use std::{error::Error, fs, io::Write, net::TcpListener, sync::Arc};
+use std::{error::Error, fs, io::Write, net::TcpListener, sync::Arc, time::Duration};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use shards::{
@@ -20,7 +20,13 @@ use signal_hook::{
 };
 use tracing::{info, warn};
 
-use crate::{admin, api, config::Config, limits::ProcessLimits};
+use crate::{
+    admin, api,
+    bridge::{Bridge, BridgeConfig, BridgeLink},
+    cluster::{NodeInfo, now_ms},
+    config::Config,
+    limits::ProcessLimits,
+};
 
 /// Runs a node (protocol or raw echo `mode`) until SIGTERM or SIGINT, then shuts it down; returns when
 /// every shard has stopped.
@@ -49,6 +55,10 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
     let node_id = config.node_id_or_default();
     let mut shard_config = shard_config(&config, &node_id, shards, &cpus, &limits)?;
     shard_config.mode = mode;
+    let link = (!config.redis_url.is_empty()).then(|| Arc::new(BridgeLink::new()));
+    if let Some(link) = &link {
+        shard_config.cluster = Some(link.clone());
+    }
 
     let recorder = PrometheusBuilder::new().build_recorder();
     let metrics_handle = recorder.handle();
@@ -69,6 +79,28 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
 
     let status = Arc::new(NodeStatus::new(shards, max_connections));
     let plane = DataPlane::start(shard_config, fds, status.clone())?;
+    let bridge = match link {
+        Some(link) => {
+            let c = &config.cluster;
+            let bridge_config = BridgeConfig {
+                redis_url: config.redis_url.clone(),
+                node_id: node_id.clone(),
+                info: NodeInfo {
+                    ws: ws_addr.to_string(),
+                    admin: admin_addr.to_string(),
+                    started_ms: now_ms(),
+                },
+                presence_ttl: Duration::from_millis(c.presence_ttl_ms),
+                presence_refresh: Duration::from_millis(c.presence_refresh_ms),
+                heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
+                node_ttl: Duration::from_millis(c.node_ttl_ms),
+                require_for_ready: c.require_redis_for_ready,
+            };
+            Some(Bridge::spawn(bridge_config, link, plane.inboxes().clone())?)
+        }
+        None => None,
+    };
+    let cluster_view = bridge.as_ref().map(Bridge::view);
     admin::spawn(
         admin_listener,
         admin::AdminState {
@@ -78,7 +110,9 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
             api: Some(Arc::new(api::Api::new(
                 plane.inboxes().clone(),
                 &config.api.key,
+                cluster_view.clone(),
             ))),
+            cluster: cluster_view,
         },
     )?;
 
@@ -105,6 +139,9 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
     let signal = signals.forever().next();
     info!(signal = ?signal, "shutting down: readiness off, closing connections with 1001");
     status.begin_shutdown();
+    if let Some(bridge) = &bridge {
+        bridge.draining();
+    }
     plane.shutdown();
     // A second signal ends the wait at once.
     std::thread::Builder::new()
@@ -116,6 +153,9 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
             }
         })?;
     plane.join();
+    if let Some(bridge) = bridge {
+        bridge.stop();
+    }
     info!("stopped");
     Ok(())
 }
