@@ -263,6 +263,10 @@ impl Node {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut last: String;
         loop {
+            if !opts.wait_ready {
+                // The test polls `/readyz` itself (a node expected to start unready).
+                break;
+            }
             match try_http_get(parsed.admin, "/readyz") {
                 Ok((200, _)) => break,
                 Ok((status, body)) => last = format!("status {status} body {body:?}"),
@@ -373,6 +377,21 @@ impl Node {
             "kill -TERM {} failed: {status}",
             self.pid()
         );
+    }
+
+    /// Sends SIGKILL to the gateway (no clean-up can run) and waits for it to exit.
+    pub fn sigkill(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill -KILL");
+        assert!(
+            status.success(),
+            "kill -KILL {} failed: {status}",
+            self.pid()
+        );
+        self.wait_exit(Duration::from_secs(10))
     }
 
     /// Waits for the gateway to exit; panics after `timeout`.

@@ -15,6 +15,9 @@ pub struct NodeOpts {
     pub env: Vec<(String, String)>,
     /// When set, the child runs as `prlimit --nofile=SOFT:HARD gateway ...`.
     pub nofile: Option<(u64, u64)>,
+    /// Whether [`Node::start`](super::Node::start) waits for `/readyz` to answer 200 (default true); a
+    /// test of a node that must start unready turns it off and polls `/readyz` itself.
+    pub wait_ready: bool,
 }
 
 impl Default for NodeOpts {
@@ -31,6 +34,7 @@ impl NodeOpts {
             config: BTreeMap::new(),
             env: Vec::new(),
             nofile: None,
+            wait_ready: true,
         }
     }
 
@@ -68,6 +72,13 @@ impl NodeOpts {
     /// Runs the child under `prlimit --nofile=soft:hard`.
     pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
         self.nofile = Some((soft, hard));
+        self
+    }
+
+    /// Makes [`Node::start`](super::Node::start) return once the listening line is printed, without
+    /// waiting for `/readyz` to answer 200.
+    pub fn no_wait_ready(mut self) -> Self {
+        self.wait_ready = false;
         self
     }
 

@@ -35,15 +35,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers PING; panics with its log otherwise.
     pub fn start() -> RedisServer {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("gateway-redis-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create redis temp dir");
-        let mut server = RedisServer {
-            child: None,
-            port: 0,
-            dir,
-        };
+        let mut server = RedisServer::unstarted();
         // The free port is found by binding port 0 and releasing it, so another process may take it
         // before redis-server binds: try a few ports.
         let mut last = String::new();
@@ -55,6 +47,33 @@ impl RedisServer {
             }
         }
         panic!("redis-server did not start: {last}\n{}", server.log_tail());
+    }
+
+    /// Starts a server on `port` (for a test that pointed a node at the port before Redis ran, see
+    /// [`free_port`]) and waits until it answers PING; panics with its log otherwise.
+    pub fn start_on(port: u16) -> RedisServer {
+        let mut server = RedisServer::unstarted();
+        server.port = port;
+        if let Err(e) = server.spawn() {
+            panic!(
+                "redis-server did not start on port {port}: {e}\n{}",
+                server.log_tail()
+            );
+        }
+        server
+    }
+
+    /// A fresh temp dir and no process yet.
+    fn unstarted() -> RedisServer {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("gateway-redis-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create redis temp dir");
+        RedisServer {
+            child: None,
+            port: 0,
+            dir,
+        }
     }
 
     /// `redis://127.0.0.1:<port>/`.
@@ -194,8 +213,9 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
+/// A port that was free a moment ago (bound to 127.0.0.1:0 and released): nothing listens on it until
+/// someone binds it.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
