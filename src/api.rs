@@ -163,6 +163,7 @@ impl Api {
                 to,
                 frame,
                 reply: Origin::External(sink),
+                local_only: false,
             },
         )?;
         let ack = wait(rx).await?;

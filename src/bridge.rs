@@ -23,14 +23,24 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use metrics::{counter, gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shards::{cluster::ClusterLink, control, inbox::Inbox, messages::ShardMsg};
+use shards::{
+    cluster::ClusterLink,
+    control,
+    inbox::Inbox,
+    messages::{Origin, ShardMsg},
+    route::answer_from_outside,
+};
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
-use crate::cluster::{NodeInfo, NodeState, NodeView, PresenceStore, Registry, now_ms};
+use crate::{
+    cluster::{NodeInfo, NodeState, NodeView, PresenceStore, Registry, now_ms},
+    relay::{self, Relay},
+};
 
 /// Longest a presence change waits before it is written (changes in the window are coalesced).
 pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
@@ -47,6 +57,13 @@ enum Event {
     Presence(Arc<str>, u64),
     /// Channel interest (used by cross-node routing).
     Channel(Arc<str>, bool),
+    /// A direct message delivered to `local` connections here, for the other nodes.
+    Forward {
+        to: Arc<str>,
+        frame: Bytes,
+        local: u64,
+        origin: Origin,
+    },
 }
 
 /// The shards' side of the bridge: a bounded MPSC queue and a wake-up.
@@ -57,6 +74,10 @@ pub struct BridgeLink {
     notify: Notify,
     /// Set when a report found the queue full: the bridge then re-reads every shard's users.
     overflowed: AtomicBool,
+    /// True while the bridge's last Redis operation succeeded (read by shards to fail fast).
+    redis_up: AtomicBool,
+    /// Every shard's inbox, set once the shards run: where `unavailable` acks go when Redis is down.
+    inboxes: std::sync::OnceLock<Arc<[Arc<Inbox>]>>,
 }
 
 impl BridgeLink {
@@ -66,6 +87,8 @@ impl BridgeLink {
             events: ArrayQueue::new(QUEUE_CAPACITY),
             notify: Notify::new(),
             overflowed: AtomicBool::new(false),
+            redis_up: AtomicBool::new(false),
+            inboxes: std::sync::OnceLock::new(),
         }
     }
 
@@ -91,12 +114,38 @@ impl ClusterLink for BridgeLink {
     fn channel_interest(&self, channel: &Arc<str>, subscribed: bool) {
         self.push(Event::Channel(channel.clone(), subscribed));
     }
+
+    fn forward_user(&self, to: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
+        if !self.redis_up.load(Ordering::Acquire) {
+            // Fail fast: no waiting on a Redis that is known to be down.
+            self.unavailable(local, origin);
+            return;
+        }
+        self.push(Event::Forward {
+            to,
+            frame,
+            local,
+            origin,
+        });
+    }
+}
+
+impl BridgeLink {
+    /// Answers a forwarded send without asking the other nodes (Redis is down): see
+    /// [`relay::degraded_ack`].
+    fn unavailable(&self, local: u64, origin: Origin) {
+        let ack = relay::degraded_ack(local);
+        match self.inboxes.get() {
+            Some(inboxes) => answer_from_outside(origin, ack, inboxes),
+            None => answer_from_outside(origin, ack, &[]),
+        }
+    }
 }
 
 /// What the admin server reads: the Redis link's state and the cached node list.
 pub struct ClusterView {
-    /// True while the last Redis operation succeeded.
-    redis_up: AtomicBool,
+    /// The link whose `redis_up` flag this view reports.
+    link: Arc<BridgeLink>,
     /// `/readyz` fails while Redis is down when this is set.
     pub require_for_ready: bool,
     /// The registry as of the last heartbeat.
@@ -106,7 +155,7 @@ pub struct ClusterView {
 impl ClusterView {
     /// True while Redis answers.
     pub fn redis_up(&self) -> bool {
-        self.redis_up.load(Ordering::Acquire)
+        self.link.redis_up.load(Ordering::Acquire)
     }
 
     /// The cluster's nodes as of the last heartbeat.
@@ -160,8 +209,9 @@ impl Bridge {
         link: Arc<BridgeLink>,
         inboxes: Arc<[Arc<Inbox>]>,
     ) -> std::io::Result<Bridge> {
+        let _ = link.inboxes.set(inboxes.clone());
         let view = Arc::new(ClusterView {
-            redis_up: AtomicBool::new(false),
+            link: link.clone(),
             require_for_ready: config.require_for_ready,
             nodes: Mutex::new(Vec::new()),
         });
@@ -246,7 +296,8 @@ async fn run(
             Ok(Ok(conn)) => {
                 info!(url = %config.redis_url, "connected to Redis");
                 backoff.reset();
-                let ended = serve(&config, conn, &shared, &view, &inboxes, &mut state).await;
+                let ended =
+                    serve(&config, &client, conn, &shared, &view, &inboxes, &mut state).await;
                 if ended == Ended::Stopped {
                     return;
                 }
@@ -257,7 +308,7 @@ async fn run(
             Err(_) => warn!("Redis connect timed out; retrying"),
         }
         // While Redis is down, keep the queue from growing: remember only the latest count per user.
-        drain_events(&shared.link, &mut state);
+        drain_events(&shared.link, &mut state, None);
         let delay = backoff.next();
         counter!("gateway_redis_disconnected_ms_total").increment(delay.as_millis() as u64);
         tokio::select! {
@@ -290,12 +341,14 @@ enum Ended {
 /// Serves one Redis connection: batches, refreshes, heartbeats.
 async fn serve(
     config: &BridgeConfig,
+    client: &redis::Client,
     conn: ConnectionManager,
     shared: &Shared,
     view: &ClusterView,
     inboxes: &Arc<[Arc<Inbox>]>,
     state: &mut BridgeState,
 ) -> Ended {
+    let presence_conn = conn.clone();
     let mut presence =
         PresenceStore::new(conn.clone(), config.node_id.clone(), config.presence_ttl);
     let mut registry = Registry::new(
@@ -304,10 +357,18 @@ async fn serve(
         config.info.clone(),
         config.node_ttl,
     );
+    let relay = Relay::new(
+        config.node_id.clone(),
+        presence_conn,
+        config.presence_ttl,
+        inboxes.clone(),
+    );
+    let mut channel = tokio::spawn(relay::serve_channel(client.clone(), relay.clone()));
     // (Re)connected: Redis may have restarted empty; re-assert everything at once.
     if refresh(&mut presence, inboxes, state).await.is_err()
         || heartbeat(&mut registry, shared, view).await.is_err()
     {
+        channel.abort();
         return Ended::RedisFailed;
     }
     set_up(view, true);
@@ -322,13 +383,22 @@ async fn serve(
                 finish(&mut presence, &mut registry, shared, state),
             )
             .await;
+            channel.abort();
             return Ended::Stopped;
         }
         let result = tokio::select! {
             _ = shared.link.notify.notified() => {
-                tokio::time::sleep(BATCH_WINDOW).await;
-                write_pending(&mut presence, shared, inboxes, state).await
+                // Forwards go out at once; presence changes wait for the batch window to coalesce.
+                drain_events(&shared.link, state, Some(&relay));
+                if !state.pending.is_empty() {
+                    tokio::time::sleep(BATCH_WINDOW).await;
+                }
+                write_pending(&mut presence, shared, inboxes, state, Some(&relay)).await
             }
+            ended = &mut channel => Err(match ended {
+                Ok(Err(e)) => e,
+                _ => redis::RedisError::from(std::io::Error::other("node channel subscription ended")),
+            }),
             _ = refresh_tick.tick() => refresh(&mut presence, inboxes, state).await,
             _ = heartbeat_tick.tick() => heartbeat(&mut registry, shared, view).await,
             _ = shared.wake.notified() => heartbeat(&mut registry, shared, view).await,
@@ -336,13 +406,14 @@ async fn serve(
         if let Err(e) = result {
             warn!(error = %e, "Redis operation failed; reconnecting");
             counter!("gateway_redis_errors_total").increment(1);
+            channel.abort();
             return Ended::RedisFailed;
         }
     }
 }
 
 /// Moves queued reports into `state.pending` (latest count per user wins) and the channel set.
-fn drain_events(link: &BridgeLink, state: &mut BridgeState) {
+fn drain_events(link: &BridgeLink, state: &mut BridgeState, relay: Option<&Arc<Relay>>) {
     while let Some(event) = link.events.pop() {
         match event {
             Event::Presence(user, conns) => {
@@ -354,6 +425,15 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState) {
             Event::Channel(channel, false) => {
                 state.channels.remove(&channel);
             }
+            Event::Forward {
+                to,
+                frame,
+                local,
+                origin,
+            } => match relay {
+                Some(relay) => relay.forward(to, frame, local, origin),
+                None => link.unavailable(local, origin),
+            },
         }
     }
     gauge!("gateway_cluster_channels").set(state.channels.len() as f64);
@@ -365,8 +445,9 @@ async fn write_pending(
     shared: &Shared,
     inboxes: &Arc<[Arc<Inbox>]>,
     state: &mut BridgeState,
+    relay: Option<&Arc<Relay>>,
 ) -> redis::RedisResult<()> {
-    drain_events(&shared.link, state);
+    drain_events(&shared.link, state, relay);
     if shared.link.overflowed.swap(false, Ordering::AcqRel) {
         return refresh(presence, inboxes, state).await;
     }
@@ -475,7 +556,7 @@ async fn finish(
     shared: &Shared,
     state: &mut BridgeState,
 ) {
-    drain_events(&shared.link, state);
+    drain_events(&shared.link, state, None);
     let users: Vec<Arc<str>> = state
         .applied
         .keys()
@@ -504,7 +585,7 @@ async fn timed<T>(op: impl Future<Output = redis::RedisResult<T>>) -> redis::Red
 
 /// Records the link's state for readiness and metrics.
 fn set_up(view: &ClusterView, up: bool) {
-    let was = view.redis_up.swap(up, Ordering::AcqRel);
+    let was = view.link.redis_up.swap(up, Ordering::AcqRel);
     gauge!("gateway_redis_up").set(if up { 1.0 } else { 0.0 });
     if was && !up {
         warn!("Redis link down: local traffic goes on; presence is re-asserted when it is back");
@@ -559,15 +640,15 @@ mod tests {
             pending: HashMap::new(),
             channels: Default::default(),
         };
-        drain_events(&link, &mut state);
+        drain_events(&link, &mut state, None);
         assert_eq!(state.pending.get("amy"), Some(&2));
         assert!(!link.overflowed.load(Ordering::Acquire));
         let room: Arc<str> = "room".into();
         link.channel_interest(&room, true);
-        drain_events(&link, &mut state);
+        drain_events(&link, &mut state, None);
         assert!(state.channels.contains("room"));
         link.channel_interest(&room, false);
-        drain_events(&link, &mut state);
+        drain_events(&link, &mut state, None);
         assert!(state.channels.is_empty());
     }
 }

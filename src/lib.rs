@@ -17,3 +17,4 @@ pub mod cluster;
 pub mod config;
 pub mod limits;
 pub mod node;
+pub mod relay;

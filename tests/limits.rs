@@ -3,6 +3,11 @@
 
 mod common;
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -72,9 +77,16 @@ fn slow_consumer_is_closed_with_4008_while_healthy_reader_gets_everything() {
     let mut healthy = node.identified("healthy");
     let ack = healthy.request(json!({"op": "subscribe", "id": "h", "channel": CHANNEL}));
     assert_eq!(ack, json!({"op": "ack", "id": "h", "status": "subscribed"}));
+    // The publisher stays at most WINDOW messages ahead of the healthy reader, so however slowly this
+    // machine schedules the reader, its queue stays under the bound: only the client that never reads
+    // can be a slow consumer.
+    const WINDOW: usize = 3;
+    let consumed = Arc::new(AtomicUsize::new(0));
+    let progress = consumed.clone();
     let reader = thread::spawn(move || {
         for seq in 0..MESSAGES {
             let msg = healthy.recv_json();
+            progress.store(seq + 1, Ordering::Release);
             assert_eq!(msg["op"], "message", "healthy reader, message {seq}");
             assert_eq!(msg["channel"], CHANNEL, "healthy reader, message {seq}");
             assert_eq!(msg["from"], "pub", "healthy reader, message {seq}");
@@ -95,6 +107,15 @@ fn slow_consumer_is_closed_with_4008_while_healthy_reader_gets_everything() {
     let mut publisher = node.identified("pub");
     let pad = "x".repeat(PAD);
     for seq in 0..MESSAGES {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seq > consumed.load(Ordering::Acquire) + WINDOW {
+            assert!(
+                Instant::now() < deadline,
+                "healthy reader stuck at {}",
+                consumed.load(Ordering::Acquire)
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
         publisher.send_json(&json!({
             "op": "publish", "id": format!("p{seq}"), "channel": CHANNEL,
             "data": {"seq": seq, "pad": pad},

@@ -9,10 +9,18 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
+use crate::messages::Origin;
+
 /// Receives the owner shards' reports; implemented by the bridge.
 pub trait ClusterLink: Send + Sync {
     /// `user` now has `conns` connections on this node (0: none left).
     fn presence_changed(&self, user: &Arc<str>, conns: u64);
     /// This node now has (`true`) or no longer has (`false`) a subscriber of `channel`.
     fn channel_interest(&self, channel: &Arc<str>, subscribed: bool);
+    /// A direct message to `to` was delivered to `local_conns` connections of this node; the link
+    /// forwards it to the other nodes holding `to` and answers `origin` with the total (or with status
+    /// `unavailable` when Redis cannot be reached).
+    fn forward_user(&self, to: Arc<str>, frame: Bytes, local_conns: u64, origin: Origin);
 }

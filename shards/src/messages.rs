@@ -62,11 +62,14 @@ pub enum ShardMsg {
     DirAdd { user: Arc<str>, shard: usize },
     /// At the user's owner: one connection of `user` on `shard` is gone.
     DirRemove { user: Arc<str>, shard: usize },
-    /// At the user's owner: deliver `frame` to every connection of `to`, then ack `reply`.
+    /// At the user's owner: deliver `frame` to every connection of `to`, then ack `reply`. In cluster
+    /// mode the owner then hands the message to the bridge for the other nodes, unless `local_only`
+    /// (a message that came from another node through the bridge).
     RouteUser {
         to: Arc<str>,
         frame: Bytes,
         reply: Origin,
+        local_only: bool,
     },
     /// At a holder: deliver `frame` to the local connections of `to`.
     DeliverUser { to: Arc<str>, frame: Bytes },

@@ -32,9 +32,12 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             st.directory.remove(&user, holder);
             report_presence(shard, st, &user);
         }
-        ShardMsg::RouteUser { to, frame, reply } => {
-            route_user_at_owner(shard, st, to, frame, reply, now)
-        }
+        ShardMsg::RouteUser {
+            to,
+            frame,
+            reply,
+            local_only,
+        } => route_user_at_owner(shard, st, to, frame, reply, local_only, now),
         ShardMsg::DeliverUser { to, frame } => deliver_user_local(shard, st, &to, &frame, now),
         ShardMsg::ChanSub {
             channel,
@@ -202,7 +205,12 @@ pub fn send_to_user(
         shard,
         st,
         owner,
-        ShardMsg::RouteUser { to, frame, reply },
+        ShardMsg::RouteUser {
+            to,
+            frame,
+            reply,
+            local_only: false,
+        },
         now,
     );
 }
@@ -214,6 +222,7 @@ fn route_user_at_owner(
     to: Arc<str>,
     frame: Bytes,
     reply_to: Origin,
+    local_only: bool,
     now: u64,
 ) {
     let holders = st.directory.holders(&to).cloned().unwrap_or_default();
@@ -234,8 +243,34 @@ fn route_user_at_owner(
             );
         }
     }
+    if !local_only && let Some(link) = &shard.config.cluster {
+        // Other nodes may hold the user too: the bridge forwards and answers with the total.
+        link.forward_user(to, frame, conns, reply_to);
+        return;
+    }
     let status = if conns > 0 { "delivered" } else { "offline" };
     answer(shard, st, reply_to, Ack { status, conns }, now);
+}
+
+/// Answers a routed message's origin from outside the shards (the bridge): an ack frame is pushed
+/// into the origin connection's shard inbox, an external sink is called directly.
+pub fn answer_from_outside(
+    origin: Origin,
+    ack: Ack,
+    inboxes: &[std::sync::Arc<crate::inbox::Inbox>],
+) {
+    match origin {
+        Origin::Conn(reply_to) => {
+            let frame = encode::ack(reply_to.id.as_deref(), ack.status, Some(ack.conns));
+            if let Some(inbox) = inboxes.get(reply_to.shard) {
+                let _ = inbox.send(ShardMsg::ToConn {
+                    conn: reply_to.conn,
+                    frame,
+                });
+            }
+        }
+        Origin::External(sink) => sink(ack),
+    }
 }
 
 /// Sends a routed message's ack where it belongs: an ack frame to a connection, or the values to an

@@ -1,0 +1,173 @@
+//! Direct messages across nodes through a real redis-server: delivery both ways, connection counts over
+//! nodes in the sender's ack, the HTTP API across nodes, and the Redis outage behaviour (local sends go
+//! on, cross-node sends answer `unavailable`, delivery resumes once Redis is back, even empty).
+
+mod common;
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::redis::RedisServer;
+use common::{Client, Node, NodeOpts, http_request};
+use gateway::cluster::keys;
+use serde_json::{Value, json};
+
+const POLL: Duration = Duration::from_millis(20);
+const WAIT: Duration = Duration::from_secs(15);
+
+fn cluster_opts(redis_url: &str) -> NodeOpts {
+    NodeOpts::new()
+        .set_str("redis_url", redis_url)
+        .set("cluster.presence_ttl_ms", 5_000)
+        .set("cluster.presence_refresh_ms", 300)
+        .set("cluster.heartbeat_interval_ms", 200)
+        .set("cluster.node_ttl_ms", 1_000)
+}
+
+/// Polls until `user`'s presence hash in Redis has `nodes` fields.
+fn wait_presence(redis: &RedisServer, user: &str, nodes: usize) {
+    let mut conn = redis.conn();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(keys::presence(user))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if fields.len() == nodes {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence of {user}: {fields:?}, want {nodes} node(s)"
+        );
+        thread::sleep(POLL);
+    }
+}
+
+/// Sends and returns the ack.
+fn send(c: &mut Client, id: &str, to: &str, data: Value) -> Value {
+    let ack = c.request(json!({"op": "send", "id": id, "to": to, "data": data}));
+    assert_eq!(ack["op"], "ack", "{ack}");
+    assert_eq!(ack["id"], id, "{ack}");
+    ack
+}
+
+#[test]
+fn direct_messages_cross_nodes_both_ways_with_total_counts() {
+    let redis = RedisServer::start();
+    let a = Node::start(cluster_opts(&redis.url()));
+    let b = Node::start(cluster_opts(&redis.url()));
+    let mut alice = a.identified("alice");
+    let mut bob = b.identified("bob");
+    wait_presence(&redis, "alice", 1);
+    wait_presence(&redis, "bob", 1);
+
+    let ack = send(&mut alice, "m1", "bob", json!({"text": "hi bob"}));
+    assert_eq!(
+        (ack["status"].as_str(), ack["conns"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{ack}"
+    );
+    assert_eq!(
+        bob.recv_json(),
+        json!({"op": "message", "from": "alice", "data": {"text": "hi bob"}})
+    );
+
+    let ack = send(&mut bob, "m2", "alice", json!("hi alice"));
+    assert_eq!(ack["conns"], 1, "{ack}");
+    assert_eq!(alice.recv_json()["data"], "hi alice");
+
+    // bob on both nodes: one send reaches both, the ack counts both.
+    let mut bob_on_a = a.identified("bob");
+    wait_presence(&redis, "bob", 2);
+    let ack = send(&mut alice, "m3", "bob", json!(3));
+    assert_eq!(
+        (ack["status"].as_str(), ack["conns"].as_u64()),
+        (Some("delivered"), Some(2)),
+        "{ack}"
+    );
+    for c in [&mut bob, &mut bob_on_a] {
+        assert_eq!(c.recv_json()["data"], 3);
+        c.ping_pong("no-duplicate");
+    }
+
+    let ack = send(&mut alice, "m4", "nobody", json!(null));
+    assert_eq!(
+        (ack["status"].as_str(), ack["conns"].as_u64()),
+        (Some("offline"), Some(0)),
+        "{ack}"
+    );
+
+    // The HTTP API of node a reaches bob on node b too.
+    bob_on_a.close();
+    wait_presence(&redis, "bob", 1);
+    let body = json!({"user": "bob", "data": "from a backend"}).to_string();
+    let (status, text) = http_request(a.admin_addr, "POST", "/v1/send", &[], &body).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"status": "delivered", "conns": 1})
+    );
+    assert_eq!(
+        bob.recv_json(),
+        json!({"op": "message", "data": "from a backend"})
+    );
+}
+
+#[test]
+fn redis_outage_keeps_local_sends_and_fails_cross_node_sends_fast() {
+    let mut redis = RedisServer::start();
+    let a = Node::start(cluster_opts(&redis.url()));
+    let b = Node::start(cluster_opts(&redis.url()));
+    let mut alice = a.identified("alice");
+    let mut carol = a.identified("carol");
+    let mut bob = b.identified("bob");
+    wait_presence(&redis, "bob", 1);
+
+    redis.kill();
+    a.wait_metric("gateway_redis_up", &[], 0.0, WAIT);
+
+    // Local delivery goes on: a recipient connected here gets it (delivered, local count).
+    let ack = send(&mut alice, "l1", "carol", json!("local"));
+    assert_eq!(
+        (ack["status"].as_str(), ack["conns"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{ack}"
+    );
+    assert_eq!(carol.recv_json()["data"], "local");
+    // Cross-node: unavailable, answered without waiting on Redis.
+    let started = Instant::now();
+    let ack = send(&mut alice, "x1", "bob", json!("lost"));
+    let took = started.elapsed();
+    assert_eq!(
+        (ack["status"].as_str(), ack["conns"].as_u64()),
+        (Some("unavailable"), Some(0)),
+        "{ack}"
+    );
+    println!("cross-node send during the outage answered in {took:?}");
+
+    // Redis back, empty: presence is re-asserted and delivery resumes.
+    redis.restart_empty();
+    wait_presence(&redis, "bob", 1);
+    a.wait_metric("gateway_redis_up", &[], 1.0, WAIT);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ack = send(&mut alice, "x2", "bob", json!("back"));
+        if ack["status"] == "delivered" {
+            assert_eq!(ack["conns"], 1, "{ack}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cross-node delivery did not resume: {ack}"
+        );
+        thread::sleep(POLL * 5);
+    }
+    let got = bob.recv_json();
+    assert_eq!(
+        got["data"], "back",
+        "the message sent during the outage must not arrive late: {got}"
+    );
+}
