@@ -23,17 +23,9 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
-use crossbeam_queue::ArrayQueue;
 use metrics::{counter, gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shards::{
-    cluster::ClusterLink,
-    control,
-    inbox::Inbox,
-    messages::{Origin, ShardMsg},
-    route::answer_from_outside,
-};
+use shards::{control, inbox::Inbox, messages::ShardMsg};
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
@@ -42,105 +34,19 @@ use crate::{
     relay::{self, Relay},
 };
 
+mod backoff;
+mod link;
+
+use backoff::Backoff;
+pub use link::BridgeLink;
+use link::Event;
+
 /// Longest a presence change waits before it is written (changes in the window are coalesced).
 pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
-/// Reports queued between two batches before the bridge falls back to a full refresh.
-const QUEUE_CAPACITY: usize = 1 << 20;
 /// Bound on one Redis operation, and on asking the shards for their users.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on the final clean-up at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A report from an owner shard.
-enum Event {
-    /// A user's connection count on this node.
-    Presence(Arc<str>, u64),
-    /// Channel interest (used by cross-node routing).
-    Channel(Arc<str>, bool),
-    /// A direct message delivered to `local` connections here, for the other nodes.
-    Forward {
-        to: Arc<str>,
-        frame: Bytes,
-        local: u64,
-        origin: Origin,
-    },
-}
-
-/// The shards' side of the bridge: a bounded MPSC queue and a wake-up.
-pub struct BridgeLink {
-    /// Reports waiting for the bridge.
-    events: ArrayQueue<Event>,
-    /// Wakes the bridge's batching task.
-    notify: Notify,
-    /// Set when a report found the queue full: the bridge then re-reads every shard's users.
-    overflowed: AtomicBool,
-    /// True while the bridge's last Redis operation succeeded (read by shards to fail fast).
-    redis_up: AtomicBool,
-    /// Every shard's inbox, set once the shards run: where `unavailable` acks go when Redis is down.
-    inboxes: std::sync::OnceLock<Arc<[Arc<Inbox>]>>,
-}
-
-impl BridgeLink {
-    /// An empty link.
-    pub fn new() -> Self {
-        BridgeLink {
-            events: ArrayQueue::new(QUEUE_CAPACITY),
-            notify: Notify::new(),
-            overflowed: AtomicBool::new(false),
-            redis_up: AtomicBool::new(false),
-            inboxes: std::sync::OnceLock::new(),
-        }
-    }
-
-    fn push(&self, event: Event) {
-        if self.events.push(event).is_err() {
-            self.overflowed.store(true, Ordering::Release);
-        }
-        self.notify.notify_one();
-    }
-}
-
-impl Default for BridgeLink {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ClusterLink for BridgeLink {
-    fn presence_changed(&self, user: &Arc<str>, conns: u64) {
-        self.push(Event::Presence(user.clone(), conns));
-    }
-
-    fn channel_interest(&self, channel: &Arc<str>, subscribed: bool) {
-        self.push(Event::Channel(channel.clone(), subscribed));
-    }
-
-    fn forward_user(&self, to: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
-        if !self.redis_up.load(Ordering::Acquire) {
-            // Fail fast: no waiting on a Redis that is known to be down.
-            self.unavailable(local, origin);
-            return;
-        }
-        self.push(Event::Forward {
-            to,
-            frame,
-            local,
-            origin,
-        });
-    }
-}
-
-impl BridgeLink {
-    /// Answers a forwarded send without asking the other nodes (Redis is down): see
-    /// [`relay::degraded_ack`].
-    fn unavailable(&self, local: u64, origin: Origin) {
-        let ack = relay::degraded_ack(local);
-        match self.inboxes.get() {
-            Some(inboxes) => answer_from_outside(origin, ack, inboxes),
-            None => answer_from_outside(origin, ack, &[]),
-        }
-    }
-}
 
 /// What the admin server reads: the Redis link's state and the cached node list.
 pub struct ClusterView {
@@ -592,42 +498,10 @@ fn set_up(view: &ClusterView, up: bool) {
     }
 }
 
-/// Capped exponential backoff with jitter: 100 ms doubling to 5 s, each delay randomised to 50–100 %.
-struct Backoff {
-    next_ms: u64,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff { next_ms: 100 }
-    }
-
-    fn reset(&mut self) {
-        self.next_ms = 100;
-    }
-
-    fn next(&mut self) -> Duration {
-        let base = self.next_ms;
-        self.next_ms = (self.next_ms * 2).min(5_000);
-        let jitter = now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15) % (base / 2 + 1);
-        Duration::from_millis(base / 2 + jitter)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter() {
-        let mut b = Backoff::new();
-        let delays: Vec<u64> = (0..10).map(|_| b.next().as_millis() as u64).collect();
-        assert!((50..=100).contains(&delays[0]), "{delays:?}");
-        assert!(delays.iter().all(|d| *d <= 5_000), "{delays:?}");
-        assert!(delays[9] >= 2_500, "{delays:?}");
-        b.reset();
-        assert!(b.next() <= Duration::from_millis(100));
-    }
+    use shards::cluster::ClusterLink;
 
     #[test]
     fn the_link_keeps_the_latest_count_and_flags_overflow() {
