@@ -23,6 +23,9 @@ pub struct Mesh {
     overflow: Vec<VecDeque<ShardMsg>>,
     /// Targets pushed to since the last flush.
     touched: Vec<bool>,
+    /// True when some target was touched or has overflow: flush has work. Every connection poll ends
+    /// in a flush, so the common nothing-sent case must cost one branch, not a scan of every shard.
+    dirty: bool,
     /// Payload messages dropped because a target stayed full (read by metrics).
     pub dropped: u64,
 }
@@ -36,6 +39,7 @@ impl Mesh {
             inboxes,
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             touched: vec![false; n],
+            dirty: false,
             dropped: 0,
         }
     }
@@ -44,6 +48,7 @@ impl Mesh {
     pub fn send(&mut self, to: usize, msg: ShardMsg) {
         debug_assert_ne!(to, self.me, "local work must not go through the inbox");
         self.touched[to] = true;
+        self.dirty = true;
         let backlog = &mut self.overflow[to];
         if backlog.is_empty() {
             if let Err(back) = self.inboxes[to].push(msg) {
@@ -58,6 +63,10 @@ impl Mesh {
 
     /// Retries overflow and wakes every target pushed to since the last flush.
     pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let mut backlog_left = false;
         for to in 0..self.inboxes.len() {
             let backlog = &mut self.overflow[to];
             while let Some(msg) = backlog.pop_front() {
@@ -67,10 +76,13 @@ impl Mesh {
                 }
                 self.touched[to] = true;
             }
+            backlog_left |= !backlog.is_empty();
             if std::mem::take(&mut self.touched[to]) {
                 self.inboxes[to].notify();
             }
         }
+        // Overflow still waiting keeps the mesh dirty, so the next flush (or tick) retries it.
+        self.dirty = backlog_left;
     }
 
     /// Messages waiting in overflow, over all targets.
@@ -111,5 +123,16 @@ mod tests {
         assert_eq!(got, (0..20).collect::<Vec<_>>());
         assert_eq!(mesh.backlog(), 0);
         assert_eq!(mesh.dropped, 0);
+        assert!(!mesh.dirty, "nothing left: the next flush is one branch");
+        // Overflow that cannot drain yet keeps the mesh dirty until it does.
+        for i in 0..20 {
+            mesh.send(1, ShardMsg::Probe(i));
+        }
+        mesh.flush();
+        assert!(mesh.dirty);
+        while inboxes[1].pop().is_some() {}
+        mesh.flush();
+        assert_eq!(mesh.backlog(), 0);
+        assert!(!mesh.dirty);
     }
 }
