@@ -106,3 +106,20 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     out.flush()?;
     Ok(listener)
 }
+
+/// The next accepted connection with TCP_NODELAY set; accept errors (EMFILE, …) are logged and retried
+/// after 10 ms, so every server keeps serving the same way under load.
+pub async fn accept(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
