@@ -262,10 +262,11 @@ fn channel_index(c: &mut Criterion) {
         b.iter_batched(
             filled,
             |mut idx| {
+                let mut released = Vec::new();
                 for &i in &order {
-                    idx.unsubscribe(&channel, &users[i], i % SHARDS);
+                    idx.unsubscribe(&channel, &users[i], i % SHARDS, &mut released);
                 }
-                assert!(idx.is_empty());
+                assert!(idx.is_empty() && released.is_empty());
                 idx
             },
             BatchSize::LargeInput,

@@ -138,6 +138,7 @@ impl Api {
                 frame,
                 reply: Origin::External(sink),
                 self_subscribed: false,
+                local_only: false,
             },
         )?;
         let ack = wait(rx).await?;
@@ -183,7 +184,22 @@ impl Api {
                 let _ = tx.send(control::user_connections(st, &name));
             })),
         )?;
-        let conns = wait(rx).await?;
+        let local = wait(rx).await?;
+        let mut nodes = Vec::new();
+        let mut conns = local;
+        if let Some(cluster) = &self.cluster {
+            if local > 0 {
+                nodes.push(json!({"node": cluster.node_id(), "conns": local}));
+            }
+            // Other nodes from Redis; this node's own count is exact from its shard.
+            if let Some(remote) = cluster.remote_holders(&user).await {
+                for (node, n) in remote {
+                    conns += n as u64;
+                    nodes.push(json!({"node": node, "conns": n}));
+                }
+            }
+            return Ok(json!({"user": user, "online": conns > 0, "conns": conns, "nodes": nodes}));
+        }
         Ok(json!({"user": user, "online": conns > 0, "conns": conns}))
     }
 
@@ -211,6 +227,9 @@ impl Api {
                 })),
             )?;
             closed += wait(rx).await?;
+        }
+        if let Some(cluster) = &self.cluster {
+            closed += cluster.disconnect_remote(&body.user).await.unwrap_or(0) as usize;
         }
         Ok(json!({"closed": closed}))
     }

@@ -1,26 +1,86 @@
 //! The data plane's side of cluster mode: what owner shards tell the Redis bridge.
 //!
 //! The owner shard of a user knows how many connections the user has on this node (its directory sums
-//! every shard); the owner shard of a channel knows whether any connection of this node subscribes to it.
-//! Those are exactly the facts other nodes need, so the owner reports each change through
-//! [`ClusterLink`], implemented by the bridge thread in the `gateway` crate. The calls must not block:
-//! the bridge queues them and writes to Redis in batches. Without Redis (the embedded default) no link
-//! is configured and nothing is reported.
+//! every shard); the owner shard of a channel knows whether any connection of this node subscribes to it
+//! and which users those are. Those are exactly the facts other nodes need, so the owner reports each
+//! change through [`ClusterLink`], implemented by the bridge thread in the `gateway` crate. The calls
+//! must not block: the bridge queues them and writes to Redis in batches. Without Redis (the embedded
+//! default) no link is configured and nothing is reported.
+//!
+//! Subscribing is the one report with an answer: when this node gains its first subscriber of a
+//! channel, the subscribe acks wait until the bridge has subscribed the node to the channel's Redis
+//! topic (it answers with [`crate::messages::ShardMsg::ChanReady`]), so that a publish made anywhere
+//! after a client got its `subscribed` ack reaches that client.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::messages::Origin;
+use crate::{
+    messages::{Origin, ReplyTo},
+    protocol::encode,
+};
+
+/// A client's presence question, answered by this node and completed cluster-wide by the bridge.
+#[derive(Debug)]
+pub enum PresenceQuery {
+    /// Which of `users` are online: each with whether it is online on this node.
+    Users {
+        users: Vec<(Arc<str>, bool)>,
+        reply: ReplyTo,
+    },
+    /// Who subscribes to `channel`: `users` subscribe on this node.
+    Channel {
+        channel: Arc<str>,
+        users: Vec<Arc<str>>,
+        reply: ReplyTo,
+    },
+}
+
+impl PresenceQuery {
+    /// The reply frame from this node's knowledge alone, and where it goes.
+    pub fn local_answer(self) -> (Bytes, ReplyTo) {
+        match self {
+            PresenceQuery::Users { users, reply } => (
+                encode::presence_users(reply.id.as_deref(), users.iter().map(|(u, o)| (&**u, *o))),
+                reply,
+            ),
+            PresenceQuery::Channel {
+                channel,
+                users,
+                reply,
+            } => {
+                let mut names: Vec<&str> = users.iter().map(|u| &**u).collect();
+                names.sort_unstable();
+                names.dedup();
+                (
+                    encode::presence_channel(reply.id.as_deref(), &channel, &names),
+                    reply,
+                )
+            }
+        }
+    }
+}
 
 /// Receives the owner shards' reports; implemented by the bridge.
 pub trait ClusterLink: Send + Sync {
     /// `user` now has `conns` connections on this node (0: none left).
     fn presence_changed(&self, user: &Arc<str>, conns: u64);
-    /// This node now has (`true`) or no longer has (`false`) a subscriber of `channel`.
-    fn channel_interest(&self, channel: &Arc<str>, subscribed: bool);
+    /// This node now has (`true`) or no longer has (`false`) a subscriber of `channel`. Returns true
+    /// when the owner should hold the channel's subscribe acks until `ChanReady` comes back (false:
+    /// Redis is down, ack at once; the bridge subscribes when Redis returns).
+    fn channel_interest(&self, channel: &Arc<str>, subscribed: bool) -> bool;
+    /// `user` now has (`true`) or no longer has (`false`) a subscribed connection to `channel` on this
+    /// node: channel presence across the cluster.
+    fn channel_member(&self, channel: &Arc<str>, user: &Arc<str>, member: bool);
     /// A direct message to `to` was delivered to `local_conns` connections of this node; the link
     /// forwards it to the other nodes holding `to` and answers `origin` with the total (or with status
     /// `unavailable` when Redis cannot be reached).
     fn forward_user(&self, to: Arc<str>, frame: Bytes, local_conns: u64, origin: Origin);
+    /// A publication to `channel` reached `local_conns` subscribers of this node; the link publishes it
+    /// to the other nodes and answers `origin` with the total (or status `unavailable`).
+    fn forward_publish(&self, channel: Arc<str>, frame: Bytes, local_conns: u64, origin: Origin);
+    /// Takes a presence query to complete with the other nodes' answers from Redis and reply; hands it
+    /// back when Redis is down, and the node then replies from what it knows itself.
+    fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery>;
 }

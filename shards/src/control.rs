@@ -22,6 +22,15 @@ pub fn owned_users(st: &ShardState) -> Vec<(Arc<str>, u64)> {
     st.directory.iter().map(|(u, n)| (u.clone(), n)).collect()
 }
 
+/// Every channel this shard owns with its subscribed users on this node: what the bridge re-asserts as
+/// channel presence (and the topics it resubscribes) after Redis comes back.
+pub fn owned_channels(st: &ShardState) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
+    st.index
+        .iter()
+        .map(|(c, e)| (c.clone(), e.users().cloned().collect()))
+        .collect()
+}
+
 /// Closes every local connection of `user` with `reason`; returns how many.
 pub fn disconnect_user(st: &mut ShardState, user: &str, reason: CloseReason, now: u64) -> usize {
     let conns: Vec<_> = st.users.get(user).to_vec();

@@ -177,9 +177,12 @@ fn subscribe(
     }
     let channel: Arc<str> = Arc::from(channel);
     c.subs.push(channel.clone());
-    route::subscribed(shard, st, channel, user, conn, now);
-    st.conns
-        .enqueue(conn, encode::ack(id, "subscribed", None), now);
+    let ack = ReplyTo {
+        shard: shard.id,
+        conn,
+        id: id.map(Arc::from),
+    };
+    route::subscribed(shard, st, channel, user, ack, now);
 }
 
 /// Publishes `data` on `channel`, encoded once here.

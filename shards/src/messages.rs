@@ -73,12 +73,17 @@ pub enum ShardMsg {
     },
     /// At a holder: deliver `frame` to the local connections of `to`.
     DeliverUser { to: Arc<str>, frame: Bytes },
-    /// At the channel's owner: one more subscribed connection of `user` on `shard`.
+    /// At the channel's owner: one more subscribed connection of `user` on `shard`. In cluster mode
+    /// the owner sends the subscribe ack to `ack` once the node listens to the channel's Redis topic.
     ChanSub {
         channel: Arc<str>,
         user: Arc<str>,
         shard: usize,
+        ack: Option<ReplyTo>,
     },
+    /// At the channel's owner, from the bridge: this node now listens to `channel` across the cluster;
+    /// the held subscribe acks go out.
+    ChanReady { channel: Arc<str> },
     /// At the channel's owner: one subscribed connection of `user` on `shard` left.
     ChanUnsub {
         channel: Arc<str>,
@@ -87,11 +92,14 @@ pub enum ShardMsg {
     },
     /// At the channel's owner: fan `frame` out to every subscribing shard, then ack `reply`.
     /// `self_subscribed`: the publishing connection is itself subscribed (excluded from the count).
+    /// In cluster mode the owner then hands the publication to the bridge, unless `local_only` (a
+    /// publication that came from another node).
     RoutePublish {
         channel: Arc<str>,
         frame: Bytes,
         reply: Origin,
         self_subscribed: bool,
+        local_only: bool,
     },
     /// At a subscribing shard: deliver `frame` to local subscribers of `channel` except `exclude`.
     DeliverChannel {
@@ -135,7 +143,9 @@ impl std::fmt::Debug for ShardMsg {
                 channel,
                 user,
                 shard,
+                ..
             } => write!(f, "ChanSub({channel}, {user}, {shard})"),
+            ShardMsg::ChanReady { channel } => write!(f, "ChanReady({channel})"),
             ShardMsg::ChanUnsub {
                 channel,
                 user,

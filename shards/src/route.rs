@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::{
+    cluster::PresenceQuery,
     ids::{ConnId, owner_of},
     messages::{Ack, Origin, ReplyTo, ShardMsg},
     protocol::encode,
@@ -43,31 +44,35 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             channel,
             user,
             shard: holder,
-        } => {
-            let first = st.index.get(&channel).is_none();
-            st.index.subscribe(channel.clone(), user, holder);
-            if first && let Some(link) = &shard.config.cluster {
-                link.channel_interest(&channel, true);
-            }
-        }
+            ack,
+        } => chan_sub_at_owner(shard, st, channel, user, holder, ack, now),
         ShardMsg::ChanUnsub {
             channel,
             user,
             shard: holder,
-        } => {
-            st.index.unsubscribe(&channel, &user, holder);
-            if st.index.get(&channel).is_none()
-                && let Some(link) = &shard.config.cluster
-            {
-                link.channel_interest(&channel, false);
-            }
+        } => chan_unsub_at_owner(shard, st, channel, user, holder, now),
+        ShardMsg::ChanReady { channel } => {
+            let held = match st.index.get_mut(&channel) {
+                Some(entry) => entry.release(),
+                None => Vec::new(),
+            };
+            ack_subscribed(shard, st, held, now);
         }
         ShardMsg::RoutePublish {
             channel,
             frame,
             reply,
             self_subscribed,
-        } => publish_at_owner(shard, st, channel, frame, reply, self_subscribed, now),
+            local_only,
+        } => publish_at_owner(
+            shard,
+            st,
+            channel,
+            frame,
+            reply,
+            (self_subscribed, local_only),
+            now,
+        ),
         ShardMsg::DeliverChannel {
             channel,
             frame,
@@ -84,13 +89,77 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             st.mesh
                 .send(from, ShardMsg::PresenceAnswer { query, online });
         }
-        ShardMsg::PresenceAnswer { query, online } => presence_answer(st, query, online, now),
+        ShardMsg::PresenceAnswer { query, online } => {
+            presence_answer(shard, st, query, online, now)
+        }
         ShardMsg::ChannelPresence { channel, reply } => {
             channel_presence_at_owner(shard, st, &channel, reply, now)
         }
         ShardMsg::Invoke(f) => f(shard, st, now),
         ShardMsg::Shutdown => begin_shutdown(shard, st, now),
         ShardMsg::Probe(_) => {}
+    }
+}
+
+/// Owner step of a subscribe: the index, the cluster reports, then the ack (held in cluster mode until
+/// the node listens to the channel's Redis topic).
+fn chan_sub_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    user: Arc<str>,
+    holder: usize,
+    ack: Option<ReplyTo>,
+    now: u64,
+) {
+    let joined = st.index.subscribe(channel.clone(), user.clone(), holder);
+    if let Some(link) = &shard.config.cluster {
+        if joined.user_joined {
+            link.channel_member(&channel, &user, true);
+        }
+        if joined.first
+            && link.channel_interest(&channel, true)
+            && let Some(entry) = st.index.get_mut(&channel)
+        {
+            entry.wait();
+        }
+    }
+    let Some(ack) = ack else {
+        return;
+    };
+    match st.index.get_mut(&channel) {
+        Some(entry) if entry.is_waiting() => entry.hold(ack),
+        _ => ack_subscribed(shard, st, vec![ack], now),
+    }
+}
+
+/// Owner step of an unsubscribe (or a subscribed connection closing).
+fn chan_unsub_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    user: Arc<str>,
+    holder: usize,
+    now: u64,
+) {
+    let mut released = Vec::new();
+    let left = st.index.unsubscribe(&channel, &user, holder, &mut released);
+    if let Some(link) = &shard.config.cluster {
+        if left.user_left {
+            link.channel_member(&channel, &user, false);
+        }
+        if left.last {
+            link.channel_interest(&channel, false);
+        }
+    }
+    ack_subscribed(shard, st, released, now);
+}
+
+/// Sends `subscribed` acks.
+fn ack_subscribed(shard: &Shard, st: &mut ShardState, acks: Vec<ReplyTo>, now: u64) {
+    for ack in acks {
+        let frame = encode::ack(ack.id.as_deref(), "subscribed", None);
+        reply(shard, st, &ack, frame, now);
     }
 }
 
@@ -317,19 +386,21 @@ pub fn publish(
             frame,
             reply,
             self_subscribed,
+            local_only: false,
         },
         now,
     );
 }
 
-/// Owner step of a publish: to every subscribing shard (excluding the publisher), then the ack.
+/// Owner step of a publish: to every subscribing shard (excluding the publisher), then the ack; in
+/// cluster mode the bridge takes the publication to the other nodes and answers with the total.
 fn publish_at_owner(
     shard: &Shard,
     st: &mut ShardState,
     channel: Arc<str>,
     frame: Bytes,
     reply_to: Origin,
-    self_subscribed: bool,
+    (self_subscribed, local_only): (bool, bool),
     now: u64,
 ) {
     let (targets, total) = match st.index.get(&channel) {
@@ -357,6 +428,10 @@ fn publish_at_owner(
         }
     }
     let conns = total - u64::from(self_subscribed && total > 0);
+    if !local_only && let Some(link) = &shard.config.cluster {
+        link.forward_publish(channel, frame, conns, reply_to);
+        return;
+    }
     answer(
         shard,
         st,
@@ -390,16 +465,27 @@ fn deliver_channel_local(
 }
 
 /// A connection subscribed: local table, then the channel's owner.
+///
+/// The `subscribed` ack goes to `ack` at once on a single node; in cluster mode the owner sends it
+/// once this node listens to the channel across the cluster.
 pub fn subscribed(
     shard: &Shard,
     st: &mut ShardState,
     channel: Arc<str>,
     user: Arc<str>,
-    conn: ConnId,
+    ack: ReplyTo,
     now: u64,
 ) {
-    st.channels.add(channel.clone(), conn);
+    st.channels.add(channel.clone(), ack.conn);
     let owner = owner_of(&channel, shard.config.shards);
+    let ack = match shard.config.cluster {
+        Some(_) => Some(ack),
+        None => {
+            let frame = encode::ack(ack.id.as_deref(), "subscribed", None);
+            st.conns.enqueue(ack.conn, frame, now);
+            None
+        }
+    };
     to_owner(
         shard,
         st,
@@ -408,6 +494,7 @@ pub fn subscribed(
             channel,
             user,
             shard: shard.id,
+            ack,
         },
         now,
     );
@@ -459,12 +546,7 @@ pub fn presence_users(
     }
     let remaining = remote.iter().filter(|r| !r.is_empty()).count();
     if remaining == 0 {
-        let frame = encode::presence_users(
-            reply_to.id.as_deref(),
-            answers.iter().map(|(u, o)| (&**u, *o)),
-        );
-        st.conns.enqueue(reply_to.conn, frame, now);
-        return;
+        return presence_users_done(shard, st, answers, reply_to, now);
     }
     st.next_query += 1;
     let query = st.next_query;
@@ -491,8 +573,35 @@ pub fn presence_users(
     }
 }
 
+/// This node's answer to a users presence query is complete: in cluster mode the bridge adds the other
+/// nodes' users and replies; otherwise (or with Redis down) the reply goes out now.
+fn presence_users_done(
+    shard: &Shard,
+    st: &mut ShardState,
+    users: Vec<(Arc<str>, bool)>,
+    reply: ReplyTo,
+    now: u64,
+) {
+    let query = PresenceQuery::Users { users, reply };
+    let query = match &shard.config.cluster {
+        Some(link) => match link.query_presence(query) {
+            Ok(()) => return,
+            Err(q) => q,
+        },
+        None => query,
+    };
+    let (frame, reply) = query.local_answer();
+    self::reply(shard, st, &reply, frame, now);
+}
+
 /// An owner's answer to a presence query; the reply goes out with the last one.
-fn presence_answer(st: &mut ShardState, query: u64, online: Vec<(usize, bool)>, now: u64) {
+fn presence_answer(
+    shard: &Shard,
+    st: &mut ShardState,
+    query: u64,
+    online: Vec<(usize, bool)>,
+    now: u64,
+) {
     let Some(pending) = st.presence.get_mut(&query) else {
         return;
     };
@@ -508,11 +617,12 @@ fn presence_answer(st: &mut ShardState, query: u64, online: Vec<(usize, bool)>, 
     let Some(done) = st.presence.remove(&query) else {
         return;
     };
-    let frame = encode::presence_users(
-        done.id.as_deref(),
-        done.users.iter().map(|(u, o)| (&**u, *o)),
-    );
-    st.conns.enqueue(done.conn, frame, now);
+    let reply = ReplyTo {
+        shard: shard.id,
+        conn: done.conn,
+        id: done.id,
+    };
+    presence_users_done(shard, st, done.users, reply, now);
 }
 
 /// Presence of a channel: asked of its owner.
@@ -541,11 +651,22 @@ fn channel_presence_at_owner(
     reply_to: ReplyTo,
     now: u64,
 ) {
-    let frame = match st.index.get(channel) {
-        Some(entry) => {
-            encode::presence_channel(reply_to.id.as_deref(), channel, &entry.users_sorted())
-        }
-        None => encode::presence_channel(reply_to.id.as_deref(), channel, &[]),
+    let users: Vec<Arc<str>> = match st.index.get(channel) {
+        Some(entry) => entry.users().cloned().collect(),
+        None => Vec::new(),
     };
+    let query = PresenceQuery::Channel {
+        channel: Arc::from(channel),
+        users,
+        reply: reply_to,
+    };
+    let query = match &shard.config.cluster {
+        Some(link) => match link.query_presence(query) {
+            Ok(()) => return,
+            Err(q) => q,
+        },
+        None => query,
+    };
+    let (frame, reply_to) = query.local_answer();
     reply(shard, st, &reply_to, frame, now);
 }

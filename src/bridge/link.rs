@@ -1,6 +1,6 @@
 //! The shards' side of the bridge: owner shards push reports into a bounded lock-free queue and wake
-//! the bridge; none of them ever waits on Redis. When Redis is known to be down, a cross-node send is
-//! answered right here instead of being queued.
+//! the bridge; none of them ever waits on Redis. When Redis is known to be down, a cross-node send or
+//! publish is answered right here instead of being queued, and presence queries are handed back.
 
 use std::sync::{
     Arc,
@@ -9,26 +9,52 @@ use std::sync::{
 
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
-use shards::{cluster::ClusterLink, inbox::Inbox, messages::Origin, route::answer_from_outside};
-use tokio::sync::Notify;
+use shards::{
+    cluster::{ClusterLink, PresenceQuery},
+    inbox::Inbox,
+    messages::Origin,
+    route::answer_from_outside,
+};
+use tokio::sync::{Notify, oneshot};
 
 use crate::relay;
 
 /// Reports queued between two batches before the bridge falls back to a full refresh.
 const QUEUE_CAPACITY: usize = 1 << 20;
 
-/// A report from an owner shard.
+/// A report or request for the bridge.
 pub(super) enum Event {
     /// A user's connection count on this node.
     Presence(Arc<str>, u64),
-    /// Channel interest (used by cross-node routing).
+    /// Channel interest: the node's first subscriber came (`true`) or its last left.
     Channel(Arc<str>, bool),
+    /// Channel membership of a user on this node: (channel, user, member).
+    Member(Arc<str>, Arc<str>, bool),
     /// A direct message delivered to `local` connections here, for the other nodes.
     Forward {
         to: Arc<str>,
         frame: Bytes,
         local: u64,
         origin: Origin,
+    },
+    /// A publication delivered to `local` subscribers here, for the other nodes.
+    Publish {
+        channel: Arc<str>,
+        frame: Bytes,
+        local: u64,
+        origin: Origin,
+    },
+    /// A client's presence query to complete with the other nodes.
+    Query(PresenceQuery),
+    /// The HTTP API asks which other nodes hold `user` (None: Redis failed).
+    Lookup {
+        user: Arc<str>,
+        reply: oneshot::Sender<Option<Vec<(String, u32)>>>,
+    },
+    /// The HTTP API closes `user`'s connections on the other nodes (None: Redis failed).
+    Disconnect {
+        user: Arc<str>,
+        reply: oneshot::Sender<Option<u64>>,
     },
 }
 
@@ -64,6 +90,37 @@ impl BridgeLink {
         }
         self.notify.notify_one();
     }
+
+    fn up(&self) -> bool {
+        self.redis_up.load(Ordering::Acquire)
+    }
+
+    /// The other nodes holding `user`, with their connection counts; `None` when Redis is down or
+    /// failed (the caller then answers for this node alone).
+    pub async fn remote_holders(&self, user: &str) -> Option<Vec<(String, u32)>> {
+        if !self.up() {
+            return None;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.push(Event::Lookup {
+            user: Arc::from(user),
+            reply,
+        });
+        rx.await.ok().flatten()
+    }
+
+    /// Closes `user`'s connections on the other nodes; how many, or `None` when Redis is down or failed.
+    pub async fn disconnect_remote(&self, user: &str) -> Option<u64> {
+        if !self.up() {
+            return None;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.push(Event::Disconnect {
+            user: Arc::from(user),
+            reply,
+        });
+        rx.await.ok().flatten()
+    }
 }
 
 impl Default for BridgeLink {
@@ -77,12 +134,17 @@ impl ClusterLink for BridgeLink {
         self.push(Event::Presence(user.clone(), conns));
     }
 
-    fn channel_interest(&self, channel: &Arc<str>, subscribed: bool) {
+    fn channel_interest(&self, channel: &Arc<str>, subscribed: bool) -> bool {
         self.push(Event::Channel(channel.clone(), subscribed));
+        subscribed && self.up()
+    }
+
+    fn channel_member(&self, channel: &Arc<str>, user: &Arc<str>, member: bool) {
+        self.push(Event::Member(channel.clone(), user.clone(), member));
     }
 
     fn forward_user(&self, to: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
-        if !self.redis_up.load(Ordering::Acquire) {
+        if !self.up() {
             // Fail fast: no waiting on a Redis that is known to be down.
             self.unavailable(local, origin);
             return;
@@ -94,13 +156,42 @@ impl ClusterLink for BridgeLink {
             origin,
         });
     }
+
+    fn forward_publish(&self, channel: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
+        if !self.up() {
+            self.unpublished(local, origin);
+            return;
+        }
+        self.push(Event::Publish {
+            channel,
+            frame,
+            local,
+            origin,
+        });
+    }
+
+    fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery> {
+        if !self.up() {
+            return Err(query);
+        }
+        self.push(Event::Query(query));
+        Ok(())
+    }
 }
 
 impl BridgeLink {
     /// Answers a forwarded send without asking the other nodes (Redis is down): see
     /// [`relay::degraded_ack`].
     pub(super) fn unavailable(&self, local: u64, origin: Origin) {
-        let ack = relay::degraded_ack(local);
+        self.answer(origin, relay::degraded_ack(local));
+    }
+
+    /// Answers a forwarded publish without the other nodes: see [`relay::degraded_publish_ack`].
+    pub(super) fn unpublished(&self, local: u64, origin: Origin) {
+        self.answer(origin, relay::degraded_publish_ack(local));
+    }
+
+    fn answer(&self, origin: Origin, ack: shards::messages::Ack) {
         match self.inboxes.get() {
             Some(inboxes) => answer_from_outside(origin, ack, inboxes),
             None => answer_from_outside(origin, ack, &[]),

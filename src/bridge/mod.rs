@@ -1,20 +1,26 @@
 //! The bridge thread: the one place that talks to Redis.
 //!
-//! Owner shards report presence and channel-interest changes through [`BridgeLink`] (a lock-free queue
-//! plus a notify; a shard never waits on Redis). The bridge runs its own small tokio runtime and:
-//! - writes presence changes to Redis in batches (one pipelined round trip per 1,000 users, every
-//!   [`BATCH_WINDOW`] at most);
+//! Owner shards report presence, channel interest and channel membership through [`BridgeLink`] (a
+//! lock-free queue plus a notify; a shard never waits on Redis), and hand it what must reach other
+//! nodes. The bridge runs its own small tokio runtime and:
+//! - writes presence and channel-member changes to Redis in batches (one pipelined round trip per
+//!   1,000 changes, every [`BATCH_WINDOW`] at most);
+//! - keeps its listening connection subscribed to exactly the channel topics this node has subscribers
+//!   of, and tells each channel's owner shard once it is (the held subscribe acks then go out);
+//! - relays direct messages, publications and disconnects to the other nodes ([`crate::relay`]) and
+//!   completes presence queries with the other nodes' entries;
 //! - re-asserts every local user's presence each `presence_refresh_ms`, asking the shards for their
 //!   owned users through `ShardMsg::Invoke` (and at once after Redis comes back, which covers a Redis
 //!   restarted empty);
 //! - heartbeats the node registry and caches the cluster's node list for `GET /v1/nodes`;
 //! - keeps `gateway_redis_up` and the readiness flag true to the link's state, reconnecting with capped
 //!   exponential backoff and jitter;
-//! - on shutdown marks the node draining, and once the shards are done removes its presence fields and
-//!   registry entry.
+//! - sweeps the channel members of nodes whose alive key expired;
+//! - on shutdown marks the node draining, and once the shards are done removes its presence fields,
+//!   channel members and registry entry.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -25,17 +31,26 @@ use std::{
 
 use metrics::{counter, gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shards::{control, inbox::Inbox, messages::ShardMsg};
+use shards::{control, ids::owner_of, inbox::Inbox, messages::ShardMsg};
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
 use crate::{
-    cluster::{NodeInfo, NodeState, NodeView, PresenceStore, Registry, now_ms},
-    relay::{self, Relay},
+    cluster::{
+        ChannelMembers, Liveness, NodeInfo, NodeState, NodeView, PresenceStore, Registry, keys,
+        now_ms,
+    },
+    relay::{
+        self, Relay,
+        subscriber::{Subscriber, has_sharded_pubsub},
+    },
 };
 
 mod backoff;
 mod link;
+mod queries;
+
+use queries::Queries;
 
 use backoff::Backoff;
 pub use link::BridgeLink;
@@ -56,6 +71,8 @@ pub struct ClusterView {
     pub require_for_ready: bool,
     /// The registry as of the last heartbeat.
     nodes: Mutex<Vec<NodeView>>,
+    /// This node's id.
+    node_id: String,
 }
 
 impl ClusterView {
@@ -67,6 +84,21 @@ impl ClusterView {
     /// The cluster's nodes as of the last heartbeat.
     pub fn nodes(&self) -> Vec<NodeView> {
         self.nodes.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The other nodes holding `user` (`None` when Redis is down or failed).
+    pub async fn remote_holders(&self, user: &str) -> Option<Vec<(String, u32)>> {
+        self.link.remote_holders(user).await
+    }
+
+    /// Closes `user`'s connections on the other nodes (`None` when Redis is down or failed).
+    pub async fn disconnect_remote(&self, user: &str) -> Option<u64> {
+        self.link.disconnect_remote(user).await
     }
 }
 
@@ -120,6 +152,7 @@ impl Bridge {
             link: link.clone(),
             require_for_ready: config.require_for_ready,
             nodes: Mutex::new(Vec::new()),
+            node_id: config.node_id.clone(),
         });
         let shared = Arc::new(Shared {
             link,
@@ -179,11 +212,7 @@ async fn run(
             return;
         }
     };
-    let mut state = BridgeState {
-        applied: HashMap::new(),
-        pending: HashMap::new(),
-        channels: Default::default(),
-    };
+    let mut state = BridgeState::default();
     let mut backoff = Backoff::new();
     loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -213,8 +242,10 @@ async fn run(
             Ok(Err(e)) => warn!(error = %e, "Redis unreachable; retrying"),
             Err(_) => warn!("Redis connect timed out; retrying"),
         }
-        // While Redis is down, keep the queue from growing: remember only the latest count per user.
+        // While Redis is down, keep the queue from growing: remember only the latest count per user,
+        // answer requests without the other nodes, and let held subscribe acks go.
         drain_events(&shared.link, &mut state, None);
+        release_confirms(&mut state, &inboxes);
         let delay = backoff.next();
         counter!("gateway_redis_disconnected_ms_total").increment(delay.as_millis() as u64);
         tokio::select! {
@@ -225,14 +256,23 @@ async fn run(
 }
 
 /// What the bridge knows between connections.
+#[derive(Default)]
 struct BridgeState {
     /// Counts written to Redis, by user (count > 0 only): what shutdown removes.
     applied: HashMap<Arc<str>, u32>,
     /// Changes not yet written, latest count per user.
     pending: HashMap<Arc<str>, u64>,
-    /// Channels with a subscriber on this node: the topics cross-node routing subscribes to
-    /// (`gateway:ch:<name>`), kept across reconnects so they can be resubscribed.
-    channels: std::collections::HashSet<Arc<str>>,
+    /// Channels with a subscriber on this node: the topics this node listens to (`gateway:ch:<name>`),
+    /// kept across reconnects so they can be resubscribed.
+    channels: HashSet<Arc<str>>,
+    /// Channels whose interest changed since the last sync with the listening connection.
+    touched: HashSet<Arc<str>>,
+    /// Channels whose owner shard holds subscribe acks until it gets `ChanReady`.
+    confirm: Vec<Arc<str>>,
+    /// Channel membership changes not yet written, latest per (channel, user).
+    members: HashMap<(Arc<str>, Arc<str>), bool>,
+    /// Channels this node lost interest in, to drop from its channel set in Redis.
+    forget: HashSet<Arc<str>>,
 }
 
 /// Why [`serve`] returned.
@@ -244,39 +284,91 @@ enum Ended {
     Stopped,
 }
 
-/// Serves one Redis connection: batches, refreshes, heartbeats.
+/// Everything tied to one Redis connection.
+struct Session {
+    presence: PresenceStore,
+    registry: Registry,
+    members: ChannelMembers,
+    subscriber: Subscriber,
+    /// Topics the listening connection is subscribed to.
+    subscribed: HashSet<Arc<str>>,
+    /// Dead nodes whose channel members this session already swept.
+    swept: HashSet<String>,
+    relay: Arc<Relay>,
+    queries: Queries,
+}
+
+/// Serves one Redis connection: batches, refreshes, heartbeats, subscriptions.
 async fn serve(
     config: &BridgeConfig,
     client: &redis::Client,
-    conn: ConnectionManager,
+    mut conn: ConnectionManager,
     shared: &Shared,
     view: &ClusterView,
     inboxes: &Arc<[Arc<Inbox>]>,
     state: &mut BridgeState,
 ) -> Ended {
-    let presence_conn = conn.clone();
-    let mut presence =
-        PresenceStore::new(conn.clone(), config.node_id.clone(), config.presence_ttl);
-    let mut registry = Registry::new(
-        conn,
-        config.node_id.clone(),
-        config.info.clone(),
-        config.node_ttl,
-    );
+    let sharded = has_sharded_pubsub(&mut conn).await;
+    let (subscriber, pushes) = match timed(Subscriber::connect(
+        client,
+        &keys::node_channel(&config.node_id),
+        sharded,
+        OP_TIMEOUT,
+    ))
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "could not open the listening connection to Redis");
+            return Ended::RedisFailed;
+        }
+    };
     let relay = Relay::new(
         config.node_id.clone(),
-        presence_conn,
+        conn.clone(),
         config.presence_ttl,
+        sharded,
         inboxes.clone(),
     );
-    let mut channel = tokio::spawn(relay::serve_channel(client.clone(), relay.clone()));
+    let mut session = Session {
+        presence: PresenceStore::new(conn.clone(), config.node_id.clone(), config.presence_ttl),
+        registry: Registry::new(
+            conn.clone(),
+            config.node_id.clone(),
+            config.info.clone(),
+            config.node_ttl,
+        ),
+        members: ChannelMembers::new(conn.clone(), config.node_id.clone()),
+        subscriber,
+        subscribed: HashSet::new(),
+        swept: HashSet::new(),
+        relay: relay.clone(),
+        queries: Queries {
+            conn,
+            node_id: config.node_id.clone(),
+            presence_ttl: config.presence_ttl,
+            inboxes: inboxes.clone(),
+            relay: relay.clone(),
+        },
+    };
+    let mut listening = tokio::spawn(relay::serve(relay, pushes));
     // (Re)connected: Redis may have restarted empty; re-assert everything at once.
-    if refresh(&mut presence, inboxes, state).await.is_err()
-        || heartbeat(&mut registry, shared, view).await.is_err()
-    {
-        channel.abort();
+    let recovered = async {
+        refresh(&mut session.presence, inboxes, state).await?;
+        reassert_channels(&mut session.members, inboxes, state).await?;
+        sync_channels(&mut session, state, inboxes).await?;
+        heartbeat(&mut session, shared, view).await
+    };
+    if let Err(e) = recovered.await {
+        warn!(error = %e, "could not restore this node's state in Redis");
+        listening.abort();
         return Ended::RedisFailed;
     }
+    info!(
+        sharded_pubsub = session.subscriber.sharded(),
+        channels = state.channels.len(),
+        "cluster state restored in Redis"
+    );
     set_up(view, true);
     let mut refresh_tick = tokio::time::interval(config.presence_refresh);
     let mut heartbeat_tick = tokio::time::interval(config.heartbeat_interval);
@@ -284,78 +376,169 @@ async fn serve(
     heartbeat_tick.reset();
     loop {
         if shared.stop.load(Ordering::Acquire) {
-            let _ = tokio::time::timeout(
-                SHUTDOWN_TIMEOUT,
-                finish(&mut presence, &mut registry, shared, state),
-            )
-            .await;
-            channel.abort();
+            let _ =
+                tokio::time::timeout(SHUTDOWN_TIMEOUT, finish(&mut session, shared, state)).await;
+            listening.abort();
             return Ended::Stopped;
         }
         let result = tokio::select! {
             _ = shared.link.notify.notified() => {
-                // Forwards go out at once; presence changes wait for the batch window to coalesce.
-                drain_events(&shared.link, state, Some(&relay));
-                if !state.pending.is_empty() {
-                    tokio::time::sleep(BATCH_WINDOW).await;
+                // Forwards and subscriptions go out at once; presence changes wait for the batch
+                // window to coalesce.
+                drain_events(&shared.link, state, Some(&session));
+                match sync_channels(&mut session, state, inboxes).await {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        if !state.pending.is_empty() || !state.members.is_empty() {
+                            tokio::time::sleep(BATCH_WINDOW).await;
+                        }
+                        write_pending(&mut session, shared, inboxes, state).await
+                    }
                 }
-                write_pending(&mut presence, shared, inboxes, state, Some(&relay)).await
             }
-            ended = &mut channel => Err(match ended {
+            ended = &mut listening => Err(match ended {
                 Ok(Err(e)) => e,
-                _ => redis::RedisError::from(std::io::Error::other("node channel subscription ended")),
+                _ => redis::RedisError::from(std::io::Error::other("listening connection ended")),
             }),
-            _ = refresh_tick.tick() => refresh(&mut presence, inboxes, state).await,
-            _ = heartbeat_tick.tick() => heartbeat(&mut registry, shared, view).await,
-            _ = shared.wake.notified() => heartbeat(&mut registry, shared, view).await,
+            _ = refresh_tick.tick() => refresh(&mut session.presence, inboxes, state).await,
+            _ = heartbeat_tick.tick() => heartbeat(&mut session, shared, view).await,
+            _ = shared.wake.notified() => heartbeat(&mut session, shared, view).await,
         };
         if let Err(e) = result {
             warn!(error = %e, "Redis operation failed; reconnecting");
             counter!("gateway_redis_errors_total").increment(1);
-            channel.abort();
+            listening.abort();
             return Ended::RedisFailed;
         }
     }
 }
 
-/// Moves queued reports into `state.pending` (latest count per user wins) and the channel set.
-fn drain_events(link: &BridgeLink, state: &mut BridgeState, relay: Option<&Arc<Relay>>) {
+/// Moves queued reports into `state` and starts the requests; with no session (Redis down) requests
+/// are answered at once without the other nodes.
+fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Session>) {
     while let Some(event) = link.events.pop() {
         match event {
             Event::Presence(user, conns) => {
                 state.pending.insert(user, conns);
             }
-            Event::Channel(channel, true) => {
-                state.channels.insert(channel);
+            Event::Channel(channel, interested) => {
+                if interested {
+                    state.channels.insert(channel.clone());
+                    state.forget.remove(&channel);
+                    state.confirm.push(channel.clone());
+                } else {
+                    state.channels.remove(&channel);
+                    state.forget.insert(channel.clone());
+                }
+                state.touched.insert(channel);
             }
-            Event::Channel(channel, false) => {
-                state.channels.remove(&channel);
+            Event::Member(channel, user, member) => {
+                state.members.insert((channel, user), member);
             }
             Event::Forward {
                 to,
                 frame,
                 local,
                 origin,
-            } => match relay {
-                Some(relay) => relay.forward(to, frame, local, origin),
+            } => match session {
+                Some(s) => s.relay.forward(to, frame, local, origin),
                 None => link.unavailable(local, origin),
+            },
+            Event::Publish {
+                channel,
+                frame,
+                local,
+                origin,
+            } => match session {
+                Some(s) => s.relay.publish(channel, frame, local, origin),
+                None => link.unpublished(local, origin),
+            },
+            Event::Query(query) => match session {
+                Some(s) => s.queries.presence(query),
+                None => queries::reply_local(query, link.inboxes.get().map_or(&[], |i| &i[..])),
+            },
+            Event::Lookup { user, reply } => match session {
+                Some(s) => s.queries.lookup(user, reply),
+                None => drop(reply.send(None)),
+            },
+            Event::Disconnect { user, reply } => match session {
+                Some(s) => s.queries.disconnect(user, reply),
+                None => drop(reply.send(None)),
             },
         }
     }
     gauge!("gateway_cluster_channels").set(state.channels.len() as f64);
 }
 
-/// Writes the pending presence changes in pipelined batches.
+/// Brings the listening connection in line with the channels this node has subscribers of, then
+/// releases the subscribe acks waiting for it.
+async fn sync_channels(
+    session: &mut Session,
+    state: &mut BridgeState,
+    inboxes: &Arc<[Arc<Inbox>]>,
+) -> redis::RedisResult<()> {
+    if !state.touched.is_empty() {
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for channel in state.touched.drain() {
+            match (
+                state.channels.contains(&channel),
+                session.subscribed.contains(&channel),
+            ) {
+                (true, false) => add.push(channel),
+                (false, true) => remove.push(channel),
+                _ => {}
+            }
+        }
+        if let Err(e) = timed(session.subscriber.sync(&add, &remove)).await {
+            // Resync these on the next connection (every wanted channel is, anyway).
+            state.touched.extend(add.into_iter().chain(remove));
+            return Err(e);
+        }
+        for channel in remove {
+            session.subscribed.remove(&channel);
+        }
+        session.subscribed.extend(add);
+    }
+    release_confirms(state, inboxes);
+    Ok(())
+}
+
+/// Tells the owner shards their channels are listened to (or that Redis is down, which does not
+/// wait either): the held subscribe acks go out.
+fn release_confirms(state: &mut BridgeState, inboxes: &[Arc<Inbox>]) {
+    for channel in state.confirm.drain(..) {
+        let owner = owner_of(&channel, inboxes.len());
+        if inboxes[owner]
+            .send(ShardMsg::ChanReady { channel })
+            .is_err()
+        {
+            warn!("owner shard inbox full; a subscribe ack waits for the next confirmation");
+        }
+    }
+}
+
+/// Writes the pending presence and channel-member changes in pipelined batches.
 async fn write_pending(
-    presence: &mut PresenceStore,
+    session: &mut Session,
     shared: &Shared,
     inboxes: &Arc<[Arc<Inbox>]>,
     state: &mut BridgeState,
-    relay: Option<&Arc<Relay>>,
 ) -> redis::RedisResult<()> {
-    drain_events(&shared.link, state, relay);
+    drain_events(&shared.link, state, Some(session));
     if shared.link.overflowed.swap(false, Ordering::AcqRel) {
-        return refresh(presence, inboxes, state).await;
+        refresh(&mut session.presence, inboxes, state).await?;
+        reassert_channels(&mut session.members, inboxes, state).await?;
+        return sync_channels(session, state, inboxes).await;
+    }
+    if !state.forget.is_empty() {
+        let gone: Vec<Arc<str>> = state.forget.drain().collect();
+        timed(session.members.forget_channels(&gone)).await?;
+    }
+    if !state.members.is_empty() {
+        let changes: Vec<_> = state.members.drain().collect();
+        let refs: Vec<(&str, &str, bool)> =
+            changes.iter().map(|((c, u), m)| (&**c, &**u, *m)).collect();
+        timed(session.members.apply(&refs)).await?;
     }
     if state.pending.is_empty() {
         return Ok(());
@@ -365,7 +548,7 @@ async fn write_pending(
         .drain()
         .map(|(u, n)| (u, n.min(u32::MAX as u64) as u32))
         .collect();
-    let fences = timed(presence.set_many(&batch, now_ms())).await?;
+    let fences = timed(session.presence.set_many(&batch, now_ms())).await?;
     record(&batch, &fences, state);
     Ok(())
 }
@@ -376,13 +559,13 @@ async fn refresh(
     inboxes: &Arc<[Arc<Inbox>]>,
     state: &mut BridgeState,
 ) -> redis::RedisResult<()> {
-    let users = owned_users(inboxes).await;
+    let users = ask_shards(inboxes, control::owned_users).await;
     let batch: Vec<(Arc<str>, u32)> = users
         .into_iter()
         .map(|(u, n)| (u, n.min(u32::MAX as u64) as u32))
         .collect();
     // Users this bridge wrote that no shard owns any more were missed on the way down: remove them.
-    let live: std::collections::HashSet<&str> = batch.iter().map(|(u, _)| &**u).collect();
+    let live: HashSet<&str> = batch.iter().map(|(u, _)| &**u).collect();
     let gone: Vec<Arc<str>> = state
         .applied
         .keys()
@@ -401,6 +584,29 @@ async fn refresh(
     Ok(())
 }
 
+/// Re-reads every channel and member from the shards and rewrites this node's channel presence (after
+/// a reconnect, Redis may have restarted empty; after a queue overflow, reports were lost). Every
+/// channel is marked for the next sync of the listening connection.
+async fn reassert_channels(
+    members: &mut ChannelMembers,
+    inboxes: &Arc<[Arc<Inbox>]>,
+    state: &mut BridgeState,
+) -> redis::RedisResult<()> {
+    let owned = ask_shards(inboxes, control::owned_channels).await;
+    let channels: HashSet<Arc<str>> = owned.iter().map(|(c, _)| c.clone()).collect();
+    state.touched.extend(state.channels.drain());
+    state.touched.extend(channels.iter().cloned());
+    state.channels = channels;
+    state.members.clear();
+    state.forget.clear();
+    timed(members.remove_own()).await?;
+    let changes: Vec<(&str, &str, bool)> = owned
+        .iter()
+        .flat_map(|(c, users)| users.iter().map(move |u| (&**c, &**u, true)))
+        .collect();
+    timed(members.apply(&changes)).await
+}
+
 /// Keeps `state.applied` in step with what Redis accepted; counts fenced writes.
 fn record(batch: &[(Arc<str>, u32)], fences: &[crate::cluster::Fence], state: &mut BridgeState) {
     counter!("gateway_presence_writes_total").increment(batch.len() as u64);
@@ -417,27 +623,31 @@ fn record(batch: &[(Arc<str>, u32)], fences: &[crate::cluster::Fence], state: &m
     }
 }
 
-/// Every user the shards own, with its connections on this node (bounded wait per shard).
-async fn owned_users(inboxes: &Arc<[Arc<Inbox>]>) -> Vec<(Arc<str>, u64)> {
+/// Runs `op` on every shard and concatenates the results (bounded wait per shard).
+async fn ask_shards<T: Send + 'static>(
+    inboxes: &Arc<[Arc<Inbox>]>,
+    op: fn(&shards::shard::ShardState) -> Vec<T>,
+) -> Vec<T> {
     let mut all = Vec::new();
     for inbox in inboxes.iter() {
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::Invoke(Box::new(move |_, st, _| {
-            let _ = tx.send(control::owned_users(st));
+            let _ = tx.send(op(st));
         }));
         if inbox.send(msg).is_err() {
             continue;
         }
-        if let Ok(Ok(users)) = tokio::time::timeout(OP_TIMEOUT, rx).await {
-            all.extend(users);
+        if let Ok(Ok(items)) = tokio::time::timeout(OP_TIMEOUT, rx).await {
+            all.extend(items);
         }
     }
     all
 }
 
-/// One registry heartbeat (draining once shutdown began) and a fresh node list for the admin server.
+/// One registry heartbeat (draining once shutdown began), a fresh node list for the admin server, and
+/// the channel members of nodes found dead swept away.
 async fn heartbeat(
-    registry: &mut Registry,
+    session: &mut Session,
     shared: &Shared,
     view: &ClusterView,
 ) -> redis::RedisResult<()> {
@@ -446,8 +656,16 @@ async fn heartbeat(
     } else {
         NodeState::Alive
     };
-    timed(registry.heartbeat(state)).await?;
-    let nodes = timed(registry.list()).await?;
+    timed(session.registry.heartbeat(state)).await?;
+    let nodes = timed(session.registry.list()).await?;
+    for node in &nodes {
+        if node.state == Liveness::Dead && session.swept.insert(node.id.clone()) {
+            let fields = timed(session.members.remove_node(&node.id)).await?;
+            if fields > 0 {
+                info!(node = %node.id, fields, "removed the channel members of a dead node");
+            }
+        }
+    }
     if let Ok(mut cached) = view.nodes.lock() {
         *cached = nodes;
     }
@@ -455,13 +673,9 @@ async fn heartbeat(
     Ok(())
 }
 
-/// Shutdown: write what is pending, remove every presence field this node wrote, leave the registry.
-async fn finish(
-    presence: &mut PresenceStore,
-    registry: &mut Registry,
-    shared: &Shared,
-    state: &mut BridgeState,
-) {
+/// Shutdown: write what is pending, remove every presence field and channel member this node wrote,
+/// leave the registry.
+async fn finish(session: &mut Session, shared: &Shared, state: &mut BridgeState) {
     drain_events(&shared.link, state, None);
     let users: Vec<Arc<str>> = state
         .applied
@@ -469,11 +683,14 @@ async fn finish(
         .chain(state.pending.keys())
         .cloned()
         .collect();
-    match presence.remove_node(&users, now_ms()).await {
+    match session.presence.remove_node(&users, now_ms()).await {
         Ok(_) => info!(users = users.len(), "removed this node's presence"),
         Err(e) => warn!(error = %e, "could not remove presence; it expires with the TTL"),
     }
-    if let Err(e) = registry.remove().await {
+    if let Err(e) = session.members.remove_own().await {
+        warn!(error = %e, "could not remove channel members; live nodes sweep them once this node is dead");
+    }
+    if let Err(e) = session.registry.remove().await {
         warn!(error = %e, "could not leave the registry; the entry expires with the TTL");
     }
 }
@@ -509,11 +726,7 @@ mod tests {
         let user: Arc<str> = "amy".into();
         link.presence_changed(&user, 1);
         link.presence_changed(&user, 2);
-        let mut state = BridgeState {
-            applied: HashMap::new(),
-            pending: HashMap::new(),
-            channels: Default::default(),
-        };
+        let mut state = BridgeState::default();
         drain_events(&link, &mut state, None);
         assert_eq!(state.pending.get("amy"), Some(&2));
         assert!(!link.overflowed.load(Ordering::Acquire));

@@ -11,8 +11,13 @@
 //! | `presence:<user>`         | hash    | each node holding the user | field node id → `"<count>:<ts_ms>"`      |
 //! | `gateway:nodes`           | hash    | each node, every heartbeat | field node id → JSON description         |
 //! | `gateway:node:<id>:alive` | string  | node `<id>`, with a TTL    | `alive` or `draining`; gone = dead       |
+//! | `gateway:node:<id>:channels` | set  | node `<id>`                | channels where `<id>` has subscribers    |
+//! | `gateway:ch:<name>:members` | hash  | each node with subscribers | field `<node id>\n<user>` → `1`          |
 //! | `gateway:node:<id>`       | channel | any node                   | messages for users held by node `<id>`   |
-//! | `gateway:ch:<name>`       | channel | any node                   | publications to channel `<name>`         |
+//! | `gateway:ch:<name>`       | channel | any node                   | publications to channel `<name>` (sharded pub/sub when the server has it) |
+//!
+//! Node ids, user and channel names never contain a newline (names are checked by the protocol, node
+//! ids are `<host>-<pid>`), so `<node id>\n<user>` is unambiguous.
 
 /// Prefix of a user's presence hash.
 pub const PRESENCE_PREFIX: &str = "presence:";
@@ -49,6 +54,33 @@ pub fn channel(name: &str) -> String {
     concat(CHANNEL_PREFIX, name, "")
 }
 
+/// Suffix of a node's set of channels with members.
+pub const CHANNELS_SUFFIX: &str = ":channels";
+
+/// Suffix of a channel's member hash.
+pub const MEMBERS_SUFFIX: &str = ":members";
+
+/// `gateway:node:<id>:channels`: the channels in which node `id` wrote member fields (what its clean-up
+/// or a sweep after its death visits).
+pub fn node_channels(node: &str) -> String {
+    concat(NODE_PREFIX, node, CHANNELS_SUFFIX)
+}
+
+/// `gateway:ch:<name>:members`: channel presence, one field per (node, user).
+pub fn channel_members(name: &str) -> String {
+    concat(CHANNEL_PREFIX, name, MEMBERS_SUFFIX)
+}
+
+/// The field of `user` held by `node` in a channel's member hash: `<node>\n<user>`.
+pub fn member_field(node: &str, user: &str) -> String {
+    concat(node, "\n", user)
+}
+
+/// Splits a member field back into (node, user).
+pub fn parse_member_field(field: &str) -> Option<(&str, &str)> {
+    field.split_once('\n')
+}
+
 fn concat(prefix: &str, id: &str, suffix: &str) -> String {
     let mut s = String::with_capacity(prefix.len() + id.len() + suffix.len());
     s.push_str(prefix);
@@ -68,6 +100,11 @@ mod tests {
         assert_eq!(node_alive("gw-1"), "gateway:node:gw-1:alive");
         assert_eq!(node_channel("gw-1"), "gateway:node:gw-1");
         assert_eq!(channel("news"), "gateway:ch:news");
+        assert_eq!(node_channels("gw-1"), "gateway:node:gw-1:channels");
+        assert_eq!(channel_members("news"), "gateway:ch:news:members");
+        assert_eq!(member_field("gw-1", "amy"), "gw-1\namy");
+        assert_eq!(parse_member_field("gw-1\na:b"), Some(("gw-1", "a:b")));
+        assert_eq!(parse_member_field("nofield"), None);
     }
 
     #[test]

@@ -23,11 +23,13 @@
 //! inboxes. Errors are the `redis` crate's; the caller decides whether to retry, report or degrade.
 
 pub mod keys;
+pub mod members;
 pub mod presence;
 pub mod registry;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use members::ChannelMembers;
 pub use presence::{Fence, PresenceStore};
 pub use registry::{Liveness, NodeInfo, NodeState, NodeView, Registry};
 

@@ -1,0 +1,157 @@
+//! The messages nodes exchange over Redis pub/sub, and their wire format.
+//!
+//! Text headers separated by `\n`, then the payload as raw bytes (already the encoded WebSocket frame,
+//! so a receiving node forwards it without re-encoding). Node ids, user and channel names never contain
+//! a newline (names are checked by the protocol), so the headers split unambiguously and the payload
+//! may contain anything. Part of the cluster's interface, like the key names in `cluster::keys`.
+//!
+//! | kind   | on                   | layout                                              |
+//! |--------|----------------------|-----------------------------------------------------|
+//! | `dm`   | `gateway:node:<id>`  | `dm\n<corr>\n<origin node>\n<user>\n<frame>`        |
+//! | `pub`  | `gateway:ch:<name>`  | `pub\n<corr>\n<origin node>\n<channel>\n<frame>`    |
+//! | `disc` | `gateway:node:<id>`  | `disc\n<corr>\n<origin node>\n<user>`               |
+//! | `ack`  | `gateway:node:<id>`  | `ack\n<corr>\n<conns>`: the answer to any of the above |
+
+/// A parsed cluster message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Envelope<'a> {
+    /// A direct message for `to`'s connections on the receiving node.
+    Dm {
+        corr: u64,
+        origin: &'a str,
+        to: &'a str,
+        frame: &'a [u8],
+    },
+    /// A publication to `channel` for the receiving node's subscribers.
+    Pub {
+        corr: u64,
+        origin: &'a str,
+        channel: &'a str,
+        frame: &'a [u8],
+    },
+    /// Close `user`'s connections on the receiving node (4010).
+    Disconnect {
+        corr: u64,
+        origin: &'a str,
+        user: &'a str,
+    },
+    /// The receiving node's answer to `corr`: connections reached (or closed).
+    Ack { corr: u64, conns: u64 },
+}
+
+/// `dm\n<corr>\n<origin>\n<user>\n<frame>`.
+pub fn dm(corr: u64, origin: &str, to: &str, frame: &[u8]) -> Vec<u8> {
+    with_payload("dm", corr, origin, to, frame)
+}
+
+/// `pub\n<corr>\n<origin>\n<channel>\n<frame>`.
+pub fn publication(corr: u64, origin: &str, channel: &str, frame: &[u8]) -> Vec<u8> {
+    with_payload("pub", corr, origin, channel, frame)
+}
+
+/// `disc\n<corr>\n<origin>\n<user>`.
+pub fn disconnect(corr: u64, origin: &str, user: &str) -> Vec<u8> {
+    format!("disc\n{corr}\n{origin}\n{user}").into_bytes()
+}
+
+/// `ack\n<corr>\n<conns>`.
+pub fn ack(corr: u64, conns: u64) -> Vec<u8> {
+    format!("ack\n{corr}\n{conns}").into_bytes()
+}
+
+fn with_payload(kind: &str, corr: u64, origin: &str, name: &str, frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(kind.len() + origin.len() + name.len() + frame.len() + 24);
+    out.extend_from_slice(format!("{kind}\n{corr}\n{origin}\n{name}\n").as_bytes());
+    out.extend_from_slice(frame);
+    out
+}
+
+/// Parses a cluster message; `None` for anything malformed.
+pub fn parse(payload: &[u8]) -> Option<Envelope<'_>> {
+    let mut parts = payload.splitn(5, |b| *b == b'\n');
+    let kind = parts.next()?;
+    let corr: u64 = text(parts.next()?)?.parse().ok()?;
+    match kind {
+        b"dm" | b"pub" => {
+            let origin = text(parts.next()?)?;
+            let name = text(parts.next()?)?;
+            let frame = parts.next()?;
+            Some(if kind == b"dm" {
+                Envelope::Dm {
+                    corr,
+                    origin,
+                    to: name,
+                    frame,
+                }
+            } else {
+                Envelope::Pub {
+                    corr,
+                    origin,
+                    channel: name,
+                    frame,
+                }
+            })
+        }
+        b"disc" => {
+            let origin = text(parts.next()?)?;
+            let user = text(parts.next()?)?;
+            Some(Envelope::Disconnect { corr, origin, user })
+        }
+        b"ack" => {
+            let conns = text(parts.next()?)?.parse().ok()?;
+            Some(Envelope::Ack { corr, conns })
+        }
+        _ => None,
+    }
+}
+
+fn text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip() {
+        let frame = b"\x81\x05hello\nwith newline";
+        assert_eq!(
+            parse(&dm(7, "node-a", "bob", frame)),
+            Some(Envelope::Dm {
+                corr: 7,
+                origin: "node-a",
+                to: "bob",
+                frame
+            })
+        );
+        assert_eq!(
+            parse(&publication(8, "node-a", "room:1", frame)),
+            Some(Envelope::Pub {
+                corr: 8,
+                origin: "node-a",
+                channel: "room:1",
+                frame
+            })
+        );
+        assert_eq!(
+            parse(&disconnect(9, "node-b", "amy")),
+            Some(Envelope::Disconnect {
+                corr: 9,
+                origin: "node-b",
+                user: "amy"
+            })
+        );
+        assert_eq!(parse(&ack(7, 3)), Some(Envelope::Ack { corr: 7, conns: 3 }));
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        assert_eq!(parse(b"ack\nx\n3"), None);
+        assert_eq!(parse(b"what\n1\n"), None);
+        assert_eq!(parse(b""), None);
+        assert_eq!(parse(b"dm\n1\nnode"), None);
+        assert_eq!(parse(b"disc\n1\nnode"), None);
+        assert_eq!(parse(b"pub\n1\n\xff\nch\nframe"), None);
+    }
+}

@@ -1,0 +1,464 @@
+//! Cross-node delivery, run by the bridge: direct messages, channel publications and disconnects go out
+//! over Redis pub/sub, the receiving nodes act and answer, and the origin gets one total.
+//!
+//! - **Direct message**: the owner shard delivered it locally; the relay looks the user up in Redis
+//!   presence and publishes a `dm` envelope on `gateway:node:<id>` of every other holding node.
+//! - **Publication**: the owner shard delivered it to this node's subscribers; the relay publishes a `pub`
+//!   envelope on the channel's topic `gateway:ch:<name>` (SPUBLISH when the server has sharded pub/sub),
+//!   to which exactly the nodes with subscribers listen. A node receiving its own publication (it
+//!   listens too when it has subscribers) counts it as answered with 0 and delivers nothing: local
+//!   subscribers were served by the owner shard, never twice.
+//! - **Disconnect** (`POST /v1/disconnect`): a `disc` envelope to every other node holding the user.
+//!
+//! Each receiving bridge injects the message into its own owner shard as a local-only route (so it never
+//! travels further) and publishes an `ack` with the connections it reached on the origin's node
+//! channel. The origin's answer is local + remote; it comes when every node that received the message
+//! answered (the receiver count comes from PUBLISH/SPUBLISH itself) or after [`ACK_WAIT`] with what
+//! arrived. When Redis cannot be reached the answer says `unavailable` with the local count, at once.
+
+pub mod envelope;
+pub mod subscriber;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use shards::{
+    control,
+    ids::owner_of,
+    inbox::Inbox,
+    messages::{Ack, Origin, ShardMsg},
+    route::answer_from_outside,
+    ws::CloseReason,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::cluster::{keys, presence::live_fields};
+use envelope::Envelope;
+use subscriber::{Push, classify};
+
+/// Longest an origin waits for the other nodes' acks.
+pub const ACK_WAIT: Duration = Duration::from_secs(1);
+/// Bound on the lookups and publishes of one relay.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The ack of a send when the other nodes cannot be asked: a recipient connected here got the message
+/// (`delivered`, local count); one with no connection here may be elsewhere (`unavailable`).
+pub fn degraded_ack(local: u64) -> Ack {
+    metrics::counter!("gateway_cluster_send_failures_total").increment(1);
+    let status = if local > 0 {
+        "delivered"
+    } else {
+        "unavailable"
+    };
+    Ack {
+        status,
+        conns: local,
+    }
+}
+
+/// The ack of a publish when the other nodes cannot be reached: `unavailable`, with the subscribers of
+/// this node it did reach.
+pub fn degraded_publish_ack(local: u64) -> Ack {
+    metrics::counter!("gateway_cluster_publish_failures_total").increment(1);
+    Ack {
+        status: "unavailable",
+        conns: local,
+    }
+}
+
+/// An origin waiting for remote answers.
+struct Pending {
+    /// Answers to wait for; unknown (`usize::MAX`) until the publishes returned their receiver counts.
+    expected: usize,
+    /// Answers arrived.
+    arrived: usize,
+    /// Connections the answered nodes reached.
+    conns: u64,
+    /// Completed with the remote total once every expected answer arrived.
+    done: Option<oneshot::Sender<u64>>,
+}
+
+/// An ack to publish: (origin node, correlation, connections).
+type AckOut = (String, u64, u64);
+
+/// The relay of one node, for one Redis connection.
+pub struct Relay {
+    /// This node's id.
+    node_id: String,
+    /// Commands (lookups, publishes).
+    conn: ConnectionManager,
+    /// Presence entry life (fields older are ignored, as the script prunes them).
+    presence_ttl: Duration,
+    /// Channel topics use SPUBLISH.
+    sharded: bool,
+    /// Every shard's inbox.
+    inboxes: Arc<[Arc<Inbox>]>,
+    /// Correlation ids.
+    next: AtomicU64,
+    /// Origins waiting for remote answers.
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Answers to other nodes, published by [`serve`]'s ack task.
+    acks: mpsc::UnboundedSender<AckOut>,
+    /// The receiving end of `acks`, taken by [`serve`].
+    acks_rx: Mutex<Option<mpsc::UnboundedReceiver<AckOut>>>,
+}
+
+impl Relay {
+    /// A relay on `conn`; `sharded`: publish channel topics with SPUBLISH.
+    pub fn new(
+        node_id: String,
+        conn: ConnectionManager,
+        presence_ttl: Duration,
+        sharded: bool,
+        inboxes: Arc<[Arc<Inbox>]>,
+    ) -> Arc<Self> {
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        Arc::new(Relay {
+            node_id,
+            conn,
+            presence_ttl,
+            sharded,
+            inboxes,
+            next: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            acks,
+            acks_rx: Mutex::new(Some(acks_rx)),
+        })
+    }
+
+    /// Forwards a direct message delivered to `local` connections here; answers `origin` with the total.
+    pub fn forward(self: &Arc<Self>, to: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let routed = tokio::time::timeout(RELAY_TIMEOUT, relay.route_user(&to, &frame)).await;
+            let ack = match routed {
+                Ok(Ok(remote)) => {
+                    let total = local + remote;
+                    Ack {
+                        status: if total > 0 { "delivered" } else { "offline" },
+                        conns: total,
+                    }
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cross-node send failed");
+                    degraded_ack(local)
+                }
+                Err(_) => degraded_ack(local),
+            };
+            answer_from_outside(origin, ack, &relay.inboxes);
+        });
+    }
+
+    /// Publishes a publication delivered to `local` subscribers here to the other nodes; answers
+    /// `origin` with the total.
+    pub fn publish(self: &Arc<Self>, channel: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let routed = tokio::time::timeout(RELAY_TIMEOUT, relay.route_publish(&channel, &frame));
+            let ack = match routed.await {
+                Ok(Ok(remote)) => Ack {
+                    status: "published",
+                    conns: local + remote,
+                },
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cross-node publish failed");
+                    degraded_publish_ack(local)
+                }
+                Err(_) => degraded_publish_ack(local),
+            };
+            answer_from_outside(origin, ack, &relay.inboxes);
+        });
+    }
+
+    /// Closes `user`'s connections on the other nodes holding it (4010); returns how many were closed.
+    pub async fn disconnect(&self, user: &str) -> redis::RedisResult<u64> {
+        let nodes = self.holders(user).await?;
+        if nodes.is_empty() {
+            return Ok(0);
+        }
+        let corr = self.expect();
+        let env = envelope::disconnect(corr, &self.node_id, user);
+        let mut conn = self.conn.clone();
+        let mut listening = 0;
+        for node in &nodes {
+            let receivers: i64 = redis::cmd("PUBLISH")
+                .arg(keys::node_channel(node))
+                .arg(&env[..])
+                .query_async(&mut conn)
+                .await?;
+            listening += usize::from(receivers > 0);
+        }
+        Ok(self.collect(corr, listening).await)
+    }
+
+    /// The other live nodes holding `user`, from presence (Redis `TIME` in the same round trip, so every
+    /// node judges expiry by the same clock).
+    async fn holders(&self, user: &str) -> redis::RedisResult<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let ((secs, micros), fields): ((u64, u64), Vec<(String, String)>) = redis::pipe()
+            .cmd("TIME")
+            .cmd("HGETALL")
+            .arg(keys::presence(user))
+            .query_async(&mut conn)
+            .await?;
+        let now = secs * 1000 + micros / 1000;
+        let cutoff = now.saturating_sub(self.presence_ttl.as_millis() as u64);
+        Ok(live_fields(fields, cutoff)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| *n != self.node_id)
+            .collect())
+    }
+
+    /// Looks `to` up, publishes to the other holders, waits for their acks; returns their total.
+    async fn route_user(&self, to: &str, frame: &Bytes) -> redis::RedisResult<u64> {
+        let nodes = self.holders(to).await?;
+        if nodes.is_empty() {
+            return Ok(0);
+        }
+        let corr = self.expect();
+        let env = envelope::dm(corr, &self.node_id, to, frame);
+        let mut conn = self.conn.clone();
+        let mut listening = 0;
+        for node in &nodes {
+            let receivers: i64 = match redis::cmd("PUBLISH")
+                .arg(keys::node_channel(node))
+                .arg(&env[..])
+                .query_async(&mut conn)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    self.lock().remove(&corr);
+                    return Err(e);
+                }
+            };
+            metrics::counter!("gateway_cluster_messages_out_total").increment(1);
+            // A node with presence but nobody listening (dead, not yet expired) will never answer.
+            listening += usize::from(receivers > 0);
+        }
+        Ok(self.collect(corr, listening).await)
+    }
+
+    /// Publishes on the channel's topic; every node listening answers (this node with 0).
+    async fn route_publish(&self, channel: &str, frame: &Bytes) -> redis::RedisResult<u64> {
+        let corr = self.expect();
+        let env = envelope::publication(corr, &self.node_id, channel, frame);
+        let mut conn = self.conn.clone();
+        let receivers: i64 = match redis::cmd(if self.sharded { "SPUBLISH" } else { "PUBLISH" })
+            .arg(keys::channel(channel))
+            .arg(&env[..])
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                self.lock().remove(&corr);
+                return Err(e);
+            }
+        };
+        metrics::counter!("gateway_cluster_publications_out_total").increment(1);
+        Ok(self.collect(corr, receivers.max(0) as usize).await)
+    }
+
+    /// Registers a new origin waiting for an unknown number of answers; returns its correlation id.
+    fn expect(&self) -> u64 {
+        let corr = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(
+            corr,
+            Pending {
+                expected: usize::MAX,
+                arrived: 0,
+                conns: 0,
+                done: None,
+            },
+        );
+        corr
+    }
+
+    /// Now that `expected` answers are known to come, waits for them (at most [`ACK_WAIT`]); returns
+    /// the connections they reported.
+    async fn collect(&self, corr: u64, expected: usize) -> u64 {
+        let rx = {
+            let mut pending = self.lock();
+            let Some(entry) = pending.get_mut(&corr) else {
+                return 0;
+            };
+            entry.expected = expected;
+            if entry.arrived >= expected {
+                return pending.remove(&corr).map_or(0, |p| p.conns);
+            }
+            let (tx, rx) = oneshot::channel();
+            entry.done = Some(tx);
+            rx
+        };
+        match tokio::time::timeout(ACK_WAIT, rx).await {
+            Ok(Ok(conns)) => conns,
+            _ => {
+                metrics::counter!("gateway_cluster_ack_timeouts_total").increment(1);
+                self.lock().remove(&corr).map_or(0, |p| p.conns)
+            }
+        }
+    }
+
+    /// One answer to `corr` arrived.
+    fn answered(&self, corr: u64, conns: u64) {
+        let mut pending = self.lock();
+        let Some(entry) = pending.get_mut(&corr) else {
+            return;
+        };
+        entry.conns += conns;
+        entry.arrived += 1;
+        if entry.arrived >= entry.expected
+            && let Some(p) = pending.remove(&corr)
+            && let Some(done) = p.done
+        {
+            let _ = done.send(p.conns);
+        }
+    }
+
+    /// Handles a message from this node's channel or a channel topic.
+    fn on_message(&self, payload: &[u8]) {
+        match envelope::parse(payload) {
+            Some(Envelope::Dm {
+                corr,
+                origin,
+                to,
+                frame,
+            }) => {
+                metrics::counter!("gateway_cluster_messages_in_total").increment(1);
+                let to: Arc<str> = Arc::from(to);
+                let owner = owner_of(&to, self.inboxes.len());
+                let msg = ShardMsg::RouteUser {
+                    to,
+                    frame: Bytes::copy_from_slice(frame),
+                    reply: Origin::External(self.answer_to(origin, corr)),
+                    local_only: true,
+                };
+                if self.inboxes[owner].send(msg).is_err() {
+                    warn!("owner shard inbox full; dropping a cross-node message");
+                }
+            }
+            Some(Envelope::Pub { corr, origin, .. }) if origin == self.node_id => {
+                // Our own publication: local subscribers were served by the owner shard.
+                self.answered(corr, 0);
+            }
+            Some(Envelope::Pub {
+                corr,
+                origin,
+                channel,
+                frame,
+            }) => {
+                metrics::counter!("gateway_cluster_publications_in_total").increment(1);
+                let channel: Arc<str> = Arc::from(channel);
+                let owner = owner_of(&channel, self.inboxes.len());
+                let msg = ShardMsg::RoutePublish {
+                    channel,
+                    frame: Bytes::copy_from_slice(frame),
+                    reply: Origin::External(self.answer_to(origin, corr)),
+                    self_subscribed: false,
+                    local_only: true,
+                };
+                if self.inboxes[owner].send(msg).is_err() {
+                    warn!("owner shard inbox full; dropping a cross-node publication");
+                }
+            }
+            Some(Envelope::Disconnect { corr, origin, user }) => {
+                self.disconnect_here(user, origin.to_string(), corr)
+            }
+            Some(Envelope::Ack { corr, conns }) => self.answered(corr, conns),
+            None => warn!("malformed cluster message"),
+        }
+    }
+
+    /// A sink that answers `corr` to node `origin` with the connections reached.
+    fn answer_to(&self, origin: &str, corr: u64) -> Box<dyn FnOnce(Ack) + Send> {
+        let acks = self.acks.clone();
+        let origin = origin.to_string();
+        Box::new(move |ack: Ack| {
+            let _ = acks.send((origin, corr, ack.conns));
+        })
+    }
+
+    /// Closes `user`'s connections on every shard of this node; the last shard to finish answers.
+    fn disconnect_here(&self, user: &str, origin: String, corr: u64) {
+        let shards = self.inboxes.len();
+        let tally = Arc::new((AtomicU64::new(0), AtomicUsize::new(shards)));
+        let user: Arc<str> = Arc::from(user);
+        for inbox in self.inboxes.iter() {
+            let (tally, user, acks, origin) = (
+                tally.clone(),
+                user.clone(),
+                self.acks.clone(),
+                origin.clone(),
+            );
+            let msg = ShardMsg::Invoke(Box::new(move |_, st, now| {
+                let closed = control::disconnect_user(st, &user, CloseReason::Disconnected, now);
+                tally.0.fetch_add(closed as u64, Ordering::AcqRel);
+                if tally.1.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    let _ = acks.send((origin, corr, tally.0.load(Ordering::Acquire)));
+                }
+            }));
+            if inbox.send(msg).is_err() {
+                warn!("shard inbox full; a cluster disconnect missed a shard");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Serves the listening connection's messages until it fails, and publishes this node's answers (all
+/// answers queued at a time go out in one pipelined round trip). Returns when the connection is gone
+/// (the bridge then reconnects).
+pub async fn serve(
+    relay: Arc<Relay>,
+    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+) -> redis::RedisResult<()> {
+    let mut acks_rx = relay
+        .acks_rx
+        .lock()
+        .ok()
+        .and_then(|mut rx| rx.take())
+        .ok_or_else(|| redis::RedisError::from(std::io::Error::other("relay served twice")))?;
+    let mut conn = relay.conn.clone();
+    let ack_task = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while acks_rx.recv_many(&mut batch, 1024).await > 0 {
+            let mut pipe = redis::pipe();
+            for (origin, corr, conns) in batch.drain(..) {
+                pipe.cmd("PUBLISH")
+                    .arg(keys::node_channel(&origin))
+                    .arg(envelope::ack(corr, conns))
+                    .ignore();
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                warn!(error = %e, "could not publish cross-node acks");
+            }
+        }
+    });
+    let result = loop {
+        match pushes.recv().await.map(classify) {
+            Some(Push::Message(payload)) => relay.on_message(&payload),
+            Some(Push::Other) => {}
+            Some(Push::Disconnected) | None => {
+                break Err(redis::RedisError::from(std::io::Error::other(
+                    "listening connection to Redis lost",
+                )));
+            }
+        }
+    };
+    ack_task.abort();
+    result
+}

@@ -1,0 +1,127 @@
+//! The bridge's listening connection: this node's own channel, and the topics of the channels it has
+//! subscribers of.
+//!
+//! One RESP3 connection carries every subscription, so subscribing and unsubscribing are ordinary
+//! commands on a connection that also delivers the messages as push frames (RESP2 would need a
+//! connection in subscriber mode plus a separate sink). Channel topics use sharded pub/sub
+//! (SSUBSCRIBE/SPUBLISH, Redis 7+) when the server has it: on a Redis Cluster a publication then goes
+//! only to the shard owning the topic's slot instead of being broadcast over the cluster bus. Each
+//! SSUBSCRIBE names one topic (in a cluster, topics of one command must share a slot), pipelined
+//! [`BATCH`] per round trip.
+
+use std::sync::Arc;
+
+use redis::{
+    AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, RedisResult,
+    aio::MultiplexedConnection,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::cluster::{keys, presence::BATCH};
+
+/// The listening connection, and whether it uses sharded pub/sub for channel topics.
+pub struct Subscriber {
+    conn: MultiplexedConnection,
+    sharded: bool,
+}
+
+/// Whether the server has sharded pub/sub (`COMMAND INFO SPUBLISH` is nil on servers before 7.0).
+pub async fn has_sharded_pubsub(conn: &mut impl redis::aio::ConnectionLike) -> bool {
+    let info: RedisResult<Vec<redis::Value>> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("SPUBLISH")
+        .query_async(conn)
+        .await;
+    matches!(info.as_deref(), Ok([v]) if *v != redis::Value::Nil)
+}
+
+impl Subscriber {
+    /// Connects (RESP3) and subscribes to `node_channel`; returns the connection and its push frames.
+    pub async fn connect(
+        client: &Client,
+        node_channel: &str,
+        sharded: bool,
+        timeout: std::time::Duration,
+    ) -> RedisResult<(Subscriber, UnboundedReceiver<PushInfo>)> {
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(settings))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_push_sender(tx)
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        conn.subscribe(node_channel).await?;
+        Ok((Subscriber { conn, sharded }, rx))
+    }
+
+    /// True when channel topics use sharded pub/sub.
+    pub fn sharded(&self) -> bool {
+        self.sharded
+    }
+
+    /// Starts listening to the topics of `add` and stops listening to those of `remove`.
+    pub async fn sync(&mut self, add: &[Arc<str>], remove: &[Arc<str>]) -> RedisResult<()> {
+        for chunk in add.chunks(BATCH) {
+            self.command(
+                if self.sharded {
+                    "SSUBSCRIBE"
+                } else {
+                    "SUBSCRIBE"
+                },
+                chunk,
+            )
+            .await?;
+        }
+        for chunk in remove.chunks(BATCH) {
+            self.command(
+                if self.sharded {
+                    "SUNSUBSCRIBE"
+                } else {
+                    "UNSUBSCRIBE"
+                },
+                chunk,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One subscribe-like command per topic, pipelined: each is answered by exactly one confirmation,
+    /// which the connection takes as that command's reply.
+    async fn command(&mut self, name: &str, channels: &[Arc<str>]) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for channel in channels {
+            pipe.cmd(name).arg(keys::channel(channel)).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn).await
+    }
+}
+
+/// What a push frame means to the relay.
+pub enum Push {
+    /// A message on a subscribed channel or topic: its payload.
+    Message(Vec<u8>),
+    /// The connection is gone.
+    Disconnected,
+    /// A confirmation or anything else: nothing to do.
+    Other,
+}
+
+/// Classifies a push frame.
+pub fn classify(push: PushInfo) -> Push {
+    match push.kind {
+        PushKind::Message | PushKind::SMessage => match redis::Msg::from_push_info(push) {
+            Some(msg) => Push::Message(msg.get_payload_bytes().to_vec()),
+            None => Push::Other,
+        },
+        PushKind::Disconnection => Push::Disconnected,
+        _ => Push::Other,
+    }
+}
