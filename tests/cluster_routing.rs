@@ -148,9 +148,12 @@ fn redis_outage_keeps_local_sends_and_fails_cross_node_sends_fast() {
     );
     println!("cross-node send during the outage answered in {took:?}");
 
-    // Redis back, empty: presence is re-asserted and delivery resumes.
+    // Redis back, empty: within 5 s every connected user is present again and delivery resumes.
     redis.restart_empty();
-    wait_presence(&redis, "bob", 1);
+    let back = Instant::now();
+    for user in ["alice", "carol", "bob"] {
+        wait_presence(&redis, user, 1);
+    }
     a.wait_metric("gateway_redis_up", &[], 1.0, WAIT);
     let deadline = Instant::now() + WAIT;
     loop {
@@ -165,6 +168,12 @@ fn redis_outage_keeps_local_sends_and_fails_cross_node_sends_fast() {
         );
         thread::sleep(POLL * 5);
     }
+    let recovered = back.elapsed();
+    println!("presence and cross-node delivery back {recovered:?} after Redis returned");
+    assert!(
+        recovered <= Duration::from_secs(5),
+        "the issue's bound: back within 5 s, took {recovered:?}"
+    );
     let got = bob.recv_json();
     assert_eq!(
         got["data"], "back",

@@ -8,25 +8,9 @@ use serde_json::{Value, json};
 
 const KEY: &str = "s3cret-key";
 
-/// A POST (or other method) to the API with the right key; returns (status, JSON body).
+/// A call to the API with the right key; returns (status, JSON body).
 fn api(node: &Node, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    let auth = format!("Bearer {KEY}");
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let (status, text) = http_request(
-        node.admin_addr,
-        method,
-        path,
-        &[("Authorization", &auth)],
-        &body,
-    )
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text:?}"));
-    (status, value)
+    node.api(Some(KEY), method, path, body)
 }
 
 fn node() -> Node {

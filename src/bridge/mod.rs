@@ -15,7 +15,8 @@
 //! - heartbeats the node registry and caches the cluster's node list for `GET /v1/nodes`;
 //! - keeps `gateway_redis_up` and the readiness flag true to the link's state, reconnecting with capped
 //!   exponential backoff and jitter;
-//! - sweeps the channel members of nodes whose alive key expired;
+//! - sweeps the channel members of nodes whose alive key expired, and their registry entry once they
+//!   have been dead for the presence TTL (by then nothing else of them is left in Redis);
 //! - on shutdown marks the node draining, and once the shards are done removes its presence fields,
 //!   channel members and registry entry.
 
@@ -294,6 +295,9 @@ struct Session {
     subscribed: HashSet<Arc<str>>,
     /// Dead nodes whose channel members this session already swept.
     swept: HashSet<String>,
+    /// How long a dead node's registry entry is kept (shown as `dead`): the presence TTL, after which
+    /// nothing of the node is left in Redis.
+    keep_dead: Duration,
     relay: Arc<Relay>,
     queries: Queries,
 }
@@ -342,6 +346,7 @@ async fn serve(
         subscriber,
         subscribed: HashSet::new(),
         swept: HashSet::new(),
+        keep_dead: config.presence_ttl,
         relay: relay.clone(),
         queries: Queries {
             conn,
@@ -658,12 +663,21 @@ async fn heartbeat(
     };
     timed(session.registry.heartbeat(state)).await?;
     let nodes = timed(session.registry.list()).await?;
+    let mut dead = false;
     for node in &nodes {
-        if node.state == Liveness::Dead && session.swept.insert(node.id.clone()) {
-            let fields = timed(session.members.remove_node(&node.id)).await?;
-            if fields > 0 {
-                info!(node = %node.id, fields, "removed the channel members of a dead node");
+        if node.state == Liveness::Dead {
+            dead = true;
+            if session.swept.insert(node.id.clone()) {
+                let fields = timed(session.members.remove_node(&node.id)).await?;
+                if fields > 0 {
+                    info!(node = %node.id, fields, "removed the channel members of a dead node");
+                }
             }
+        }
+    }
+    if dead {
+        for node in timed(session.registry.prune_dead(session.keep_dead)).await? {
+            info!(node = %node, "removed a node dead for longer than the presence TTL from the registry");
         }
     }
     if let Ok(mut cached) = view.nodes.lock() {

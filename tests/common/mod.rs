@@ -335,6 +335,33 @@ impl Node {
         try_http_get(self.admin_addr, path)
     }
 
+    /// A call to the HTTP API with bearer `key` (if any) and a JSON `body` (none for null); returns
+    /// (status, JSON answer). Panics on a transport error or a body that is not JSON.
+    #[allow(dead_code)]
+    pub fn api(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let (status, text) = http_request(self.admin_addr, method, path, &headers, &body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}: {text:?}"));
+        (status, value)
+    }
+
     /// The Prometheus text of `/metrics` (asserts status 200).
     pub fn metrics(&self) -> String {
         let (status, body) = self.http_get("/metrics");
