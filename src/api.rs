@@ -39,6 +39,8 @@ pub struct Api {
     key: Option<String>,
     /// Cluster mode's view (registry); `None` in embedded mode.
     cluster: Option<Arc<crate::bridge::ClusterView>>,
+    /// Starts the node's paced drain (`POST /v1/drain`); `None` where the node cannot drain.
+    drain: Option<Arc<crate::drain::DrainSwitch>>,
 }
 
 /// A refused request: status and message.
@@ -52,11 +54,13 @@ impl Api {
         inboxes: Arc<[Arc<Inbox>]>,
         key: &str,
         cluster: Option<Arc<crate::bridge::ClusterView>>,
+        drain: Option<Arc<crate::drain::DrainSwitch>>,
     ) -> Self {
         Api {
             inboxes,
             key: (!key.is_empty()).then(|| key.to_string()),
             cluster,
+            drain,
         }
     }
 
@@ -76,11 +80,12 @@ impl Api {
             (Method::POST, "/v1/send") => self.send(req).await,
             (Method::POST, "/v1/disconnect") => self.disconnect(req).await,
             (Method::POST, "/v1/close") => self.close(req).await,
+            (Method::POST, "/v1/drain") => self.drain(),
             (Method::GET, "/v1/nodes") => self.nodes(),
             (Method::GET, p) if p.starts_with("/v1/presence/") => {
                 self.presence(&p["/v1/presence/".len()..]).await
             }
-            (_, "/v1/publish" | "/v1/send" | "/v1/disconnect" | "/v1/close") => {
+            (_, "/v1/publish" | "/v1/send" | "/v1/disconnect" | "/v1/close" | "/v1/drain") => {
                 Err(Refusal(StatusCode::METHOD_NOT_ALLOWED, "use POST".into()))
             }
             (_, p) if p.starts_with("/v1/presence/") => {
@@ -263,6 +268,20 @@ impl Api {
             closed += wait(rx).await?;
         }
         Ok(json!({"closed": closed}))
+    }
+
+    /// `POST /v1/drain` → `{"draining":true}`: starts the paced drain, as SIGTERM does (idempotent).
+    fn drain(&self) -> Answer {
+        match &self.drain {
+            Some(switch) => {
+                switch.request();
+                Ok(json!({"draining": true}))
+            }
+            None => Err(Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this process cannot drain".into(),
+            )),
+        }
     }
 
     /// `GET /v1/nodes` → `{"nodes":[{"id","state","ws","admin","started_ms","heartbeat_ms"}]}` as of the

@@ -180,6 +180,20 @@ pub struct ShutdownSection {
     /// Time a closing connection gets to flush and finish the close handshake, in milliseconds.
     /// Default 5000; 0 closes without waiting.
     pub close_grace_ms: u64,
+    /// Time between readiness turning 503 and the listeners closing, for load balancers to take the
+    /// node out of rotation, in milliseconds. Default 5000.
+    pub drain_delay_ms: u64,
+    /// Time over which open connections are closed (1012) once the listeners closed, in milliseconds;
+    /// whatever is still open at its end is closed at once. Default 30000.
+    pub drain_window_ms: u64,
+    /// Time between two batches of closes, in milliseconds. Default 100.
+    pub drain_interval_ms: u64,
+    /// Connections closed per interval by the whole node. Default 0: spread evenly over the window
+    /// (open connections × interval / window, rounded up).
+    pub drain_batch: u64,
+    /// Upper bound of the reconnect hint in a drain's 1012 close reason, in milliseconds; each client
+    /// gets a uniform value in 0..=this. Default 5000.
+    pub reconnect_hint_max_ms: u64,
 }
 
 /// `[runtime]`: runtime sizing.
@@ -260,6 +274,11 @@ impl Default for ShutdownSection {
     fn default() -> Self {
         ShutdownSection {
             close_grace_ms: 5000,
+            drain_delay_ms: 5000,
+            drain_window_ms: 30000,
+            drain_interval_ms: 100,
+            drain_batch: 0,
+            reconnect_hint_max_ms: 5000,
         }
     }
 }
@@ -323,6 +342,16 @@ impl ShutdownSection {
     /// `close_grace_ms` as a duration.
     pub fn close_grace(&self) -> Duration {
         Duration::from_millis(self.close_grace_ms)
+    }
+
+    /// The whole node's batch per interval for `open` connections: the configured one, or (0) an even
+    /// spread over the window.
+    pub fn drain_batch_for(&self, open: usize) -> usize {
+        if self.drain_batch > 0 {
+            return self.drain_batch as usize;
+        }
+        let intervals = (self.drain_window_ms / self.drain_interval_ms.max(1)).max(1) as usize;
+        open.div_ceil(intervals).max(1)
     }
 }
 
@@ -488,6 +517,11 @@ impl Config {
             format!("listen ({l}) and admin ({a}) must not use the same address"),
         );
         check(self.backlog >= 1, "backlog must be at least 1".into());
+        let sd = &self.shutdown;
+        check(
+            sd.drain_interval_ms > 0 && sd.drain_interval_ms <= sd.drain_window_ms.max(1),
+            "shutdown.drain_interval_ms must be greater than 0 and at most drain_window_ms".into(),
+        );
         let ws = &self.websocket;
         check(
             ws.handshake_timeout_ms > 0,

@@ -15,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod drain;
 pub mod limits;
 pub mod node;
 pub mod relay;

@@ -3,6 +3,7 @@
 //! Order matters: limits are read first (they size the connection cap and glommio's io_memory), the
 //! metrics recorder is installed before any shard registers a handle, listeners are bound before the
 //! shards start (so port 0 resolves once), and signal handlers are in place before anything can accept.
+//! Shutdown is the paced drain of [`crate::drain`].
 
 use std::{error::Error, fs, io::Write, net::TcpListener, sync::Arc, time::Duration};
 
@@ -25,6 +26,7 @@ use crate::{
     bridge::{Bridge, BridgeConfig, BridgeLink},
     cluster::{NodeInfo, now_ms},
     config::Config,
+    drain::{self, DrainSwitch, Trigger},
     limits::ProcessLimits,
 };
 
@@ -76,6 +78,17 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.admin))?;
     let admin_addr = admin_listener.local_addr()?;
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let (trigger_tx, triggers) = std::sync::mpsc::channel();
+    let drain_switch = Arc::new(DrainSwitch::new(trigger_tx.clone()));
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if trigger_tx.send(Trigger::Signal(signal)).is_err() {
+                    break;
+                }
+            }
+        })?;
 
     let status = Arc::new(NodeStatus::new(shards, max_connections));
     let plane = DataPlane::start(shard_config, fds, status.clone())?;
@@ -111,6 +124,7 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
                 plane.inboxes().clone(),
                 &config.api.key,
                 cluster_view.clone(),
+                Some(drain_switch),
             ))),
             cluster: cluster_view,
         },
@@ -136,22 +150,22 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
     out.flush()?;
     drop(out);
 
-    let signal = signals.forever().next();
-    info!(signal = ?signal, "shutting down: readiness off, closing connections with 1001");
+    let first = triggers.recv();
+    info!(
+        trigger = ?first.ok(),
+        delay_ms = config.shutdown.drain_delay_ms,
+        window_ms = config.shutdown.drain_window_ms,
+        "draining: readiness off; listeners close after the delay, connections over the window"
+    );
     status.begin_shutdown();
     if let Some(bridge) = &bridge {
         bridge.draining();
     }
-    plane.shutdown();
-    // A second signal ends the wait at once.
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if signals.forever().next().is_some() {
-                warn!("second signal: exiting without waiting for connections to close");
-                std::process::exit(0);
-            }
-        })?;
+    let open = {
+        let status = status.clone();
+        move || status.connections()
+    };
+    drain::run(&config.shutdown, triggers, plane.inboxes(), open);
     plane.join();
     if let Some(bridge) = bridge {
         bridge.stop();

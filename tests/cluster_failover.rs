@@ -171,8 +171,8 @@ fn sigterm_failover_removes_a_at_once() {
     assert_eq!(ack["status"], "subscribed");
 
     a.sigterm();
-    // alice is told to go (a close frame, not a bare TCP close) and A exits cleanly.
-    alice_on_a.expect_close(1001);
+    // alice is told to go (1012 from the drain, not a bare TCP close) and A exits cleanly.
+    alice_on_a.expect_close(1012);
     let status = a.wait_exit(WAIT);
     assert!(status.success(), "A exited with {status}");
     // A removed its presence, channel members and registry entry before exiting: no TTL to wait for.

@@ -372,7 +372,7 @@ fn two_nodes_then_sigterm_removes_presence_and_registry_entry() {
     assert!(exists(&redis, &keys::node_alive(&ida)));
 
     a.sigterm();
-    alice_a.expect_close(1001);
+    alice_a.expect_close(1012);
     // While carol's close is unanswered, a drains and says so.
     wait_node_state(
         &b,
@@ -380,7 +380,7 @@ fn two_nodes_then_sigterm_removes_presence_and_registry_entry() {
         Some("draining"),
         Instant::now() + Duration::from_millis(HEARTBEAT_MS) + MARGIN,
     );
-    carol_a.expect_close(1001);
+    carol_a.expect_close(1012);
     let status = a.wait_exit(EXIT_WAIT);
     assert!(status.success(), "node a after SIGTERM: {status}");
 

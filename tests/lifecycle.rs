@@ -1,5 +1,5 @@
 //! Process and connection lifecycle: the stdout line and admin endpoints, env overrides, heartbeat
-//! timeout (close 4009), and graceful shutdown on SIGTERM (close 1001, exit 0, readiness off).
+//! timeout (close 4009), and the paced drain on SIGTERM (close 1012 with a reconnect hint, exit 0, readiness off).
 
 mod common;
 
@@ -98,7 +98,7 @@ fn heartbeat_timeout_closes_with_4009() {
 }
 
 #[test]
-fn sigterm_closes_clients_with_1001_and_exits_0() {
+fn sigterm_drains_clients_with_1012_and_a_hint_and_exits_0() {
     let mut node = Node::start(NodeOpts::new().shards(2));
     let mut clients: Vec<_> = (0..3)
         .map(|i| node.identified(&format!("term{i}")))
@@ -109,7 +109,11 @@ fn sigterm_closes_clients_with_1001_and_exits_0() {
     node.sigterm();
     let mut first = true;
     for c in clients.iter_mut() {
-        c.expect_close(1001);
+        c.expect_close(1012);
+        let reason: serde_json::Value =
+            serde_json::from_str(c.close_reason.as_deref().unwrap()).unwrap();
+        let hint = reason["reconnect_after_ms"].as_u64().unwrap();
+        assert!(hint <= 5000, "{reason}");
         if first {
             first = false;
             // Shutdown is under way: readiness must be off (503) or the admin port already closed.

@@ -49,16 +49,10 @@ pub fn close_connections(
     reason: CloseReason,
     now: u64,
 ) -> usize {
-    let mut closed = 0;
-    for id in st.conns.ids() {
-        if closed == max {
-            break;
-        }
-        let open = st.conns.get(id).is_some_and(|c| !c.is_closing());
-        if open {
-            st.conns.close(id, reason, now);
-            closed += 1;
-        }
+    let ids = st.conns.open_ids(max);
+    let closed = ids.len();
+    for id in ids {
+        st.conns.close(id, reason, now);
     }
     if closed > 0 {
         tracing::info!(

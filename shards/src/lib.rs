@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod dispatch;
+pub mod drain;
 pub mod ids;
 pub mod inbox;
 pub mod listener;

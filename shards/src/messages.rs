@@ -127,6 +127,10 @@ pub enum ShardMsg {
     Invoke(Invocation),
     /// Stop accepting and close every connection with 1001.
     Shutdown,
+    /// Stop accepting new connections (a drain's first step, after the load balancer's delay).
+    StopAccepting,
+    /// Close this shard's connections in paced batches with 1012, then finish.
+    Drain(crate::drain::DrainPlan),
     /// Test payload for the inbox itself.
     #[doc(hidden)]
     Probe(u64),
@@ -163,6 +167,8 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::ChannelPresence { channel, .. } => write!(f, "ChannelPresence({channel})"),
             ShardMsg::Invoke(_) => f.write_str("Invoke"),
             ShardMsg::Shutdown => f.write_str("Shutdown"),
+            ShardMsg::StopAccepting => f.write_str("StopAccepting"),
+            ShardMsg::Drain(plan) => write!(f, "Drain({plan:?})"),
             ShardMsg::Probe(v) => write!(f, "Probe({v})"),
         }
     }

@@ -97,6 +97,8 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         }
         ShardMsg::Invoke(f) => f(shard, st, now),
         ShardMsg::Shutdown => begin_shutdown(shard, st, now),
+        ShardMsg::StopAccepting => shard.stop_accepting.fire(),
+        ShardMsg::Drain(plan) => crate::drain::start(shard, st, plan, now),
         ShardMsg::Probe(_) => {}
     }
 }

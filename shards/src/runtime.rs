@@ -101,16 +101,23 @@ impl DataPlane {
 
     /// Tells every shard to stop accepting and close its connections with 1001.
     pub fn shutdown(&self) {
-        for inbox in self.inboxes.iter() {
-            let mut msg = ShardMsg::Shutdown;
-            // An inbox is full only under extreme load; retry until the shard makes room.
-            while let Err(back) = inbox.send(msg) {
-                msg = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
+        broadcast(&self.inboxes, |_| ShardMsg::Shutdown);
+    }
+}
+
+/// Sends `msg(shard)` to every shard; an inbox is full only under extreme load, so a full one is retried
+/// until the shard makes room (this is for control messages that must arrive: stop, drain, shutdown).
+pub fn broadcast(inboxes: &[Arc<Inbox>], msg: impl Fn(usize) -> ShardMsg) {
+    for (i, inbox) in inboxes.iter().enumerate() {
+        let mut m = msg(i);
+        while let Err(back) = inbox.send(m) {
+            m = back;
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
 
+impl DataPlane {
     /// Waits for every shard to finish.
     pub fn join(self) {
         for (i, h) in self.handles.into_iter().enumerate() {

@@ -86,6 +86,8 @@ pub struct ShardState {
     pub rejecting: usize,
     /// Set when shutdown began: when the shard must be done at the latest.
     pub shutdown_deadline_ms: Option<u64>,
+    /// The paced drain, once the node started one.
+    pub drain: Option<crate::drain::Drain>,
     /// `mesh.dropped` already reported to the metric.
     pub dropped_reported: u64,
 }
@@ -120,6 +122,8 @@ pub struct Shard {
     started: Instant,
     /// Fired when the listener must stop.
     pub stop_accepting: LocalSignal,
+    /// Fired when a drain starts, so the tick loop steps it without waiting out a long tick.
+    pub drain_started: LocalSignal,
     /// Fired when the shard is done (shutdown complete).
     pub done: LocalSignal,
 }
@@ -174,6 +178,7 @@ pub async fn run(
         next_session: 0,
         rejecting: 0,
         shutdown_deadline_ms: None,
+        drain: None,
         dropped_reported: 0,
     };
     let shard = Rc::new(Shard {
@@ -190,6 +195,7 @@ pub async fn run(
         session_prefix: session_prefix(),
         started: Instant::now(),
         stop_accepting: LocalSignal::default(),
+        drain_started: LocalSignal::default(),
         done: LocalSignal::default(),
     });
     glommio::spawn_local(accept_loop(shard.clone(), listener)).detach();
@@ -285,10 +291,19 @@ async fn inbox_loop(shard: Rc<Shard>) {
 /// Visits due connections every tick; finishes the shard after shutdown.
 async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
     let mut due = Vec::new();
+    let mut sleep = tick;
     loop {
-        glommio::timer::sleep(tick).await;
+        if shard.drain_started.is_fired() {
+            glommio::timer::sleep(sleep).await;
+        } else {
+            // A drain cuts the tick short once; from then on the tick is the drain's interval.
+            futures_lite::future::or(glommio::timer::sleep(sleep), shard.drain_started.wait())
+                .await;
+        }
         let now = shard.now_ms();
         let mut st = shard.state.borrow_mut();
+        crate::drain::step(&shard, &mut st, now);
+        sleep = st.drain.as_ref().map_or(tick, |d| d.interval().min(tick));
         due.clear();
         st.conns.wheel.advance(now, &mut due);
         for &(id, at) in &due {

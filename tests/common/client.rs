@@ -40,6 +40,8 @@ pub struct Client {
     pub pings_seen: usize,
     /// Current read timeout; also bounds how long `try_recv` skips pings while waiting for a frame.
     timeout: Duration,
+    /// The reason text of the Close frame received, once one was.
+    pub close_reason: Option<String>,
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -96,6 +98,7 @@ impl Client {
                 ws,
                 pings_seen: 0,
                 timeout,
+                close_reason: None,
             }),
             Err(HandshakeError::Interrupted(_)) => Err("handshake timed out".to_string()),
             Err(HandshakeError::Failure(e)) => Err(format!("handshake failed: {}", describe(&e))),
@@ -157,6 +160,12 @@ impl Client {
                     // tungstenite queues the Close reply until the next read/write: send it now so the
                     // server can finish the closing handshake without waiting for its grace period.
                     let _ = self.ws.flush();
+                    self.close_reason = Some(
+                        frame
+                            .as_ref()
+                            .map(|f| f.reason.as_str().to_string())
+                            .unwrap_or_default(),
+                    );
                     return Ok(Incoming::Close(frame.map(|f| u16::from(f.code))));
                 }
                 Err(e) => return Err(describe(&e)),

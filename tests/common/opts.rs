@@ -36,6 +36,10 @@ impl NodeOpts {
             nofile: None,
             wait_ready: true,
         }
+        // A short drain, so that SIGTERM tests finish quickly (tests of the drain set their own).
+        .set("shutdown.drain_delay_ms", 100)
+        .set("shutdown.drain_window_ms", 500)
+        .set("shutdown.drain_interval_ms", 50)
     }
 
     /// Sets `--shards`.

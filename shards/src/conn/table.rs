@@ -119,6 +119,17 @@ impl ConnTable {
     /// Starts closing `id` with `reason`: queues the close frame (after what is queued, or instead of it
     /// for a slow consumer), and gives the connection `close_grace` to finish. Closing twice is a no-op.
     pub fn close(&mut self, id: ConnId, reason: CloseReason, now_ms: u64) {
+        self.close_with(id, reason, None, now_ms);
+    }
+
+    /// [`close`](Self::close) with a custom close frame (a drain's 1012 with its reconnect hint).
+    pub fn close_with(
+        &mut self,
+        id: ConnId,
+        reason: CloseReason,
+        frame: Option<Bytes>,
+        now_ms: u64,
+    ) {
         let deadline_ms = now_ms + self.close_grace_ms;
         let Some(conn) = self.get_mut(id) else { return };
         if conn.is_closing() {
@@ -130,7 +141,7 @@ impl ConnTable {
                 if reason == CloseReason::SlowConsumer {
                     conn.out.drop_unstarted();
                 }
-                conn.out.push(close_frame(reason));
+                conn.out.push(frame.unwrap_or_else(|| close_frame(reason)));
                 conn.phase = Phase::Closing {
                     reason,
                     deadline_ms,
@@ -142,6 +153,21 @@ impl ConnTable {
         }
         conn.wake();
         self.schedule(id, deadline_ms);
+    }
+
+    /// Up to `max` connections that are not closing yet, in slot order: the next batch of a drain or
+    /// of `POST /v1/close`. Connections already closing are skipped, so the cost is `max` plus the
+    /// connections still finishing their close handshake, not the table size.
+    pub fn open_ids(&self, max: usize) -> Vec<ConnId> {
+        self.slab
+            .iter()
+            .filter(|(_, (_, c))| !c.is_closing())
+            .take(max)
+            .map(|(i, (g, _))| ConnId {
+                index: i as u32,
+                generation: *g,
+            })
+            .collect()
     }
 
     /// Ids of every connection (for shutdown).

@@ -21,6 +21,8 @@ pub enum CloseReason {
     TooBig,
     /// 1011: the server hit an internal error on this connection.
     Internal,
+    /// 1012: the node is draining (restart or scale-in); the reason text carries a reconnect hint.
+    Restart,
     /// 1013: the node is at its connection cap.
     OverCapacity,
     /// 4001: no identify within the auth timeout.
@@ -37,7 +39,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, for registering one metric handle each.
-    pub const ALL: [CloseReason; 13] = [
+    pub const ALL: [CloseReason; 14] = [
         CloseReason::Normal,
         CloseReason::GoingAway,
         CloseReason::ProtocolError,
@@ -45,6 +47,7 @@ impl CloseReason {
         CloseReason::Policy,
         CloseReason::TooBig,
         CloseReason::Internal,
+        CloseReason::Restart,
         CloseReason::OverCapacity,
         CloseReason::IdentifyTimeout,
         CloseReason::SlowConsumer,
@@ -63,6 +66,7 @@ impl CloseReason {
             CloseReason::Policy => 1008,
             CloseReason::TooBig => 1009,
             CloseReason::Internal => 1011,
+            CloseReason::Restart => 1012,
             CloseReason::OverCapacity => 1013,
             CloseReason::IdentifyTimeout => 4001,
             CloseReason::SlowConsumer => 4008,
@@ -81,6 +85,7 @@ impl CloseReason {
             CloseReason::Policy => "policy violation",
             CloseReason::TooBig => "message too big",
             CloseReason::Internal => "internal error",
+            CloseReason::Restart => "server restarting",
             CloseReason::OverCapacity => "over capacity, try again later",
             CloseReason::IdentifyTimeout => "identify timeout",
             CloseReason::SlowConsumer => "slow consumer",
@@ -99,6 +104,7 @@ impl CloseReason {
             CloseReason::Policy => "policy",
             CloseReason::TooBig => "too_big",
             CloseReason::Internal => "internal",
+            CloseReason::Restart => "restart",
             CloseReason::OverCapacity => "over_capacity",
             CloseReason::IdentifyTimeout => "identify_timeout",
             CloseReason::SlowConsumer => "slow_consumer",
@@ -117,6 +123,12 @@ impl CloseReason {
     }
 }
 
+/// The reason text of a drain's 1012: a JSON object with the jittered reconnect hint, e.g.
+/// `{"reconnect_after_ms":1234}`, so clients can parse it.
+pub fn restart_reason(reconnect_after_ms: u64) -> String {
+    format!("{{\"reconnect_after_ms\":{reconnect_after_ms}}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +144,8 @@ mod tests {
             assert!(r.text().len() <= 123);
         }
         assert_eq!(CloseReason::SlowConsumer.code(), 4008);
+        assert_eq!(CloseReason::Restart.code(), 1012);
+        assert!(restart_reason(u32::MAX as u64).len() <= 123);
         assert_eq!(CloseReason::HeartbeatTimeout.code(), 4009);
         assert_eq!(CloseReason::IdentifyTimeout.code(), 4001);
     }

@@ -80,6 +80,15 @@ pub fn close_frame(reason: CloseReason) -> Bytes {
     b.finish(OpCode::Control(Control::Close))
 }
 
+/// A close frame with `reason`'s code and a custom reason text (at most 123 bytes, cut beyond).
+pub fn close_frame_with(reason: CloseReason, text: &str) -> Bytes {
+    let text = &text.as_bytes()[..text.len().min(123)];
+    let mut b = FrameBuilder::with_capacity(2 + text.len());
+    b.payload().put_u16(reason.code());
+    b.payload().extend_from_slice(text);
+    b.finish(OpCode::Control(Control::Close))
+}
+
 /// A close frame echoing the client's code (or none), as the reply to a client-initiated close.
 pub fn close_reply(code: Option<u16>) -> Bytes {
     match code {
