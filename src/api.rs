@@ -298,7 +298,8 @@ impl Api {
             .into_iter()
             .map(|n| {
                 json!({"id": n.id, "state": n.state.as_str(), "ws": n.ws, "admin": n.admin,
-                       "started_ms": n.started_ms, "heartbeat_ms": n.heartbeat_ms})
+                       "started_ms": n.started_ms, "heartbeat_ms": n.heartbeat_ms,
+                       "connections": n.connections, "shards": n.shards})
             })
             .collect();
         Ok(json!({"nodes": nodes, "redis_up": cluster.redis_up()}))

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::{
     admin, api,
     bridge::{Bridge, BridgeConfig, BridgeLink},
-    cluster::{NodeInfo, now_ms},
+    cluster::{NodeInfo, NodeStats, now_ms},
     config::Config,
     drain::{self, DrainSwitch, Trigger},
     limits::ProcessLimits,
@@ -108,6 +108,13 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
                 heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
                 node_ttl: Duration::from_millis(c.node_ttl_ms),
                 require_for_ready: c.require_redis_for_ready,
+                stats: {
+                    let status = status.clone();
+                    Arc::new(move || NodeStats {
+                        connections: status.connections() as u64,
+                        shards: status.shards() as u64,
+                    })
+                },
             };
             Some(Bridge::spawn(bridge_config, link, plane.inboxes().clone())?)
         }

@@ -38,8 +38,8 @@ use tracing::{info, warn};
 
 use crate::{
     cluster::{
-        ChannelMembers, Liveness, NodeInfo, NodeState, NodeView, PresenceStore, Registry, keys,
-        now_ms,
+        ChannelMembers, Liveness, NodeInfo, NodeState, NodeStats, NodeView, PresenceStore,
+        Registry, keys, now_ms,
     },
     relay::{
         self, Relay,
@@ -121,6 +121,8 @@ pub struct BridgeConfig {
     pub node_ttl: Duration,
     /// See [`ClusterView::require_for_ready`].
     pub require_for_ready: bool,
+    /// The load figures each heartbeat reports.
+    pub stats: Arc<dyn Fn() -> NodeStats + Send + Sync>,
 }
 
 /// Control of the running bridge.
@@ -341,7 +343,8 @@ async fn serve(
             config.node_id.clone(),
             config.info.clone(),
             config.node_ttl,
-        ),
+        )
+        .with_stats(config.stats.clone()),
         members: ChannelMembers::new(conn.clone(), config.node_id.clone()),
         subscriber,
         subscribed: HashSet::new(),

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use members::ChannelMembers;
 pub use presence::{Fence, PresenceStore};
-pub use registry::{Liveness, NodeInfo, NodeState, NodeView, Registry};
+pub use registry::{Liveness, NodeInfo, NodeState, NodeStats, NodeView, Registry};
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): the timestamps stored in
 /// presence values and node descriptions.

@@ -115,6 +115,10 @@ pub struct NodeView {
     pub started_ms: u64,
     /// Its last heartbeat, wall-clock ms of that node (0 if unknown).
     pub heartbeat_ms: u64,
+    /// Open connections at its last heartbeat (0 if unknown).
+    pub connections: u64,
+    /// Its shard count (0 if unknown).
+    pub shards: u64,
 }
 
 /// A node description as stored in `gateway:nodes`, field for field. Unknown fields are ignored and
@@ -131,16 +135,36 @@ struct Description {
     started_ms: u64,
     #[serde(default)]
     heartbeat_ms: u64,
+    #[serde(default)]
+    connections: u64,
+    #[serde(default)]
+    shards: u64,
+}
+
+/// What a heartbeat reports of the node's load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Open connections.
+    pub connections: u64,
+    /// Shards (cores) serving them.
+    pub shards: u64,
 }
 
 /// Encodes a node description as stored in `gateway:nodes`.
-pub fn encode_description(state: NodeState, info: &NodeInfo, heartbeat_ms: u64) -> String {
+pub fn encode_description(
+    state: NodeState,
+    info: &NodeInfo,
+    heartbeat_ms: u64,
+    stats: NodeStats,
+) -> String {
     let description = Description {
         state: state.as_str().to_string(),
         ws: info.ws.clone(),
         admin: info.admin.clone(),
         started_ms: info.started_ms,
         heartbeat_ms,
+        connections: stats.connections,
+        shards: stats.shards,
     };
     serde_json::to_string(&description).expect("strings and integers always serialize")
 }
@@ -156,6 +180,8 @@ pub fn decode_description(id: &str, json_text: &str, state: Liveness) -> Option<
         admin: d.admin,
         started_ms: d.started_ms,
         heartbeat_ms: d.heartbeat_ms,
+        connections: d.connections,
+        shards: d.shards,
     })
 }
 
@@ -171,6 +197,8 @@ pub struct Registry {
     ttl: Duration,
     /// The compare-and-delete script of [`prune_dead`](Self::prune_dead).
     prune_script: Script,
+    /// Reads the load figures each heartbeat reports (none: zeros).
+    stats: Option<std::sync::Arc<dyn Fn() -> NodeStats + Send + Sync>>,
 }
 
 impl Registry {
@@ -187,6 +215,7 @@ impl Registry {
             info,
             ttl: ttl.max(Duration::from_millis(1)),
             prune_script: Script::new(PRUNE_SCRIPT),
+            stats: None,
         }
     }
 
@@ -195,9 +224,20 @@ impl Registry {
         &self.node_id
     }
 
+    /// Makes every heartbeat report `stats()` (connections and shards, shown by `GET /v1/nodes` and the
+    /// dashboard).
+    pub fn with_stats(
+        mut self,
+        stats: std::sync::Arc<dyn Fn() -> NodeStats + Send + Sync>,
+    ) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
     /// Announces this node in `state` and renews its alive key: one `MULTI`/`EXEC` round trip.
     pub async fn heartbeat(&mut self, state: NodeState) -> RedisResult<()> {
-        let description = encode_description(state, &self.info, now_ms());
+        let stats = self.stats.as_ref().map(|f| f()).unwrap_or_default();
+        let description = encode_description(state, &self.info, now_ms(), stats);
         redis::pipe()
             .atomic()
             .hset(keys::NODES, &self.node_id, description)
@@ -313,10 +353,14 @@ mod tests {
 
     #[test]
     fn description_has_the_documented_fields() {
-        let text = encode_description(NodeState::Draining, &info(), 1_700_000_005_000);
+        let stats = NodeStats {
+            connections: 12,
+            shards: 2,
+        };
+        let text = encode_description(NodeState::Draining, &info(), 1_700_000_005_000, stats);
         assert_eq!(
             text,
-            r#"{"state":"draining","ws":"10.0.0.1:8080","admin":"10.0.0.1:9090","started_ms":1700000000000,"heartbeat_ms":1700000005000}"#
+            r#"{"state":"draining","ws":"10.0.0.1:8080","admin":"10.0.0.1:9090","started_ms":1700000000000,"heartbeat_ms":1700000005000,"connections":12,"shards":2}"#
         );
         let view = decode_description("gw-1", &text, Liveness::Draining).unwrap();
         assert_eq!(
@@ -328,13 +372,15 @@ mod tests {
                 admin: "10.0.0.1:9090".into(),
                 started_ms: 1_700_000_000_000,
                 heartbeat_ms: 1_700_000_005_000,
+                connections: 12,
+                shards: 2,
             }
         );
     }
 
     #[test]
     fn liveness_comes_from_the_key_not_the_description() {
-        let text = encode_description(NodeState::Alive, &info(), 1);
+        let text = encode_description(NodeState::Alive, &info(), 1, NodeStats::default());
         let view = decode_description("gw-1", &text, Liveness::Dead).unwrap();
         assert_eq!(view.state, Liveness::Dead);
         assert_eq!(Liveness::from_alive_key(None), Liveness::Dead);
@@ -366,7 +412,7 @@ mod tests {
             admin: "é".into(),
             started_ms: 1,
         };
-        let text = encode_description(NodeState::Alive, &odd, 2);
+        let text = encode_description(NodeState::Alive, &odd, 2, NodeStats::default());
         let view = decode_description("n", &text, Liveness::Alive).unwrap();
         assert_eq!((view.ws, view.admin), (odd.ws, odd.admin));
     }
