@@ -146,6 +146,8 @@ pub enum AckStatus {
     Unsubscribed,
     /// `publish` done (`conns` may be 0).
     Published,
+    /// Cluster mode with Redis unreachable: only this node's connections were reached (`conns`).
+    Unavailable,
 }
 
 impl AckStatus {
@@ -157,6 +159,7 @@ impl AckStatus {
             "subscribed" => AckStatus::Subscribed,
             "unsubscribed" => AckStatus::Unsubscribed,
             "published" => AckStatus::Published,
+            "unavailable" => AckStatus::Unavailable,
             _ => return None,
         })
     }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod encode;
 pub mod error;
 pub mod parse;
+pub mod reconnect;
 
 pub use error::{ErrorCode, RequestError};
 pub use parse::{Request, parse_value};
