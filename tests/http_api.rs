@@ -160,3 +160,35 @@ fn the_key_is_required_and_bad_requests_are_explained() {
     // The operational endpoints stay open without the key.
     assert_eq!(node.http_get("/healthz").0, 200);
 }
+
+#[test]
+fn every_path_in_the_openapi_file_exists_with_its_method() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml"))
+        .expect("docs/openapi.yaml");
+    let node = node();
+    let mut path = None;
+    let mut checked = 0;
+    for line in spec.lines() {
+        if let Some(p) = line.strip_prefix("  /v1/") {
+            path = Some(format!("/v1/{}", p.trim_end_matches(':')).replace("{user}", "u"));
+        } else if let Some(method) = line
+            .trim_end()
+            .strip_prefix("    ")
+            .and_then(|m| m.strip_suffix(':'))
+        {
+            let (Some(p), "get" | "post") = (&path, method) else {
+                continue;
+            };
+            if p == "/v1/drain" {
+                continue; // would stop this node; tests/drain.rs covers it
+            }
+            let (status, body) = api(&node, &method.to_uppercase(), p, &json!({}));
+            assert!(
+                status != 404 && status != 405,
+                "{method} {p} is documented but answers {status}: {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6, "paths checked");
+}
