@@ -31,6 +31,9 @@ pub enum Command {
     Echo(Options),
     /// --connections/2 sender→receiver pairs of direct messages at --rate per sender (0: flat out).
     Dm(Options),
+    /// dm across nodes: --url once per node (two or more, on one Redis); every receiver is on another
+    /// node than its sender, so every message goes through Redis.
+    Crossnode(Options),
     /// One publisher at --rate to --connections subscribers of --channel.
     Fanout(Options),
     /// connect → identify → close at --rate per second for --duration.
@@ -52,6 +55,8 @@ pub enum Scenario {
     Echo,
     /// See [`Command::Dm`].
     Dm,
+    /// See [`Command::Crossnode`].
+    Crossnode,
     /// See [`Command::Fanout`].
     Fanout,
     /// See [`Command::Churn`].
@@ -67,6 +72,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Echo => "echo",
             Scenario::Dm => "dm",
+            Scenario::Crossnode => "crossnode",
             Scenario::Fanout => "fanout",
             Scenario::Churn => "churn",
             Scenario::Ramp => "ramp",
@@ -76,10 +82,15 @@ impl Scenario {
     /// `--rate` when not given.
     pub fn default_rate(self) -> f64 {
         match self {
-            Scenario::Dm | Scenario::Idle | Scenario::Echo => 0.0,
+            Scenario::Dm | Scenario::Crossnode | Scenario::Idle | Scenario::Echo => 0.0,
             Scenario::Fanout | Scenario::Churn => 100.0,
             Scenario::Ramp => 1000.0,
         }
+    }
+
+    /// True for the scenarios of sender→receiver pairs (dm, crossnode).
+    pub fn pairs(self) -> bool {
+        matches!(self, Scenario::Dm | Scenario::Crossnode)
     }
 
     /// `--connections` when not given.
@@ -96,8 +107,9 @@ impl Scenario {
 #[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
 pub struct Options {
     /// Server URL, ws://HOST:PORT/PATH; HOST must be loopback (127.0.0.0/8, ::1, localhost).
-    #[arg(long)]
-    pub url: String,
+    /// crossnode: once per node.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// Connections to open [default: 100; ramp: 100000; churn: no cap on cycles].
     #[arg(long)]
     pub connections: Option<u64>,
@@ -137,8 +149,8 @@ pub struct Options {
     /// echo: text frames instead of binary.
     #[arg(long)]
     pub text: bool,
-    /// Messages (dm: per sender, fanout: published) or connections (churn, ramp) per second
-    /// [default: dm 0 = flat out with 256 unacked; fanout 100; churn 100; ramp 1000].
+    /// Messages (dm, crossnode: per sender; fanout: published) or connections (churn, ramp) per second
+    /// [default: dm, crossnode 0 = flat out with 256 unacked; fanout 100; churn 100; ramp 1000].
     #[arg(long)]
     pub rate: Option<f64>,
     /// fanout: the channel.
@@ -169,9 +181,15 @@ impl Options {
         self.connections.unwrap_or(s.default_connections())
     }
 
-    /// Checks the options for scenario `s`; the message explains a usage error.
-    pub fn validate(&self, s: Scenario) -> Result<Target, String> {
-        let target = parse_url(&self.url)?;
+    /// Checks the options for scenario `s` and returns the servers, one per `--url` (only crossnode
+    /// takes several); the message explains a usage error.
+    pub fn validate(&self, s: Scenario) -> Result<Vec<Target>, String> {
+        let targets = self
+            .url
+            .iter()
+            .map(|u| parse_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_nodes(s, &targets)?;
         if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 86_400.0) {
             return Err("--duration must be in (0, 86400] seconds".into());
         }
@@ -192,6 +210,13 @@ impl Options {
         if s == Scenario::Dm && n < 2 {
             return Err("dm needs --connections >= 2 (one sender/receiver pair)".into());
         }
+        let nodes = targets.len() as u64;
+        if s == Scenario::Crossnode && n < 2 * nodes {
+            return Err(format!(
+                "crossnode needs --connections >= {} (a sender and a receiver on each of {nodes} nodes)",
+                2 * nodes
+            ));
+        }
         if self.size == 0 || self.size > MAX_SIZE {
             return Err(format!("--size must be in 1..={MAX_SIZE}"));
         }
@@ -201,7 +226,7 @@ impl Options {
         if self.processes == Some(0) || self.sources == Some(0) {
             return Err("--processes and --sources must be at least 1".into());
         }
-        if self.raw && matches!(s, Scenario::Dm | Scenario::Fanout) {
+        if self.raw && (s.pairs() || s == Scenario::Fanout) {
             return Err(format!(
                 "{} needs the protocol: --raw is not allowed",
                 s.name()
@@ -213,8 +238,33 @@ impl Options {
         if !channel_ok {
             return Err("--channel must be 1..=128 bytes without control characters".into());
         }
-        Ok(target)
+        Ok(targets)
     }
+}
+
+/// Checks the number of servers: two or more distinct ones for crossnode, exactly one otherwise.
+fn check_nodes(s: Scenario, targets: &[Target]) -> Result<(), String> {
+    if s != Scenario::Crossnode {
+        return match targets.len() {
+            1 => Ok(()),
+            n => Err(format!(
+                "{} takes one --url (given {n}); several nodes are for crossnode",
+                s.name()
+            )),
+        };
+    }
+    if targets.len() < 2 {
+        return Err("crossnode needs --url once per node, two nodes or more".into());
+    }
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|o| o.addr == t.addr) {
+            return Err(format!(
+                "--url {:?}: {} is given twice; crossnode needs distinct nodes",
+                t.url, t.addr
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses `ws://host[:port][/path]` and refuses hosts that are not loopback.
@@ -290,16 +340,19 @@ mod tests {
         }
     }
 
+    /// The options of `loadtest <scenario> --url ws://127.0.0.1:1/ws <args>` (dm or crossnode).
+    fn options(scenario: &str, args: &[&str]) -> Options {
+        let mut v = vec!["loadtest", scenario, "--url", "ws://127.0.0.1:1/ws"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().command {
+            Command::Dm(o) | Command::Crossnode(o) => o,
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
     fn usage_errors() {
-        let opts = |args: &[&str]| {
-            let mut v = vec!["loadtest", "dm", "--url", "ws://127.0.0.1:1/ws"];
-            v.extend_from_slice(args);
-            match Cli::try_parse_from(v).unwrap().command {
-                Command::Dm(o) => o,
-                _ => unreachable!(),
-            }
-        };
+        let opts = |args: &[&str]| options("dm", args);
         assert!(opts(&[]).validate(Scenario::Dm).is_ok());
         assert!(opts(&["--raw"]).validate(Scenario::Dm).is_err());
         assert!(
@@ -314,6 +367,34 @@ mod tests {
         assert!(
             opts(&["--processes", "0"])
                 .validate(Scenario::Idle)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn only_crossnode_takes_several_distinct_urls() {
+        let opts = |args: &[&str]| options("crossnode", args);
+        let two = opts(&["--url", "ws://127.0.0.1:2/ws"]);
+        assert_eq!(two.validate(Scenario::Crossnode).unwrap().len(), 2);
+        assert!(two.validate(Scenario::Dm).is_err());
+        assert!(opts(&[]).validate(Scenario::Crossnode).is_err());
+        let same = opts(&["--url", "ws://localhost:1/other"]);
+        assert!(same.validate(Scenario::Crossnode).is_err());
+        let three = opts(&["--url", "ws://127.0.0.1:2/", "--url", "ws://127.0.0.1:3/"]);
+        assert!(three.validate(Scenario::Crossnode).is_ok());
+        // 5 connections cannot put a sender and a receiver on each of 3 nodes.
+        let three = opts(&[
+            "--url",
+            "ws://127.0.0.1:2/",
+            "--url",
+            "ws://127.0.0.1:3/",
+            "--connections",
+            "5",
+        ]);
+        assert!(three.validate(Scenario::Crossnode).is_err());
+        assert!(
+            opts(&["--url", "ws://127.0.0.1:2/", "--raw"])
+                .validate(Scenario::Crossnode)
                 .is_err()
         );
     }

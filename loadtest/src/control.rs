@@ -32,8 +32,8 @@ pub struct Task {
     pub scenario: Scenario,
     /// The command line.
     pub opts: Options,
-    /// The server.
-    pub target: Target,
+    /// The servers, one per node (only crossnode has several; [`crate::worker::Ctx::target`] picks).
+    pub targets: Vec<Target>,
     /// This worker's number.
     pub worker: usize,
     /// Its connections: global indexes `first..first + count`.

@@ -58,7 +58,7 @@ impl State {
 fn sizing(s: Scenario, opts: &Options) -> (u64, u64, u64) {
     let n = opts.connections(s);
     match s {
-        Scenario::Dm => (n - n % 2, 2, n - n % 2),
+        s if s.pairs() => (n - n % 2, 2, n - n % 2),
         Scenario::Fanout => (n, 1, n + 1),
         Scenario::Churn => {
             // Each cycle is short-lived, but its port may linger (TIME_WAIT) for up to a minute.
@@ -70,7 +70,7 @@ fn sizing(s: Scenario, opts: &Options) -> (u64, u64, u64) {
 }
 
 /// The tasks of the workers.
-fn tasks(s: Scenario, opts: &Options, target: &Target, plan: &Plan, run: &str) -> Vec<Task> {
+fn tasks(s: Scenario, opts: &Options, targets: &[Target], plan: &Plan, run: &str) -> Vec<Task> {
     let (total, unit, _) = sizing(s, opts);
     let p = plan.processes;
     let share = |v: f64| v / p as f64;
@@ -92,7 +92,7 @@ fn tasks(s: Scenario, opts: &Options, target: &Target, plan: &Plan, run: &str) -
         .map(|(w, r)| Task {
             scenario: s,
             opts: opts.clone(),
-            target: target.clone(),
+            targets: targets.to_vec(),
             worker: w,
             first: r.start,
             count: r.end - r.start,
@@ -111,7 +111,12 @@ fn tasks(s: Scenario, opts: &Options, target: &Target, plan: &Plan, run: &str) -
 }
 
 /// The settings a report states.
-fn settings(s: Scenario, opts: &Options, run: &str) -> BTreeMap<String, serde_json::Value> {
+fn settings(
+    s: Scenario,
+    opts: &Options,
+    targets: &[Target],
+    run: &str,
+) -> BTreeMap<String, serde_json::Value> {
     let mut m = BTreeMap::new();
     m.insert("run".into(), json!(run));
     m.insert("duration".into(), json!(opts.duration));
@@ -134,8 +139,8 @@ fn settings(s: Scenario, opts: &Options, run: &str) -> BTreeMap<String, serde_js
             };
             m.insert("mode".into(), json!(mode));
         }
-        Scenario::Dm | Scenario::Fanout => {
-            let key = if s == Scenario::Dm {
+        Scenario::Dm | Scenario::Crossnode | Scenario::Fanout => {
+            let key = if s.pairs() {
                 "rate_per_sender"
             } else {
                 "publish_rate"
@@ -145,12 +150,16 @@ fn settings(s: Scenario, opts: &Options, run: &str) -> BTreeMap<String, serde_js
             if s == Scenario::Fanout {
                 m.insert("channel".into(), json!(opts.channel));
             }
-            m.insert(
-                "assumes".into(),
-                json!(
-                    "gateway per-connection rate limit off (GATEWAY_LIMITS_RATE_LIMIT_PER_SEC=0)"
-                ),
-            );
+            let mut assumes =
+                "gateway per-connection rate limit off (GATEWAY_LIMITS_RATE_LIMIT_PER_SEC=0)"
+                    .to_string();
+            if s == Scenario::Crossnode {
+                let urls: Vec<&str> = targets.iter().map(|t| t.url.as_str()).collect();
+                m.insert("nodes".into(), json!(urls));
+                m.insert("pairing".into(), json!(crate::scenarios::PAIRING));
+                assumes += "; every node on the same Redis";
+            }
+            m.insert("assumes".into(), json!(assumes));
         }
         Scenario::Churn | Scenario::Ramp => {
             m.insert("rate".into(), json!(rate));
@@ -235,7 +244,7 @@ async fn drive(
 }
 
 /// Runs scenario `s` and returns its report.
-pub async fn run(s: Scenario, opts: Options, target: Target) -> Report {
+pub async fn run(s: Scenario, opts: Options, targets: Vec<Target>) -> Report {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(opts.duration) + DEADLINE_SLACK;
     let nofile = planner::raise_nofile().unwrap_or(1024);
@@ -254,7 +263,7 @@ pub async fn run(s: Scenario, opts: Options, target: Target) -> Report {
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let mut eps = Vec::new();
     let mut merged = Merged::default();
-    for task in tasks(s, &opts, &target, &plan, &run) {
+    for task in tasks(s, &opts, &targets, &plan, &run) {
         if plan.processes == 1 {
             eps.push(control::spawn_local(task, ev_tx.clone()));
         } else {
@@ -357,7 +366,7 @@ pub async fn run(s: Scenario, opts: Options, target: Target) -> Report {
         server_rss_before_kib: rss_before,
         server_rss_after_kib: rss_after,
         rss_per_conn_bytes,
-        settings: settings(s, &opts, &run),
+        settings: settings(s, &opts, &targets, &run),
         processes: plan.processes,
         sources: plan.sources,
         stop_reason: if in_time { "completed" } else { "deadline" }.into(),

@@ -41,8 +41,8 @@ fn options(scenario: &str, url: &str, extra: &[&str]) -> Options {
 }
 
 async fn run(s: Scenario, opts: Options) -> crate::report::Report {
-    let target = opts.validate(s).unwrap();
-    coordinator::run(s, opts, target).await
+    let targets = opts.validate(s).unwrap();
+    coordinator::run(s, opts, targets).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

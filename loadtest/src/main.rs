@@ -17,6 +17,7 @@ fn main() {
         Command::Idle(o) => (Scenario::Idle, o),
         Command::Echo(o) => (Scenario::Echo, o),
         Command::Dm(o) => (Scenario::Dm, o),
+        Command::Crossnode(o) => (Scenario::Crossnode, o),
         Command::Fanout(o) => (Scenario::Fanout, o),
         Command::Churn(o) => (Scenario::Churn, o),
         Command::Ramp(o) => (Scenario::Ramp, o),
@@ -26,14 +27,14 @@ fn main() {
             std::process::exit(code);
         }
     };
-    let target = match opts.validate(scenario) {
+    let targets = match opts.validate(scenario) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("loadtest: {e}");
             std::process::exit(2);
         }
     };
-    let report = runtime().block_on(coordinator::run(scenario, opts.clone(), target));
+    let report = runtime().block_on(coordinator::run(scenario, opts.clone(), targets));
     let mut code = report.exit_code();
     print!("{}", report.summary());
     if let Some(path) = &opts.json {

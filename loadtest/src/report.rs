@@ -136,8 +136,8 @@ pub struct Report {
     pub messages_received: u64,
     /// `messages_received / duration_s`.
     pub msg_per_s: f64,
-    /// Latency percentiles (echo: round trip; dm, fanout: delivery; idle, ramp: connect + identify;
-    /// churn: the whole cycle).
+    /// Latency percentiles (echo: round trip; dm, crossnode, fanout: delivery; idle, ramp: connect +
+    /// identify; churn: the whole cycle).
     pub latency_ms: Latency,
     /// Messages lost.
     pub lost: u64,

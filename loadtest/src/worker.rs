@@ -20,6 +20,7 @@ use tokio::{
 };
 
 use crate::{
+    cli::Target,
     control::{Cmd, Event, Snapshot, Task},
     net::{self, Data, Failure, Ws},
     planner, scenarios,
@@ -90,6 +91,12 @@ impl Ctx {
     pub fn source(&self, i: u64) -> Option<IpAddr> {
         let s = self.task.sources.max(1) as u64;
         Some(IpAddr::V4(planner::source_addr((i % s) as usize)))
+    }
+
+    /// The server global connection `i` talks to (crossnode: its node, see [`scenarios::node_of`]).
+    pub fn target(&self, i: u64) -> &Target {
+        let nodes = &self.task.targets;
+        &nodes[scenarios::node_of(i, nodes.len())]
     }
 
     /// A user name unique to this run.

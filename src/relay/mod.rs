@@ -17,6 +17,7 @@
 //! arrived. When Redis cannot be reached the answer says `unavailable` with the local count, at once.
 
 pub mod envelope;
+mod outgoing;
 pub mod subscriber;
 
 use std::{
@@ -35,7 +36,6 @@ use shards::{
     ids::owner_of,
     inbox::Inbox,
     messages::{Ack, Origin, ShardMsg},
-    route::answer_from_outside,
     ws::CloseReason,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -43,6 +43,7 @@ use tracing::warn;
 
 use crate::cluster::{keys, presence::live_fields};
 use envelope::Envelope;
+use outgoing::Outgoing;
 use subscriber::{Push, classify};
 
 /// Longest an origin waits for the other nodes' acks.
@@ -110,6 +111,10 @@ pub struct Relay {
     acks: mpsc::UnboundedSender<AckOut>,
     /// The receiving end of `acks`, taken by [`serve`].
     acks_rx: Mutex<Option<mpsc::UnboundedReceiver<AckOut>>>,
+    /// Direct messages and publications for the other nodes, in order, to [`outgoing::run`].
+    out: mpsc::UnboundedSender<Outgoing>,
+    /// The receiving end of `out`, taken by [`serve`].
+    out_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
 }
 
 impl Relay {
@@ -122,6 +127,7 @@ impl Relay {
         inboxes: Arc<[Arc<Inbox>]>,
     ) -> Arc<Self> {
         let (acks, acks_rx) = mpsc::unbounded_channel();
+        let (out, out_rx) = mpsc::unbounded_channel();
         Arc::new(Relay {
             node_id,
             conn,
@@ -132,51 +138,38 @@ impl Relay {
             pending: Mutex::new(HashMap::new()),
             acks,
             acks_rx: Mutex::new(Some(acks_rx)),
+            out,
+            out_rx: Mutex::new(Some(out_rx)),
         })
     }
 
     /// Forwards a direct message delivered to `local` connections here; answers `origin` with the total.
-    pub fn forward(self: &Arc<Self>, to: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
-        let relay = self.clone();
-        tokio::spawn(async move {
-            let routed = tokio::time::timeout(RELAY_TIMEOUT, relay.route_user(&to, &frame)).await;
-            let ack = match routed {
-                Ok(Ok(remote)) => {
-                    let total = local + remote;
-                    Ack {
-                        status: if total > 0 { "delivered" } else { "offline" },
-                        conns: total,
-                    }
-                }
-                Ok(Err(e)) => {
-                    warn!(error = %e, "cross-node send failed");
-                    degraded_ack(local)
-                }
-                Err(_) => degraded_ack(local),
-            };
-            answer_from_outside(origin, ack, &relay.inboxes);
+    /// Forwards and publishes leave in the order they are handed over (see [`outgoing`]).
+    pub fn forward(&self, to: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
+        self.hand_over(Outgoing::Dm {
+            to,
+            frame,
+            local,
+            origin,
         });
     }
 
     /// Publishes a publication delivered to `local` subscribers here to the other nodes; answers
     /// `origin` with the total.
-    pub fn publish(self: &Arc<Self>, channel: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
-        let relay = self.clone();
-        tokio::spawn(async move {
-            let routed = tokio::time::timeout(RELAY_TIMEOUT, relay.route_publish(&channel, &frame));
-            let ack = match routed.await {
-                Ok(Ok(remote)) => Ack {
-                    status: "published",
-                    conns: local + remote,
-                },
-                Ok(Err(e)) => {
-                    warn!(error = %e, "cross-node publish failed");
-                    degraded_publish_ack(local)
-                }
-                Err(_) => degraded_publish_ack(local),
-            };
-            answer_from_outside(origin, ack, &relay.inboxes);
+    pub fn publish(&self, channel: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
+        self.hand_over(Outgoing::Pub {
+            channel,
+            frame,
+            local,
+            origin,
         });
+    }
+
+    fn hand_over(&self, item: Outgoing) {
+        if let Err(mpsc::error::SendError(item)) = self.out.send(item) {
+            // The sender task is gone with its connection: answer without the other nodes.
+            item.answer_degraded(&self.inboxes);
+        }
     }
 
     /// Closes `user`'s connections on the other nodes holding it (4010); returns how many were closed.
@@ -197,7 +190,7 @@ impl Relay {
                 .await?;
             listening += usize::from(receivers > 0);
         }
-        Ok(self.collect(corr, listening).await)
+        Ok(self.collect(corr, listening).await.0)
     }
 
     /// The other live nodes holding `user`, from presence (Redis `TIME` in the same round trip, so every
@@ -219,57 +212,6 @@ impl Relay {
             .collect())
     }
 
-    /// Looks `to` up, publishes to the other holders, waits for their acks; returns their total.
-    async fn route_user(&self, to: &str, frame: &Bytes) -> redis::RedisResult<u64> {
-        let nodes = self.holders(to).await?;
-        if nodes.is_empty() {
-            return Ok(0);
-        }
-        let corr = self.expect();
-        let env = envelope::dm(corr, &self.node_id, to, frame);
-        let mut conn = self.conn.clone();
-        let mut listening = 0;
-        for node in &nodes {
-            let receivers: i64 = match redis::cmd("PUBLISH")
-                .arg(keys::node_channel(node))
-                .arg(&env[..])
-                .query_async(&mut conn)
-                .await
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    self.lock().remove(&corr);
-                    return Err(e);
-                }
-            };
-            metrics::counter!("gateway_cluster_messages_out_total").increment(1);
-            // A node with presence but nobody listening (dead, not yet expired) will never answer.
-            listening += usize::from(receivers > 0);
-        }
-        Ok(self.collect(corr, listening).await)
-    }
-
-    /// Publishes on the channel's topic; every node listening answers (this node with 0).
-    async fn route_publish(&self, channel: &str, frame: &Bytes) -> redis::RedisResult<u64> {
-        let corr = self.expect();
-        let env = envelope::publication(corr, &self.node_id, channel, frame);
-        let mut conn = self.conn.clone();
-        let receivers: i64 = match redis::cmd(if self.sharded { "SPUBLISH" } else { "PUBLISH" })
-            .arg(keys::channel(channel))
-            .arg(&env[..])
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(n) => n,
-            Err(e) => {
-                self.lock().remove(&corr);
-                return Err(e);
-            }
-        };
-        metrics::counter!("gateway_cluster_publications_out_total").increment(1);
-        Ok(self.collect(corr, receivers.max(0) as usize).await)
-    }
-
     /// Registers a new origin waiting for an unknown number of answers; returns its correlation id.
     fn expect(&self) -> u64 {
         let corr = self.next.fetch_add(1, Ordering::Relaxed);
@@ -286,28 +228,33 @@ impl Relay {
     }
 
     /// Now that `expected` answers are known to come, waits for them (at most [`ACK_WAIT`]); returns
-    /// the connections they reported.
-    async fn collect(&self, corr: u64, expected: usize) -> u64 {
+    /// the connections they reported and whether every answer came.
+    async fn collect(&self, corr: u64, expected: usize) -> (u64, bool) {
         let rx = {
             let mut pending = self.lock();
             let Some(entry) = pending.get_mut(&corr) else {
-                return 0;
+                return (0, true);
             };
             entry.expected = expected;
             if entry.arrived >= expected {
-                return pending.remove(&corr).map_or(0, |p| p.conns);
+                return (pending.remove(&corr).map_or(0, |p| p.conns), true);
             }
             let (tx, rx) = oneshot::channel();
             entry.done = Some(tx);
             rx
         };
         match tokio::time::timeout(ACK_WAIT, rx).await {
-            Ok(Ok(conns)) => conns,
+            Ok(Ok(conns)) => (conns, true),
             _ => {
                 metrics::counter!("gateway_cluster_ack_timeouts_total").increment(1);
-                self.lock().remove(&corr).map_or(0, |p| p.conns)
+                (self.lock().remove(&corr).map_or(0, |p| p.conns), false)
             }
         }
+    }
+
+    /// Forgets an origin whose messages could not be published.
+    fn forget(&self, corr: u64) {
+        self.lock().remove(&corr);
     }
 
     /// One answer to `corr` arrived.
@@ -432,6 +379,13 @@ pub async fn serve(
         .ok()
         .and_then(|mut rx| rx.take())
         .ok_or_else(|| redis::RedisError::from(std::io::Error::other("relay served twice")))?;
+    let out_rx = relay
+        .out_rx
+        .lock()
+        .ok()
+        .and_then(|mut rx| rx.take())
+        .ok_or_else(|| redis::RedisError::from(std::io::Error::other("relay served twice")))?;
+    let sender = tokio::spawn(outgoing::run(relay.clone(), out_rx));
     let mut conn = relay.conn.clone();
     let ack_task = tokio::spawn(async move {
         let mut batch = Vec::new();
@@ -460,5 +414,6 @@ pub async fn serve(
         }
     };
     ack_task.abort();
+    sender.abort();
     result
 }

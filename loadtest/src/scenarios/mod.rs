@@ -1,13 +1,16 @@
 //! The scenarios: what each connection does, and the generators of churn and ramp.
 //!
-//! idle, echo, dm and fanout open all their connections during set-up, one task per connection in a
-//! [`Role`], paced at the worker's share of `--connect-rate`; the measuring phase starts for all of them
-//! at `go`. churn and ramp have no set-up: their generator starts at `go` and opens connections itself.
+//! idle, echo, dm, crossnode and fanout open all their connections during set-up, one task per
+//! connection in a [`Role`], paced at the worker's share of `--connect-rate`; the measuring phase starts
+//! for all of them at `go`. churn and ramp have no set-up: their generator starts at `go` and opens
+//! connections itself.
 
 mod churn;
+mod crossnode;
 mod echo;
 mod stream;
 
+pub use crossnode::{PAIRING, node_of};
 pub use stream::WINDOW;
 
 use std::{
@@ -37,9 +40,9 @@ enum Role {
     Idle,
     /// Round trips checked for content and order.
     Echo,
-    /// dm: sends numbered messages to the receiver of pair `.0`.
+    /// dm, crossnode: sends numbered messages to the receiver of pair `.0`.
     Sender(u64),
-    /// dm: checks the stream from the sender of pair `.0`.
+    /// dm, crossnode: checks the stream from the sender of pair `.0`.
     Receiver(u64),
     /// fanout: checks the publisher's stream.
     Subscriber,
@@ -52,8 +55,8 @@ impl Role {
     fn of(s: Scenario, i: u64) -> Role {
         match s {
             Scenario::Echo => Role::Echo,
-            Scenario::Dm if i.is_multiple_of(2) => Role::Sender(i / 2),
-            Scenario::Dm => Role::Receiver(i / 2),
+            s if s.pairs() && i.is_multiple_of(2) => Role::Sender(i / 2),
+            s if s.pairs() => Role::Receiver(i / 2),
             Scenario::Fanout => Role::Subscriber,
             _ => Role::Idle,
         }
@@ -107,16 +110,20 @@ pub fn start(ctx: &Arc<Ctx>, end_at: Instant) -> Option<JoinHandle<()>> {
     }
 }
 
-/// One connection's life in idle, echo, dm and fanout.
+/// One connection's life in idle, echo, dm, crossnode and fanout.
 async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::OwnedSemaphorePermit) {
     let _alive = Alive::new(&ctx);
     ctx.attempted.fetch_add(1, Relaxed);
     let user = (!ctx.task.opts.raw).then(|| role.user(&ctx, i));
     let t0 = now_us();
     let set_up = async {
-        let mut ws = net::connect(&ctx.task.target, ctx.source(i), user.as_deref()).await?;
-        if role == Role::Subscriber {
-            stream::subscribe(&mut ws, &ctx.task.opts.channel).await?;
+        let mut ws = net::connect(ctx.target(i), ctx.source(i), user.as_deref()).await?;
+        match role {
+            Role::Subscriber => stream::subscribe(&mut ws, &ctx.task.opts.channel).await?,
+            Role::Sender(p) if ctx.task.scenario == Scenario::Crossnode => {
+                crossnode::probe(&mut ws, &Role::Receiver(p).user(&ctx, i + 1)).await?;
+            }
+            _ => {}
         }
         Ok::<_, Failure>(ws)
     };
@@ -148,7 +155,7 @@ async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::Owne
             Role::Echo => echo::run(&ctx, &mut ws, key, user.as_deref(), end_at).await,
             Role::Sender(p) => {
                 let to = Role::Receiver(p).user(&ctx, i + 1);
-                let rate = ctx.task.opts.rate(Scenario::Dm);
+                let rate = ctx.task.opts.rate(ctx.task.scenario);
                 stream::send_numbered(&ctx, &mut ws, key, p, end_at, rate, |d| {
                     shards::protocol::client::send(None, &to, d)
                 })

@@ -1,4 +1,5 @@
-//! Numbered message streams: the dm sender and fanout publisher, and the receivers that check them.
+//! Numbered message streams: the dm (and crossnode) sender and fanout publisher, and the receivers that
+//! check them.
 //!
 //! Every message's `data` is `[sender, seq, send time µs]` (the sender's user is also in `from`);
 //! after the measuring phase the sender sends `{"end": total}`. A receiver feeds the numbers from its
@@ -47,24 +48,56 @@ pub async fn subscribe(ws: &mut Ws, channel: &str) -> Result<(), Failure> {
     }
 }
 
-/// Handles a reply to the sender; returns how many sends it settles (0 or 1).
-fn on_reply(ctx: &Ctx, data: &Data) -> u64 {
+/// What a frame to a sender says about its sends.
+pub enum Reply {
+    /// An ack that settles one send.
+    Done,
+    /// An ack or error that settles one send as a failure of this kind (`offline`, `unavailable`,
+    /// `server_<code>`).
+    Failed(String),
+    /// Not a reply (a message, a pong).
+    Other,
+    /// Not a server frame this client can read.
+    Bad,
+}
+
+/// The failure kind an ack status stands for, if it is one.
+fn ack_failure(status: AckStatus) -> Option<&'static str> {
+    match status {
+        AckStatus::Offline => Some("offline"),
+        // Cluster mode with Redis unreachable: the other nodes could not be asked.
+        AckStatus::Unavailable => Some("unavailable"),
+        AckStatus::Delivered
+        | AckStatus::Published
+        | AckStatus::Subscribed
+        | AckStatus::Unsubscribed => None,
+    }
+}
+
+/// Reads a frame to a sender.
+pub fn reply(data: &Data) -> Reply {
     let mut buf = data.bytes().to_vec();
     match ServerFrame::parse(&mut buf) {
-        Ok(ServerFrame::Ack {
-            status: AckStatus::Offline,
-            ..
-        }) => {
-            ctx.errors.add("offline");
+        Ok(ServerFrame::Ack { status, .. }) => match ack_failure(status) {
+            Some(kind) => Reply::Failed(kind.into()),
+            None => Reply::Done,
+        },
+        Ok(ServerFrame::Error { code, .. }) => Reply::Failed(format!("server_{}", code.as_str())),
+        Ok(_) => Reply::Other,
+        Err(_) => Reply::Bad,
+    }
+}
+
+/// Handles a reply to the sender; returns how many sends it settles (0 or 1).
+fn on_reply(ctx: &Ctx, data: &Data) -> u64 {
+    match reply(data) {
+        Reply::Done => 1,
+        Reply::Failed(kind) => {
+            ctx.errors.add(kind);
             1
         }
-        Ok(ServerFrame::Ack { .. }) => 1,
-        Ok(ServerFrame::Error { code, .. }) => {
-            ctx.errors.add(format!("server_{}", code.as_str()));
-            1
-        }
-        Ok(_) => 0,
-        Err(_) => {
+        Reply::Other => 0,
+        Reply::Bad => {
             ctx.errors.add("bad_frame");
             0
         }
@@ -164,6 +197,10 @@ fn numbered(ctx: &Ctx, data: &Data, from: &str) -> Option<Numbered> {
     if let Some(total) = data.get("end").and_then(|v| v.as_u64()) {
         return Some(Numbered::End { total });
     }
+    if data.get("probe").is_some() {
+        // crossnode: a sender checking that this receiver is reachable before `go`.
+        return None;
+    }
     ctx.errors.add("bad_data");
     None
 }
@@ -240,4 +277,35 @@ pub async fn receive_numbered(
         ctx.errors.add("bad_seq");
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &'static str) -> Reply {
+        reply(&Data::Text(bytes::Bytes::from_static(text.as_bytes())))
+    }
+
+    #[test]
+    fn failed_acks_are_failures_of_their_kind() {
+        let kind = |r| match r {
+            Reply::Failed(k) => k,
+            _ => String::from("not a failure"),
+        };
+        assert!(matches!(
+            read(r#"{"op":"ack","status":"delivered","conns":1}"#),
+            Reply::Done
+        ));
+        let offline = read(r#"{"op":"ack","status":"offline","conns":0}"#);
+        assert_eq!(kind(offline), "offline");
+        // The relay's answer when Redis cannot be asked, unknown to `AckStatus`.
+        let unavailable = read(r#"{"op":"ack","id":"x","status":"unavailable","conns":0}"#);
+        assert_eq!(kind(unavailable), "unavailable");
+        let error = read(r#"{"op":"error","code":"rate_limited","message":"slow down"}"#);
+        assert_eq!(kind(error), "server_rate_limited");
+        assert!(matches!(read(r#"{"op":"pong"}"#), Reply::Other));
+        assert!(matches!(read("not json"), Reply::Bad));
+        assert!(matches!(read(r#"{"op":"ready","status":"x"}"#), Reply::Bad));
+    }
 }

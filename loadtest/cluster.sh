@@ -1,0 +1,76 @@
+# shellcheck shell=bash
+# A throwaway cluster on loopback for cross-node loadtest runs: one redis-server and gateway nodes on it.
+# Sourced (not run) by loadtest/cross-node.sh and scripts/loadtest-smoke, so both start it the same way
+# and their own EXIT trap stops it. The caller sets:
+#   WORK     a scratch directory (logs go there)
+#   PIDS     an array its trap kills: every process started here is appended to it
+#   GATEWAY  the gateway binary
+#
+#   start_redis           starts redis-server on a free port; sets REDIS_PORT
+#   start_node NAME ...   starts a node on that Redis (extra arguments go to `gateway serve`), per-connection
+#                         rate limit off; appends ws://ADDR/ws to NODE_URLS once its /readyz answers 200
+#                         (with GATEWAY_CLUSTER_REQUIRE_REDIS_FOR_READY=true: only once Redis is reachable)
+
+NODE_URLS=()
+
+# A port another process holds is skipped: the answer to INFO must come from our own server (its pid).
+start_redis() {
+    local port pid
+    for _ in $(seq 1 20); do
+        port=$((20000 + RANDOM % 30000))
+        if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+            >"$WORK/redis-$port.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        for _ in $(seq 1 50); do
+            if redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$pid"; then
+                REDIS_PORT=$port
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
+    echo "redis-server did not start (logs: $WORK/redis-*.log)" >&2
+    exit 1
+}
+
+# True when GET http://$1$2 answers 200 (bash's /dev/tcp: no curl needed).
+http_ok() {
+    local status
+    exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || return 1
+    printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" "$1" >&3
+    read -r -t 2 status <&3 || status=
+    exec 3<&-
+    [[ $status == *" 200 "* ]]
+}
+
+start_node() {
+    local name=$1 out="$WORK/node-$1.out" ws admin
+    shift
+    GATEWAY_LIMITS_RATE_LIMIT_PER_SEC=0 GATEWAY_CLUSTER_REQUIRE_REDIS_FOR_READY=true \
+        "$GATEWAY" serve --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
+        --redis-url "redis://127.0.0.1:$REDIS_PORT" "$@" >"$out" 2>"$out.err" &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do
+        if grep -q '^gateway listening' "$out"; then
+            ws=$(sed -n 's/^gateway listening.* ws=\([^ ]*\) .*/\1/p' "$out")
+            admin=$(sed -n 's/^gateway listening.* admin=\([^ ]*\) .*/\1/p' "$out")
+            for _ in $(seq 1 100); do
+                if http_ok "$admin" /readyz 2>/dev/null; then
+                    NODE_URLS+=("ws://$ws/ws")
+                    printf '==> node %s: ws=%s admin=%s ready\n' "$name" "$ws" "$admin"
+                    return 0
+                fi
+                sleep 0.1
+            done
+            echo "node $name (admin $admin) never became ready" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "node $name did not start:" >&2
+    cat "$out.err" >&2
+    exit 1
+}
