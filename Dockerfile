@@ -6,8 +6,11 @@
 #   docker run --rm --network host \
 #     --security-opt seccomp=unconfined \
 #     --ulimit memlock=-1:-1 --ulimit nofile=1048576:1048576 \
-#     --stop-timeout 30 \
+#     --stop-timeout 50 \
 #     gateway [serve --config /etc/gateway/gateway.toml ...]
+#
+# Kubernetes manifests: deploy/k8s/; HAProxy and nginx in front of several nodes: deploy/; operations
+# (timeouts, drain, failures, alerts): docs/OPERATIONS.md.
 #
 # What the runtime must allow (the gateway runs on glommio, i.e. io_uring):
 #
@@ -28,11 +31,21 @@
 #   connections (it cannot exceed the host's fs.nr_open). The start-up line prints the values in force.
 # - Network. `--network host` keeps NAT and conntrack off every connection; with `-p 8080:8080
 #   -p 9090:9090` it works too, for smaller numbers. Host sysctls: tuning/TUNING.md.
-# - Stop. SIGTERM drains: readiness turns 503, clients get close 1001 and have shutdown.close_grace_ms
-#   (default 5 s) to finish; `--stop-timeout 30` leaves room before Docker's SIGKILL (default 10 s).
-# - Health. The HEALTHCHECK below asks http://127.0.0.1:9090/healthz with bash's /dev/tcp, so it assumes
-#   the default admin port; change it together with --admin. The image has no curl and the binary has
-#   no health subcommand.
+# - Stop. STOPSIGNAL SIGTERM starts the paced drain: /readyz turns 503 at once (balancers take the node
+#   out), the listeners stay open for shutdown.drain_delay_ms (5 s), then every client is closed with
+#   1012 and a `{"reconnect_after_ms":N}` reason, in batches over shutdown.drain_window_ms (30 s); the
+#   last close handshakes get shutdown.close_grace_ms (5 s); the node removes its entries from Redis and
+#   exits 0. With the defaults that is 40 s plus a few seconds of clean-up bounds, so the stop timeout
+#   must be at least delay + window + grace + margin: `--stop-timeout 50` (Docker's default, 10 s, would
+#   SIGKILL the drain: the clients left get no close code and the node's presence stays in Redis until
+#   its TTL). Change it together with the [shutdown] keys; Kubernetes: terminationGracePeriodSeconds in
+#   deploy/k8s/deployment.yaml. A second SIGTERM (`docker kill -s TERM`) cuts the drain short (1001).
+# - Health. The HEALTHCHECK below asks http://127.0.0.1:9090/healthz (liveness, which stays 200 during a
+#   drain, so a draining container is never reported unhealthy and restarted; readiness, /readyz, is
+#   for balancers) with bash's /dev/tcp, so it assumes the default admin port; change it together with
+#   --admin. The image has no curl and the binary has no health subcommand.
+# - Shell. The final image is debian:bookworm-slim plus the binary; its /bin/sh and date are used by
+#   deploy/k8s/deployment.yaml to give each container start a unique node id.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src

@@ -1,4 +1,5 @@
-//! The admin HTTP server (`/healthz`, `/readyz`, `/metrics`) on its own "control" thread.
+//! The admin HTTP server (`/healthz`, `/readyz`, `/metrics`, `/dashboard`, the `/v1/` API) on its own
+//! "control" thread.
 //!
 //! The shards run glommio on pinned cores; the admin port must keep answering even when they are busy or
 //! stopping, so it gets a separate thread with a small tokio current-thread runtime and a hyper HTTP/1.1
@@ -139,7 +140,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<AdminState>)
 pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<Full<Bytes>> {
     let readonly = matches!(*req.method(), Method::GET | Method::HEAD);
     match req.uri().path() {
-        "/healthz" | "/readyz" | "/metrics" if !readonly => {
+        "/healthz" | "/readyz" | "/metrics" | "/dashboard" | "/dashboard/data" if !readonly => {
             let mut response = text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed\n".into(),
@@ -167,6 +168,8 @@ pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<Full<Bytes>> {
                 .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
             response
         }
+        "/dashboard" => crate::dashboard::page(),
+        "/dashboard/data" => crate::dashboard::data(state),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
@@ -257,6 +260,67 @@ mod tests {
         assert_eq!(request(addr, "GET", "/nope").0, 404);
         assert_eq!(request(addr, "GET", "/healthz/x").0, 404);
         let (code, head, _) = request(addr, "POST", "/healthz");
+        assert_eq!(code, 405);
+        assert!(head.contains("allow: get, head"), "{head}");
+    }
+
+    #[test]
+    fn serves_the_dashboard_and_its_data() {
+        let status = Arc::new(shards::NodeStatus::new(2, 100));
+        status.shard_accepting();
+        status.shard_accepting();
+        assert!(status.try_admit());
+        let recorder = PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            let m = shards::metrics::ShardMetrics::register(1);
+            m.connections_open.increment(1.0);
+            m.routed_local.increment(7);
+            m.slow_consumer.increment(1);
+        });
+        let state = AdminState {
+            status,
+            metrics: recorder.handle(),
+            node_id: "solo".into(),
+            api: None,
+            cluster: None,
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        spawn(listener, state).unwrap();
+
+        let (code, head, body) = request(addr, "GET", "/dashboard");
+        assert_eq!(code, 200);
+        assert!(head.contains("content-type: text/html"), "{head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{head}"
+        );
+        assert_eq!(body, crate::dashboard::PAGE);
+
+        let (code, head, body) = request(addr, "GET", "/dashboard/data");
+        assert_eq!(code, 200);
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("cache-control: no-store"), "{head}");
+        let mut data: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(data["ts_ms"].as_u64().unwrap() > 0, "{data}");
+        data["ts_ms"] = 0.into();
+        let shard = |i: u64, conns: u64, delivered: u64, slow: u64| {
+            serde_json::json!({"shard": i, "connections": conns, "delivered_total": delivered,
+                               "cross_shard_total": 0, "slow_consumer_total": slow})
+        };
+        assert_eq!(
+            data,
+            serde_json::json!({
+                "ts_ms": 0, "mode": "embedded", "redis": "embedded",
+                "node": {"id": "solo", "state": "alive", "ready": true, "readiness": "ready",
+                         "connections": 1, "max_connections": 100,
+                         "shards": [shard(0, 0, 0, 0), shard(1, 1, 7, 1)]},
+                "nodes": [{"id": "solo", "state": "alive", "connections": 1, "shards": 2,
+                           "ws": "", "admin": "", "heartbeat_ms": 0, "self": true}],
+            })
+        );
+
+        let (code, head, _) = request(addr, "POST", "/dashboard/data");
         assert_eq!(code, 405);
         assert!(head.contains("allow: get, head"), "{head}");
     }

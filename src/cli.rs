@@ -41,7 +41,7 @@ pub struct ServeArgs {
     /// Number of shards (one per core) [default: every core the process may run on].
     #[arg(long)]
     pub shards: Option<usize>,
-    /// Node id reported to clients [default: <hostname>-<pid>].
+    /// Node id reported to clients [default: <hostname>-<pid>-<4 hex digits>].
     #[arg(long)]
     pub node_id: Option<String>,
     /// Redis URL for cluster mode (presence, node registry), e.g. redis://10.0.0.7:6379/0

@@ -30,7 +30,7 @@ const MIN_PAYLOAD_BYTES: usize = 125;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Name of this node in `ready` replies and logs. Default `""`: `<hostname>-<pid>`
+    /// Name of this node in `ready` replies and logs. Default `""`: `<hostname>-<pid>-<4 hex digits>`
     /// (see [`Config::node_id_or_default`]).
     pub node_id: String,
     /// WebSocket listen address. Default `0.0.0.0:8080`; port 0 picks a free port.
@@ -608,10 +608,17 @@ impl Config {
         }
     }
 
-    /// The configured `node_id`, or `<hostname>-<pid>` when it is empty.
+    /// The configured `node_id`, or `<hostname>-<pid>-<4 hex digits>` when it is empty. The random
+    /// suffix keeps a restarted process apart from its predecessor even where the pid repeats (a
+    /// container's main process is always pid 1): the cluster keys presence, channel members and node
+    /// channels by this id, and a dead predecessor's entries must expire as its own.
     pub fn node_id_or_default(&self) -> String {
         if self.node_id.is_empty() {
-            format!("{}-{}", hostname(), std::process::id())
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let suffix = (nanos ^ (nanos >> 17)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48;
+            format!("{}-{}-{suffix:04x}", hostname(), std::process::id())
         } else {
             self.node_id.clone()
         }

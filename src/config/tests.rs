@@ -191,10 +191,20 @@ fn validation_reports_every_problem() {
 }
 
 #[test]
-fn node_id_defaults_to_host_and_pid() {
+fn node_id_defaults_to_host_pid_and_a_suffix_that_differs_between_processes() {
     let id = Config::default().node_id_or_default();
-    assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
-    assert!(id.len() > 1 + std::process::id().to_string().len());
+    let (rest, suffix) = id.rsplit_once('-').unwrap();
+    assert!(rest.ends_with(&format!("-{}", std::process::id())), "{id}");
+    assert_eq!(suffix.len(), 4, "{id}");
+    assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    // Two starts of the same pid (a restarted container) get different ids.
+    let ids: std::collections::BTreeSet<String> = (0..20)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            Config::default().node_id_or_default()
+        })
+        .collect();
+    assert!(ids.len() > 1, "{ids:?}");
     let c = Config {
         node_id: "edge-1".into(),
         ..Config::default()
