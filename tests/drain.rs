@@ -219,3 +219,48 @@ fn post_drain_starts_the_same_drain() {
     }
     assert!(node.wait_exit(Duration::from_secs(15)).success());
 }
+
+#[test]
+fn a_second_signal_ends_the_drain_at_once() {
+    let mut node = Node::start(
+        NodeOpts::new()
+            .shards(2)
+            .set("shutdown.drain_delay_ms", 100)
+            .set("shutdown.drain_window_ms", 60_000)
+            .set("shutdown.drain_interval_ms", 1_000)
+            .set("shutdown.drain_batch", 1),
+    );
+    let mut clients: Vec<Client> = (0..20).map(|i| node.identified(&format!("s{i}"))).collect();
+    node.sigterm();
+    // The drain is under way: one connection per second would take 20 s.
+    std::thread::sleep(Duration::from_millis(500));
+    let cut = Instant::now();
+    node.sigterm();
+    let mut codes = std::collections::BTreeMap::new();
+    for c in &mut clients {
+        c.send_json(&serde_json::json!({"op": "ping", "id": "p"}));
+        loop {
+            match c.try_recv() {
+                Ok(common::Incoming::Close(code)) => {
+                    *codes.entry(code).or_insert(0) += 1;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) => panic!("{e} instead of a close frame"),
+            }
+        }
+    }
+    let status = node.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    assert!(
+        cut.elapsed() < Duration::from_secs(10),
+        "the second signal must not wait for the 60 s window: {:?}",
+        cut.elapsed()
+    );
+    // At most the first batches got 1012; the rest were closed at once with 1001.
+    assert!(
+        codes.get(&Some(1001)).copied().unwrap_or(0) >= 15,
+        "{codes:?}"
+    );
+    assert_eq!(codes.values().sum::<i32>(), 20, "{codes:?}");
+}
