@@ -20,11 +20,8 @@ fn node(redis: &RedisServer) -> Node {
     Node::start(
         NodeOpts::new()
             .shards(2)
-            .set_str("redis_url", &redis.url())
-            .set_str("api.key", KEY)
-            .set("cluster.presence_refresh_ms", 300)
-            .set("cluster.heartbeat_interval_ms", 200)
-            .set("cluster.node_ttl_ms", 1_000),
+            .cluster(&redis.url())
+            .set_str("api.key", KEY),
     )
 }
 

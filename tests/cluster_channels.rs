@@ -23,11 +23,7 @@ fn cluster_node(redis: &RedisServer) -> Node {
     Node::start(
         NodeOpts::new()
             .shards(2)
-            .set_str("redis_url", &redis.url())
-            .set("cluster.presence_ttl_ms", 5_000)
-            .set("cluster.presence_refresh_ms", 300)
-            .set("cluster.heartbeat_interval_ms", 200)
-            .set("cluster.node_ttl_ms", 1_000)
+            .cluster(&redis.url())
             .set("limits.rate_limit_per_sec", 0),
     )
 }

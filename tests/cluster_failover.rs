@@ -24,11 +24,9 @@ fn node(redis: &RedisServer) -> Node {
     Node::start(
         NodeOpts::new()
             .shards(2)
-            .set_str("redis_url", &redis.url())
+            .cluster(&redis.url())
             .set("cluster.presence_ttl_ms", PRESENCE_TTL_MS)
-            .set("cluster.presence_refresh_ms", 500)
-            .set("cluster.heartbeat_interval_ms", 200)
-            .set("cluster.node_ttl_ms", 1_000),
+            .set("cluster.presence_refresh_ms", 500),
     )
 }
 

@@ -18,12 +18,7 @@ const POLL: Duration = Duration::from_millis(20);
 const WAIT: Duration = Duration::from_secs(15);
 
 fn cluster_opts(redis_url: &str) -> NodeOpts {
-    NodeOpts::new()
-        .set_str("redis_url", redis_url)
-        .set("cluster.presence_ttl_ms", 5_000)
-        .set("cluster.presence_refresh_ms", 300)
-        .set("cluster.heartbeat_interval_ms", 200)
-        .set("cluster.node_ttl_ms", 1_000)
+    NodeOpts::new().cluster(redis_url)
 }
 
 /// Polls until `user`'s presence hash in Redis has `nodes` fields.

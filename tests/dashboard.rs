@@ -52,13 +52,7 @@ fn require_tools() {
 }
 
 fn node(redis: &RedisServer) -> Node {
-    Node::start(
-        NodeOpts::new()
-            .shards(2)
-            .set_str("redis_url", &redis.url())
-            .set("cluster.heartbeat_interval_ms", 200)
-            .set("cluster.node_ttl_ms", 1_000),
-    )
+    Node::start(NodeOpts::new().shards(2).cluster(&redis.url()))
 }
 
 /// `GET /dashboard/data` on `node`.
