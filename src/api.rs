@@ -150,7 +150,7 @@ impl Api {
         Ok(json!({"status": ack.status, "conns": ack.conns}))
     }
 
-    /// `POST /v1/send {"user","data"}` → `{"status":"delivered"|"offline","conns":N}`.
+    /// `POST /v1/send {"user","data"}` → `{"status":"delivered"|"stored"|"offline","conns":N}`.
     async fn send(&self, req: Request<Incoming>) -> Answer {
         #[derive(Deserialize)]
         struct Body {
@@ -170,6 +170,7 @@ impl Api {
                 frame,
                 reply: Origin::External(sink),
                 local_only: false,
+                seq: 0,
             },
         )?;
         let ack = wait(rx).await?;

@@ -59,6 +59,8 @@ pub struct Config {
     pub auth: AuthSection,
     /// Graceful shutdown.
     pub shutdown: ShutdownSection,
+    /// Per-user message history for resume.
+    pub history: HistorySection,
     /// Runtime (glommio) sizing.
     pub runtime: RuntimeSection,
     /// HTTP API for backends on the admin port.
@@ -196,6 +198,38 @@ pub struct ShutdownSection {
     pub reconnect_hint_max_ms: u64,
 }
 
+/// `[history]`: per-user message history, for `seq`/`epoch` on messages and resume after reconnect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistorySection {
+    /// Messages kept per user. Default 500; 0 turns history off (no `seq`, offline sends are `offline`).
+    pub max_messages: usize,
+    /// Age after which a kept message is dropped, in milliseconds. Default 300000 (5 minutes).
+    pub max_age_ms: u64,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            max_messages: 500,
+            max_age_ms: 300_000,
+        }
+    }
+}
+
+impl HistorySection {
+    /// The data plane's form.
+    pub fn to_shards(&self) -> shards::history::HistoryConfig {
+        shards::history::HistoryConfig {
+            max_messages: self.max_messages,
+            max_age: Duration::from_millis(self.max_age_ms),
+        }
+    }
+}
+
+/// Most messages kept per user (a resume replays at most this many in one go).
+pub const MAX_HISTORY_MESSAGES: usize = 100_000;
+
 /// `[runtime]`: runtime sizing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -222,6 +256,7 @@ impl Default for Config {
             heartbeat: HeartbeatSection::default(),
             auth: AuthSection::default(),
             shutdown: ShutdownSection::default(),
+            history: HistorySection::default(),
             runtime: RuntimeSection::default(),
             api: ApiSection::default(),
         }
@@ -521,6 +556,15 @@ impl Config {
         check(
             sd.drain_interval_ms > 0 && sd.drain_interval_ms <= sd.drain_window_ms.max(1),
             "shutdown.drain_interval_ms must be greater than 0 and at most drain_window_ms".into(),
+        );
+        let h = &self.history;
+        check(
+            h.max_messages <= MAX_HISTORY_MESSAGES,
+            format!("history.max_messages must be at most {MAX_HISTORY_MESSAGES}"),
+        );
+        check(
+            h.max_messages == 0 || h.max_age_ms > 0,
+            "history.max_age_ms must be greater than 0 while history is on".into(),
         );
         let ws = &self.websocket;
         check(

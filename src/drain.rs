@@ -34,16 +34,29 @@ pub enum Trigger {
 /// The admin API's handle on the drain.
 pub struct DrainSwitch {
     tx: Mutex<mpsc::Sender<Trigger>>,
+    /// Readiness, turned off before the request returns (so `/readyz` is 503 once the API answered).
+    status: std::sync::OnceLock<Arc<shards::status::NodeStatus>>,
 }
 
 impl DrainSwitch {
     /// A switch feeding `tx`.
     pub fn new(tx: mpsc::Sender<Trigger>) -> Self {
-        DrainSwitch { tx: Mutex::new(tx) }
+        DrainSwitch {
+            tx: Mutex::new(tx),
+            status: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The readiness this switch turns off at once.
+    pub fn set_status(&self, status: Arc<shards::status::NodeStatus>) {
+        let _ = self.status.set(status);
     }
 
     /// Asks for a drain (idempotent: a drain already running goes on unchanged).
     pub fn request(&self) {
+        if let Some(status) = self.status.get() {
+            status.begin_shutdown();
+        }
         if let Ok(tx) = self.tx.lock() {
             let _ = tx.send(Trigger::Api);
         }

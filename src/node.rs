@@ -91,6 +91,7 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
         })?;
 
     let status = Arc::new(NodeStatus::new(shards, max_connections));
+    drain_switch.set_status(status.clone());
     let plane = DataPlane::start(shard_config, fds, status.clone())?;
     let bridge = match link {
         Some(link) => {
@@ -108,6 +109,7 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
                 heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
                 node_ttl: Duration::from_millis(c.node_ttl_ms),
                 require_for_ready: c.require_redis_for_ready,
+                history: config.history.to_shards(),
                 stats: {
                     let status = status.clone();
                     Arc::new(move || NodeStats {
@@ -205,6 +207,7 @@ fn shard_config(
     sc.rate_limit_per_sec = config.limits.rate_limit_per_sec;
     sc.rate_limit_burst = config.limits.rate_limit_burst;
     sc.max_subscriptions = config.limits.max_subscriptions;
+    sc.history = config.history.to_shards();
     sc.heartbeat_interval = config.heartbeat.interval();
     sc.heartbeat_timeout = config.heartbeat.timeout();
     sc.auth_timeout = config.auth.timeout();

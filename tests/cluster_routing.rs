@@ -91,7 +91,7 @@ fn direct_messages_cross_nodes_both_ways_with_total_counts() {
     let ack = send(&mut alice, "m4", "nobody", json!(null));
     assert_eq!(
         (ack["status"].as_str(), ack["conns"].as_u64()),
-        (Some("offline"), Some(0)),
+        (Some("stored"), Some(0)),
         "{ack}"
     );
 

@@ -76,7 +76,7 @@ fn send_and_presence_count_every_connection() {
         "/v1/send",
         &json!({"user": "nobody", "data": null}),
     );
-    assert_eq!(body, json!({"status": "offline", "conns": 0}));
+    assert_eq!(body, json!({"status": "stored", "conns": 0}));
 
     let (status, body) = api(&node, "GET", "/v1/presence/bob", &Value::Null);
     assert_eq!(status, 200);

@@ -59,13 +59,28 @@ fn send_reaches_both_connections_of_a_user_on_different_shards() {
 }
 
 #[test]
-fn send_to_offline_user_acks_offline() {
+fn send_to_offline_user_acks_stored_or_offline_without_history() {
     let node = Node::start(NodeOpts::new().shards(2));
     let mut alice = node.identified("alice");
     let ack = alice.request(json!({"op": "send", "id": "m2", "to": "nobody", "data": {"x": 1}}));
     assert_eq!(
         ack,
-        json!({"op": "ack", "id": "m2", "status": "offline", "conns": 0})
+        json!({"op": "ack", "id": "m2", "status": "stored", "conns": 0})
+    );
+    // History off: nothing is kept, the ack says so, and messages carry no seq.
+    let node = Node::start(NodeOpts::new().shards(2).set("history.max_messages", 0));
+    let mut alice = node.identified("alice");
+    let ack = alice.request(json!({"op": "send", "id": "m3", "to": "nobody", "data": {"x": 1}}));
+    assert_eq!(
+        ack,
+        json!({"op": "ack", "id": "m3", "status": "offline", "conns": 0})
+    );
+    let mut bob = node.identified("bob");
+    bob.keep_seq();
+    alice.send_json(&json!({"op": "send", "to": "bob", "data": 1}));
+    assert_eq!(
+        bob.recv_json(),
+        json!({"op": "message", "from": "alice", "data": 1})
     );
 }
 

@@ -80,6 +80,24 @@ pub trait ClusterLink: Send + Sync {
     /// A publication to `channel` reached `local_conns` subscribers of this node; the link publishes it
     /// to the other nodes and answers `origin` with the total (or status `unavailable`).
     fn forward_publish(&self, channel: Arc<str>, frame: Bytes, local_conns: u64, origin: Origin);
+    /// A direct message to `to` with history on: the link numbers it in the user's stream in Redis,
+    /// delivers it to every node holding `to` (this one through its owner shard, as a `local_only`
+    /// route) and answers `origin` (`delivered`, or `stored` when no connection got it). Hands the
+    /// message back when Redis is down: the owner then delivers it here, unnumbered.
+    fn sequence_user(
+        &self,
+        to: Arc<str>,
+        frame: Bytes,
+        origin: Origin,
+    ) -> Result<(), (Bytes, Origin)>;
+    /// A connection of `user` resumes: the link reads the stream in Redis once this node's presence
+    /// for `user` is written, and answers the connection's shard with `ShardMsg::Resumed`. Hands the
+    /// request back when Redis is down (the owner answers `unavailable`).
+    fn resume_user(
+        &self,
+        user: Arc<str>,
+        req: crate::history::ResumeRequest,
+    ) -> Result<(), crate::history::ResumeRequest>;
     /// Takes a presence query to complete with the other nodes' answers from Redis and reply; hands it
     /// back when Redis is down, and the node then replies from what it knows itself.
     fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery>;

@@ -61,6 +61,8 @@ pub struct ShardConfig {
     pub close_grace: Duration,
     /// Slots in each shard's cross-shard inbox.
     pub inbox_capacity: usize,
+    /// Per-user message history (seq, epoch, resume).
+    pub history: crate::history::HistoryConfig,
     /// Where owner shards report presence and channel interest in cluster mode; `None`: embedded.
     pub cluster: Option<Arc<dyn crate::cluster::ClusterLink>>,
 }
@@ -89,6 +91,7 @@ impl ShardConfig {
             auth: Arc::new(AuthMode::Dev),
             close_grace: Duration::from_secs(5),
             inbox_capacity: 65536,
+            history: crate::history::HistoryConfig::default(),
             cluster: None,
         }
     }

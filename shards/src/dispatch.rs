@@ -8,6 +8,7 @@ use std::sync::Arc;
 use simd_json::BorrowedValue;
 
 use crate::{
+    history::{Position, ResumeRequest},
     ids::ConnId,
     messages::{Origin, ReplyTo},
     protocol::{ErrorCode, Request, RequestError, encode, parse_value},
@@ -107,7 +108,12 @@ fn anonymous(
     request: Request<'_>,
     now: u64,
 ) {
-    let Request::Identify { user, token } = request else {
+    let Request::Identify {
+        user,
+        token,
+        resume,
+    } = request
+    else {
         return;
     };
     match shard.config.auth.identify(user, token) {
@@ -119,6 +125,20 @@ fn anonymous(
                 c.session = session;
             }
             route::user_connected(shard, st, &user, conn, now);
+            if let Some(from) = resume {
+                // `ready` goes out with the replay, once the owner has answered.
+                tracing::debug!(user = %user, previous_session = ?from.session, seq = from.seq, "resume");
+                st.resuming.start(conn, id.map(Arc::from));
+                let req = ResumeRequest {
+                    shard: shard.id,
+                    conn,
+                    from: Position {
+                        epoch: from.epoch.map(Arc::from),
+                        seq: from.seq,
+                    },
+                };
+                return route::resume_user(shard, st, user, req, now);
+            }
             let session = format!("{session:016x}");
             let heartbeat_ms = shard.config.heartbeat_interval.as_millis() as u64;
             let frame = encode::ready(

@@ -12,6 +12,7 @@ pub mod conn;
 pub mod control;
 pub mod dispatch;
 pub mod drain;
+pub mod history;
 pub mod ids;
 pub mod inbox;
 pub mod listener;

@@ -62,17 +62,34 @@ pub enum ShardMsg {
     DirAdd { user: Arc<str>, shard: usize },
     /// At the user's owner: one connection of `user` on `shard` is gone.
     DirRemove { user: Arc<str>, shard: usize },
-    /// At the user's owner: deliver `frame` to every connection of `to`, then ack `reply`. In cluster
-    /// mode the owner then hands the message to the bridge for the other nodes, unless `local_only`
-    /// (a message that came from another node through the bridge).
+    /// At the user's owner: deliver `frame` to every connection of `to`, then ack `reply`. On a single
+    /// node the owner numbers and keeps the message first (history); in cluster mode it hands the
+    /// message to the bridge, which numbers it in Redis and delivers it everywhere. `local_only`: a
+    /// message from the bridge, already numbered (`seq`, 0: unnumbered), for this node's connections.
     RouteUser {
         to: Arc<str>,
         frame: Bytes,
         reply: Origin,
         local_only: bool,
+        seq: u64,
     },
-    /// At a holder: deliver `frame` to the local connections of `to`.
-    DeliverUser { to: Arc<str>, frame: Bytes },
+    /// At a holder: deliver `frame` (numbered `seq`, 0: unnumbered) to the local connections of `to`.
+    DeliverUser {
+        to: Arc<str>,
+        frame: Bytes,
+        seq: u64,
+    },
+    /// At the user's owner: a connection of `user` resumes its stream (after its `DirAdd`).
+    ResumeUser {
+        user: Arc<str>,
+        req: crate::history::ResumeRequest,
+    },
+    /// At the resuming connection's shard: the outcome and the frames to replay, in order.
+    Resumed {
+        conn: ConnId,
+        outcome: crate::history::Outcome,
+        frames: Vec<Bytes>,
+    },
     /// At the channel's owner: one more subscribed connection of `user` on `shard`. In cluster mode
     /// the owner sends the subscribe ack to `ack` once the node listens to the channel's Redis topic.
     ChanSub {
@@ -142,7 +159,9 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::DirAdd { user, shard } => write!(f, "DirAdd({user}, {shard})"),
             ShardMsg::DirRemove { user, shard } => write!(f, "DirRemove({user}, {shard})"),
             ShardMsg::RouteUser { to, reply, .. } => write!(f, "RouteUser({to}, {reply:?})"),
-            ShardMsg::DeliverUser { to, .. } => write!(f, "DeliverUser({to})"),
+            ShardMsg::DeliverUser { to, seq, .. } => write!(f, "DeliverUser({to}, {seq})"),
+            ShardMsg::ResumeUser { user, req } => write!(f, "ResumeUser({user}, {req:?})"),
+            ShardMsg::Resumed { conn, outcome, .. } => write!(f, "Resumed({conn:?}, {outcome:?})"),
             ShardMsg::ChanSub {
                 channel,
                 user,

@@ -36,6 +36,26 @@ pub const RATE_LIMITED: &str = "gateway_rate_limited_total";
 /// accept() failures by `reason` (`emfile`, `other`).
 pub const ACCEPT_ERRORS: &str = "gateway_accept_errors_total";
 
+/// Resumes by `outcome` (`resumed` or the gap's reason).
+pub const RESUMES: &str = "gateway_resumes_total";
+/// Messages replayed to resuming connections.
+pub const RESUME_REPLAYED: &str = "gateway_resume_replayed_total";
+/// Live messages dropped at a resuming connection because its replay already carried them.
+pub const RESUME_DUPLICATES: &str = "gateway_resume_duplicates_dropped_total";
+/// Users with a history stream on the shard (embedded history; gauge).
+pub const HISTORY_STREAMS: &str = "gateway_history_streams";
+/// Bytes of frames kept in the shard's history (embedded history; gauge).
+pub const HISTORY_BYTES: &str = "gateway_history_bytes";
+
+/// `outcome` labels of [`RESUMES`]: `resumed`, then every gap reason.
+pub const RESUME_OUTCOMES: [&str; 5] = [
+    "resumed",
+    "too_old",
+    "epoch_changed",
+    "unavailable",
+    "invalid_position",
+];
+
 /// Handshake failure labels.
 pub const HANDSHAKE_REASONS: [&str; 8] = [
     "timeout",
@@ -66,6 +86,11 @@ pub struct ShardMetrics {
     pub rate_limited: Counter,
     pub accept_emfile: Counter,
     pub accept_other: Counter,
+    resumes: Vec<Counter>,
+    resume_replayed: Counter,
+    pub resume_duplicates: Counter,
+    pub history_streams: Gauge,
+    pub history_bytes: Gauge,
 }
 
 impl ShardMetrics {
@@ -96,13 +121,30 @@ impl ShardMetrics {
             handshake_failures,
             rate_limited: counter!(RATE_LIMITED, "shard" => s.clone()),
             accept_emfile: counter!(ACCEPT_ERRORS, "shard" => s.clone(), "reason" => "emfile"),
-            accept_other: counter!(ACCEPT_ERRORS, "shard" => s, "reason" => "other"),
+            accept_other: counter!(ACCEPT_ERRORS, "shard" => s.clone(), "reason" => "other"),
+            resumes: RESUME_OUTCOMES
+                .iter()
+                .map(|o| counter!(RESUMES, "shard" => s.clone(), "outcome" => *o))
+                .collect(),
+            resume_replayed: counter!(RESUME_REPLAYED, "shard" => s.clone()),
+            resume_duplicates: counter!(RESUME_DUPLICATES, "shard" => s.clone()),
+            history_streams: gauge!(HISTORY_STREAMS, "shard" => s.clone()),
+            history_bytes: gauge!(HISTORY_BYTES, "shard" => s),
         }
     }
 
     /// Counts a closed connection.
     pub fn closed(&self, reason: CloseReason) {
         self.closed[reason.index()].increment(1);
+    }
+
+    /// Counts a resume and the messages it replayed.
+    pub fn resumes(&self, gap: Option<crate::history::Gap>, replayed: u64) {
+        let label = gap.map_or("resumed", |g| g.as_str());
+        if let Some(i) = RESUME_OUTCOMES.iter().position(|o| *o == label) {
+            self.resumes[i].increment(1);
+        }
+        self.resume_replayed.increment(replayed);
     }
 
     /// Counts a failed handshake; `reason` is one of [`HANDSHAKE_REASONS`].

@@ -37,9 +37,30 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             to,
             frame,
             reply,
-            local_only,
-        } => route_user_at_owner(shard, st, to, frame, reply, local_only, now),
-        ShardMsg::DeliverUser { to, frame } => deliver_user_local(shard, st, &to, &frame, now),
+            local_only: false,
+            ..
+        } => route_user_at_owner(shard, st, to, frame, reply, now),
+        ShardMsg::RouteUser {
+            to,
+            frame,
+            reply,
+            local_only: true,
+            seq,
+        } => {
+            // From the bridge: numbered (or not) already; this node's connections only.
+            let conns = deliver_to_holders(shard, st, &to, &frame, seq, now);
+            let status = if conns > 0 { "delivered" } else { "offline" };
+            answer(shard, st, reply, Ack { status, conns }, now);
+        }
+        ShardMsg::DeliverUser { to, frame, seq } => {
+            deliver_user_local(shard, st, &to, &frame, seq, now)
+        }
+        ShardMsg::ResumeUser { user, req } => resume_at_owner(shard, st, user, req, now),
+        ShardMsg::Resumed {
+            conn,
+            outcome,
+            frames,
+        } => crate::history::resume::finish(shard, st, conn, outcome, frames, now),
         ShardMsg::ChanSub {
             channel,
             user,
@@ -249,6 +270,7 @@ pub fn conn_gone(
         );
     }
     st.users.remove(&user, conn);
+    st.resuming.forget(conn);
     let owner = owner_of(&user, shard.config.shards);
     to_owner(
         shard,
@@ -281,28 +303,68 @@ pub fn send_to_user(
             frame,
             reply,
             local_only: false,
+            seq: 0,
         },
         now,
     );
 }
 
-/// Owner step of a direct message: to every holding shard, then the ack.
+/// Owner step of a direct message. With history on, a single node numbers and keeps the message here
+/// and acks `stored` when no connection got it; in cluster mode the bridge numbers it in Redis and
+/// delivers it everywhere (with Redis down: delivered here, unnumbered, and acked as degraded).
 fn route_user_at_owner(
     shard: &Shard,
     st: &mut ShardState,
     to: Arc<str>,
     frame: Bytes,
     reply_to: Origin,
-    local_only: bool,
     now: u64,
 ) {
-    let holders = st.directory.holders(&to).cloned().unwrap_or_default();
+    let history = shard.config.history.enabled();
+    let Some(link) = &shard.config.cluster else {
+        let (frame, seq) = if history {
+            st.history.append(&to, &frame, now)
+        } else {
+            (frame, 0)
+        };
+        let conns = deliver_to_holders(shard, st, &to, &frame, seq, now);
+        let status = match (conns, seq) {
+            (0, 0) => "offline",
+            (0, _) => "stored",
+            _ => "delivered",
+        };
+        return answer(shard, st, reply_to, Ack { status, conns }, now);
+    };
+    let (frame, reply_to) = if history {
+        match link.sequence_user(to.clone(), frame, reply_to) {
+            Ok(()) => return,
+            Err(back) => back,
+        }
+    } else {
+        (frame, reply_to)
+    };
+    // No history, or Redis down: this node's connections now, then the link forwards to the other
+    // nodes (or, Redis being down, answers with this node's count).
+    let conns = deliver_to_holders(shard, st, &to, &frame, 0, now);
+    link.forward_user(to, frame, conns, reply_to);
+}
+
+/// Hands `frame` to every shard holding `to` (this one in place); returns the connections reached.
+fn deliver_to_holders(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: &Arc<str>,
+    frame: &Bytes,
+    seq: u64,
+    now: u64,
+) -> u64 {
+    let holders = st.directory.holders(to).cloned().unwrap_or_default();
     let mut conns = 0u64;
     for &(holder, n) in &holders {
         conns += n as u64;
         let holder = holder as usize;
         if holder == shard.id {
-            deliver_user_local(shard, st, &to, &frame, now);
+            deliver_user_local(shard, st, to, frame, seq, now);
         } else {
             shard.metrics.routed_cross.increment(1);
             st.mesh.send(
@@ -310,17 +372,79 @@ fn route_user_at_owner(
                 ShardMsg::DeliverUser {
                     to: to.clone(),
                     frame: frame.clone(),
+                    seq,
                 },
             );
         }
     }
-    if !local_only && let Some(link) = &shard.config.cluster {
-        // Other nodes may hold the user too: the bridge forwards and answers with the total.
-        link.forward_user(to, frame, conns, reply_to);
-        return;
+    conns
+}
+
+/// Owner step of a resume (after the connection's `DirAdd`, so every later message reaches it live):
+/// read from this shard's history, or from Redis through the bridge.
+fn resume_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    user: Arc<str>,
+    req: crate::history::ResumeRequest,
+    now: u64,
+) {
+    let (outcome, frames) = match &shard.config.cluster {
+        _ if !shard.config.history.enabled() => {
+            (crate::history::Outcome::unavailable(), Vec::new())
+        }
+        Some(link) => match link.resume_user(user, req) {
+            Ok(()) => return,
+            Err(req) => {
+                return send_resumed(
+                    shard,
+                    st,
+                    req,
+                    crate::history::Outcome::unavailable(),
+                    Vec::new(),
+                    now,
+                );
+            }
+        },
+        None => st.history.resume(&user, &req.from, now),
+    };
+    send_resumed(shard, st, req, outcome, frames, now);
+}
+
+/// Sends a resume's answer to the connection's shard (in place when it is this one).
+fn send_resumed(
+    shard: &Shard,
+    st: &mut ShardState,
+    req: crate::history::ResumeRequest,
+    outcome: crate::history::Outcome,
+    frames: Vec<Bytes>,
+    now: u64,
+) {
+    if req.shard == shard.id {
+        crate::history::resume::finish(shard, st, req.conn, outcome, frames, now);
+    } else {
+        st.mesh.send(
+            req.shard,
+            ShardMsg::Resumed {
+                conn: req.conn,
+                outcome,
+                frames,
+            },
+        );
     }
-    let status = if conns > 0 { "delivered" } else { "offline" };
-    answer(shard, st, reply_to, Ack { status, conns }, now);
+}
+
+/// A connection of `user` on this shard resumes its stream: the owner answers once it has
+/// registered the connection (the request follows the `DirAdd` on the same path).
+pub fn resume_user(
+    shard: &Shard,
+    st: &mut ShardState,
+    user: Arc<str>,
+    req: crate::history::ResumeRequest,
+    now: u64,
+) {
+    let owner = owner_of(&user, shard.config.shards);
+    to_owner(shard, st, owner, ShardMsg::ResumeUser { user, req }, now);
 }
 
 /// Answers a routed message's origin from outside the shards (the bridge): an ack frame is pushed
@@ -356,12 +480,26 @@ fn answer(shard: &Shard, st: &mut ShardState, origin: Origin, ack: Ack, now: u64
     }
 }
 
-/// Holder step of a direct message: every local connection of `to`.
-fn deliver_user_local(shard: &Shard, st: &mut ShardState, to: &str, frame: &Bytes, now: u64) {
-    let ShardState { users, conns, .. } = st;
+/// Holder step of a direct message: every local connection of `to` (a resuming one holds it until
+/// its replay is out).
+fn deliver_user_local(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: &str,
+    frame: &Bytes,
+    seq: u64,
+    now: u64,
+) {
+    let ShardState {
+        users,
+        conns,
+        resuming,
+        ..
+    } = st;
     for &conn in users.get(to) {
         shard.metrics.routed_local.increment(1);
-        conns.enqueue(conn, frame.clone(), now);
+        let bound = shard.config.outbound_queue_bytes;
+        crate::history::resume::deliver(resuming, conns, bound, conn, seq, frame.clone(), now);
     }
 }
 

@@ -90,6 +90,10 @@ pub struct ShardState {
     pub drain: Option<crate::drain::Drain>,
     /// `mesh.dropped` already reported to the metric.
     pub dropped_reported: u64,
+    /// History streams of the users this shard owns (embedded mode).
+    pub history: crate::history::ring::Streams,
+    /// Connections of this shard waiting for their resume replay.
+    pub resuming: crate::history::resume::Resuming,
 }
 
 /// Reusable I/O buffers of a shard, shared by all its connections one poll at a time.
@@ -180,6 +184,8 @@ pub async fn run(
         shutdown_deadline_ms: None,
         drain: None,
         dropped_reported: 0,
+        history: crate::history::ring::Streams::new(config.history),
+        resuming: Default::default(),
     };
     let shard = Rc::new(Shard {
         id,
@@ -309,6 +315,9 @@ async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
         for &(id, at) in &due {
             visit(&shard, &mut st, id, at, now);
         }
+        st.history.expire(now);
+        shard.metrics.history_streams.set(st.history.len() as f64);
+        shard.metrics.history_bytes.set(st.history.bytes() as f64);
         st.mesh.flush();
         shard.metrics.inbox_depth.set(shard.inbox.len() as f64);
         let dropped = st.mesh.dropped;

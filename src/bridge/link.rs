@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use shards::{
     cluster::{ClusterLink, PresenceQuery},
+    history::ResumeRequest,
     inbox::Inbox,
     messages::Origin,
     route::answer_from_outside,
@@ -44,6 +45,14 @@ pub(super) enum Event {
         local: u64,
         origin: Origin,
     },
+    /// A direct message to number in Redis and deliver everywhere (history on).
+    Sequence {
+        to: Arc<str>,
+        frame: Bytes,
+        origin: Origin,
+    },
+    /// A connection of `user` resumes its stream (queued after the user's presence change).
+    Resume { user: Arc<str>, req: ResumeRequest },
     /// A client's presence query to complete with the other nodes.
     Query(PresenceQuery),
     /// The HTTP API asks which other nodes hold `user` (None: Redis failed).
@@ -168,6 +177,27 @@ impl ClusterLink for BridgeLink {
             local,
             origin,
         });
+    }
+
+    fn sequence_user(
+        &self,
+        to: Arc<str>,
+        frame: Bytes,
+        origin: Origin,
+    ) -> Result<(), (Bytes, Origin)> {
+        if !self.up() {
+            return Err((frame, origin));
+        }
+        self.push(Event::Sequence { to, frame, origin });
+        Ok(())
+    }
+
+    fn resume_user(&self, user: Arc<str>, req: ResumeRequest) -> Result<(), ResumeRequest> {
+        if !self.up() {
+            return Err(req);
+        }
+        self.push(Event::Resume { user, req });
+        Ok(())
     }
 
     fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery> {

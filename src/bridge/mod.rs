@@ -32,14 +32,20 @@ use std::{
 
 use metrics::{counter, gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shards::{control, ids::owner_of, inbox::Inbox, messages::ShardMsg};
+use shards::{
+    control,
+    history::{HistoryConfig, Outcome, ResumeRequest},
+    ids::owner_of,
+    inbox::Inbox,
+    messages::ShardMsg,
+};
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
 use crate::{
     cluster::{
         ChannelMembers, Liveness, NodeInfo, NodeState, NodeStats, NodeView, PresenceStore,
-        Registry, keys, now_ms,
+        Registry, history::HistoryStore, keys, now_ms,
     },
     relay::{
         self, Relay,
@@ -123,6 +129,8 @@ pub struct BridgeConfig {
     pub require_for_ready: bool,
     /// The load figures each heartbeat reports.
     pub stats: Arc<dyn Fn() -> NodeStats + Send + Sync>,
+    /// Per-user history limits (the streams in Redis).
+    pub history: HistoryConfig,
 }
 
 /// Control of the running bridge.
@@ -249,6 +257,7 @@ async fn run(
         // answer requests without the other nodes, and let held subscribe acks go.
         drain_events(&shared.link, &mut state, None);
         release_confirms(&mut state, &inboxes);
+        fail_resumes(&mut state, &inboxes);
         let delay = backoff.next();
         counter!("gateway_redis_disconnected_ms_total").increment(delay.as_millis() as u64);
         tokio::select! {
@@ -276,6 +285,8 @@ struct BridgeState {
     members: HashMap<(Arc<str>, Arc<str>), bool>,
     /// Channels this node lost interest in, to drop from its channel set in Redis.
     forget: HashSet<Arc<str>>,
+    /// Resuming connections whose stream is read once the presence writes before them are done.
+    resumes: Vec<(Arc<str>, ResumeRequest)>,
 }
 
 /// Why [`serve`] returned.
@@ -335,6 +346,7 @@ async fn serve(
         config.presence_ttl,
         sharded,
         inboxes.clone(),
+        Arc::new(HistoryStore::new(config.history)),
     );
     let mut session = Session {
         presence: PresenceStore::new(conn.clone(), config.node_id.clone(), config.presence_ttl),
@@ -400,7 +412,12 @@ async fn serve(
                         if !state.pending.is_empty() || !state.members.is_empty() {
                             tokio::time::sleep(BATCH_WINDOW).await;
                         }
-                        write_pending(&mut session, shared, inboxes, state).await
+                        let written = write_pending(&mut session, shared, inboxes, state).await;
+                        if written.is_ok() && !state.resumes.is_empty() {
+                            // Presence before these resumes is in Redis: read their streams.
+                            session.relay.resume(std::mem::take(&mut state.resumes));
+                        }
+                        written
                     }
                 }
             }
@@ -461,6 +478,24 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                 Some(s) => s.relay.publish(channel, frame, local, origin),
                 None => link.unpublished(local, origin),
             },
+            Event::Sequence { to, frame, origin } => match session {
+                Some(s) => s.relay.sequence(to, frame, origin),
+                None => relay::outgoing::deliver_unnumbered(
+                    to,
+                    frame,
+                    origin,
+                    link.inboxes.get().map_or(&[], |i| &i[..]),
+                ),
+            },
+            Event::Resume { user, req } => match session {
+                Some(_) => state.resumes.push((user, req)),
+                None => relay::send_resumed(
+                    link.inboxes.get().map_or(&[], |i| &i[..]),
+                    req,
+                    Outcome::unavailable(),
+                    Vec::new(),
+                ),
+            },
             Event::Query(query) => match session {
                 Some(s) => s.queries.presence(query),
                 None => queries::reply_local(query, link.inboxes.get().map_or(&[], |i| &i[..])),
@@ -509,6 +544,13 @@ async fn sync_channels(
     }
     release_confirms(state, inboxes);
     Ok(())
+}
+
+/// Answers resumes still waiting when the Redis connection failed: `unavailable`.
+fn fail_resumes(state: &mut BridgeState, inboxes: &[Arc<Inbox>]) {
+    for (_, req) in state.resumes.drain(..) {
+        relay::send_resumed(inboxes, req, Outcome::unavailable(), Vec::new());
+    }
 }
 
 /// Tells the owner shards their channels are listened to (or that Redis is down, which does not

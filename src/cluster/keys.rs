@@ -13,6 +13,8 @@
 //! | `gateway:node:<id>:alive` | string  | node `<id>`, with a TTL    | `alive` or `draining`; gone = dead       |
 //! | `gateway:node:<id>:channels` | set  | node `<id>`                | channels where `<id>` has subscribers    |
 //! | `gateway:ch:<name>:members` | hash  | each node with subscribers | field `<node id>\n<user>` → `1`          |
+//! | `gateway:hist:s:<user>`   | stream  | any node sending to `<user>` | the user's kept messages: fields `s` (seq), `f` (frame) |
+//! | `gateway:hist:m:<user>`   | hash    | any node sending to `<user>` | the stream's `e` (epoch) and `s` (last seq) |
 //! | `gateway:node:<id>`       | channel | any node                   | messages for users held by node `<id>`   |
 //! | `gateway:ch:<name>`       | channel | any node                   | publications to channel `<name>` (sharded pub/sub when the server has it) |
 //!
@@ -56,6 +58,23 @@ pub fn channel(name: &str) -> String {
 
 /// Suffix of a node's set of channels with members.
 pub const CHANNELS_SUFFIX: &str = ":channels";
+
+/// Prefix of a user's history stream.
+pub const HISTORY_STREAM_PREFIX: &str = "gateway:hist:s:";
+
+/// Prefix of a user's history metadata (epoch, last seq).
+pub const HISTORY_META_PREFIX: &str = "gateway:hist:m:";
+
+/// `gateway:hist:s:<user>`: the stream of `user`'s kept messages. Stream and metadata have different
+/// prefixes rather than suffixes, so no user name (`:` included) makes one the other's key.
+pub fn history_stream(user: &str) -> String {
+    concat(HISTORY_STREAM_PREFIX, user, "")
+}
+
+/// `gateway:hist:m:<user>`: the epoch and last seq of `user`'s stream.
+pub fn history_meta(user: &str) -> String {
+    concat(HISTORY_META_PREFIX, user, "")
+}
 
 /// Suffix of a channel's member hash.
 pub const MEMBERS_SUFFIX: &str = ":members";
@@ -105,6 +124,9 @@ mod tests {
         assert_eq!(member_field("gw-1", "amy"), "gw-1\namy");
         assert_eq!(parse_member_field("gw-1\na:b"), Some(("gw-1", "a:b")));
         assert_eq!(parse_member_field("nofield"), None);
+        assert_eq!(history_stream("amy"), "gateway:hist:s:amy");
+        assert_eq!(history_meta("amy"), "gateway:hist:m:amy");
+        assert_ne!(history_stream("a:m"), history_meta("a"));
     }
 
     #[test]

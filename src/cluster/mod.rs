@@ -12,7 +12,9 @@
 //! - **presence** ([`presence`]): per user, the holding nodes with connection counts and the time of
 //!   each node's last write, fenced against late writes and expiring with a TTL;
 //! - **the node registry** ([`registry`]): per node, a description and an alive key with a short TTL;
-//! - **pub/sub channels** per node and per gateway channel (used by the bridge, later).
+//! - **history** ([`history`]): per user, the kept messages (a stream bounded by count and age) with
+//!   the stream's epoch and last seq, for resume;
+//! - **pub/sub channels** per node and per gateway channel (used by the bridge).
 //!
 //! Connections, subscriptions, sessions and messages stay in the shards: Redis holds what another node
 //! must read, never what only the holding node needs, so losing Redis costs cross-node features, not
@@ -22,6 +24,7 @@
 //! shards: it runs on the bridge thread's runtime, and the shards reach it only through that thread's
 //! inboxes. Errors are the `redis` crate's; the caller decides whether to retry, report or degrade.
 
+pub mod history;
 pub mod keys;
 pub mod members;
 pub mod presence;

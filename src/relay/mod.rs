@@ -17,7 +17,7 @@
 //! arrived. When Redis cannot be reached the answer says `unavailable` with the local count, at once.
 
 pub mod envelope;
-mod outgoing;
+pub(crate) mod outgoing;
 pub mod subscriber;
 
 use std::{
@@ -33,6 +33,7 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use shards::{
     control,
+    history::{Outcome, ResumeRequest, frame_seq},
     ids::owner_of,
     inbox::Inbox,
     messages::{Ack, Origin, ShardMsg},
@@ -41,7 +42,7 @@ use shards::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::cluster::{keys, presence::live_fields};
+use crate::cluster::{history::HistoryStore, keys, presence::live_fields};
 use envelope::Envelope;
 use outgoing::Outgoing;
 use subscriber::{Push, classify};
@@ -115,6 +116,8 @@ pub struct Relay {
     out: mpsc::UnboundedSender<Outgoing>,
     /// The receiving end of `out`, taken by [`serve`].
     out_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
+    /// Message history in Redis.
+    history: Arc<HistoryStore>,
 }
 
 impl Relay {
@@ -125,6 +128,7 @@ impl Relay {
         presence_ttl: Duration,
         sharded: bool,
         inboxes: Arc<[Arc<Inbox>]>,
+        history: Arc<HistoryStore>,
     ) -> Arc<Self> {
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let (out, out_rx) = mpsc::unbounded_channel();
@@ -140,7 +144,51 @@ impl Relay {
             acks_rx: Mutex::new(Some(acks_rx)),
             out,
             out_rx: Mutex::new(Some(out_rx)),
+            history,
         })
+    }
+
+    /// Numbers and keeps a direct message in `to`'s stream, then delivers it to every node holding `to`
+    /// (this one included) and answers `origin`. In order with forwards and publishes.
+    pub fn sequence(&self, to: Arc<str>, frame: Bytes, origin: Origin) {
+        self.hand_over(Outgoing::Seq {
+            to,
+            frame,
+            seq: 0,
+            origin,
+        });
+    }
+
+    /// Reads the streams of resuming connections (one round trip) and answers each connection's shard.
+    /// Called once this node's presence for their users is written, so that every message numbered
+    /// after the read reaches them live.
+    pub fn resume(self: &Arc<Self>, reqs: Vec<(Arc<str>, ResumeRequest)>) {
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let positions: Vec<(Arc<str>, shards::history::Position)> = reqs
+                .iter()
+                .map(|(user, req)| (user.clone(), req.from.clone()))
+                .collect();
+            let mut conn = relay.conn.clone();
+            let read = tokio::time::timeout(
+                RELAY_TIMEOUT,
+                relay.history.resume_many(&mut conn, &positions),
+            )
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("history read timed out").into()));
+            let answers = match read {
+                Ok(answers) => answers,
+                Err(e) => {
+                    warn!(error = %e, resumes = reqs.len(), "history read failed");
+                    reqs.iter()
+                        .map(|_| (Outcome::unavailable(), Vec::new()))
+                        .collect()
+                }
+            };
+            for ((_, req), (outcome, frames)) in reqs.into_iter().zip(answers) {
+                send_resumed(&relay.inboxes, req, outcome, frames);
+            }
+        });
     }
 
     /// Forwards a direct message delivered to `local` connections here; answers `origin` with the total.
@@ -290,6 +338,7 @@ impl Relay {
                     frame: Bytes::copy_from_slice(frame),
                     reply: Origin::External(self.answer_to(origin, corr)),
                     local_only: true,
+                    seq: frame_seq(frame),
                 };
                 if self.inboxes[owner].send(msg).is_err() {
                     warn!("owner shard inbox full; dropping a cross-node message");
@@ -363,6 +412,23 @@ impl Relay {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Answers a resuming connection's shard.
+pub fn send_resumed(
+    inboxes: &[Arc<Inbox>],
+    req: ResumeRequest,
+    outcome: Outcome,
+    frames: Vec<Bytes>,
+) {
+    let msg = ShardMsg::Resumed {
+        conn: req.conn,
+        outcome,
+        frames,
+    };
+    if inboxes.get(req.shard).is_none_or(|i| i.send(msg).is_err()) {
+        warn!("shard inbox full; a resume answer is lost and the connection waits for its ready");
     }
 }
 

@@ -8,20 +8,30 @@
 //! `HGETALL presence:<user>` per user), and publishes every envelope in one pipeline, in queue order;
 //! Redis delivers a connection's publishes in order, and each receiving node injects them into its owner
 //! shard in that order. The answers are then awaited off this task, in the same order.
+//!
+//! With history on, a direct message is numbered in the same first round trip: the append script
+//! (`cluster::history`) replaces the presence lookup for it and returns the presence hash itself; the
+//! numbered frame is then published to the other holders and handed to this node's owner shard.
 
 use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use shards::{
+    history::sequenced,
+    ids::owner_of,
     inbox::Inbox,
-    messages::{Ack, Origin},
+    messages::{Ack, Origin, ShardMsg},
     route::answer_from_outside,
 };
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{Relay, degraded_ack, degraded_publish_ack, envelope};
-use crate::cluster::{keys, presence::live_fields};
+use crate::cluster::{
+    history::{Appended, HistoryStore},
+    keys,
+    presence::live_fields,
+};
 
 /// A presence hash's fields: node id → `"<count>:<ts_ms>"`.
 type PresenceHash = Vec<(String, String)>;
@@ -29,8 +39,18 @@ type PresenceHash = Vec<(String, String)>;
 /// Most messages sent in one pipeline.
 const BATCH: usize = 512;
 
-/// A message for the other nodes, already delivered to `local` connections of this node.
+/// A message for the other nodes, already delivered to `local` connections of this node (`Seq`: not
+/// yet delivered anywhere).
 pub(super) enum Outgoing {
+    /// A direct message to `to` with history on: numbered and kept in Redis, then delivered to every
+    /// holding node, this one included.
+    Seq {
+        to: Arc<str>,
+        frame: Bytes,
+        /// Set once numbered.
+        seq: u64,
+        origin: Origin,
+    },
     /// A direct message to `to`.
     Dm {
         to: Arc<str>,
@@ -51,10 +71,46 @@ impl Outgoing {
     /// Answers the origin without the other nodes (Redis failed).
     pub(super) fn answer_degraded(self, inboxes: &[Arc<Inbox>]) {
         let (ack, origin) = match self {
+            Outgoing::Seq {
+                to, frame, origin, ..
+            } => {
+                return deliver_unnumbered(to, frame, origin, inboxes);
+            }
             Outgoing::Dm { local, origin, .. } => (degraded_ack(local), origin),
             Outgoing::Pub { local, origin, .. } => (degraded_publish_ack(local), origin),
         };
         answer_from_outside(origin, ack, inboxes);
+    }
+}
+
+/// Delivers a direct message to this node's connections of `to`, unnumbered (its history could not be
+/// written), and answers `origin` as a send without the other nodes: `delivered` with this node's
+/// count, or `unavailable`.
+pub(crate) fn deliver_unnumbered(
+    to: Arc<str>,
+    frame: Bytes,
+    origin: Origin,
+    inboxes: &[Arc<Inbox>],
+) {
+    let Some(inbox) = inboxes.get(owner_of(&to, inboxes.len().max(1))) else {
+        return answer_from_outside(origin, degraded_ack(0), inboxes);
+    };
+    let answer_inboxes: Arc<[Arc<Inbox>]> = inboxes.into();
+    let reply = Origin::External(Box::new(move |ack: Ack| {
+        answer_from_outside(origin, degraded_ack(ack.conns), &answer_inboxes)
+    }));
+    let msg = ShardMsg::RouteUser {
+        to,
+        frame,
+        reply,
+        local_only: true,
+        seq: 0,
+    };
+    if let Err(msg) = inbox.send(msg) {
+        warn!("owner shard inbox full; an unnumbered message is dropped");
+        if let ShardMsg::RouteUser { reply, .. } = msg {
+            answer_from_outside(reply, degraded_ack(0), &[]);
+        }
     }
 }
 
@@ -87,30 +143,64 @@ pub(super) async fn run(relay: Arc<Relay>, mut rx: mpsc::UnboundedReceiver<Outgo
     }
 }
 
-/// Looks up the recipients and publishes every message of `items`, in order.
+/// What the first round trip learned: the holders of each plain direct message's recipient, and the
+/// numbering of each direct message with history, in queue order.
+struct Looked {
+    holders: HashMap<Arc<str>, Vec<String>>,
+    appended: std::vec::IntoIter<Appended>,
+}
+
+/// Numbers (history) or looks up (no history) every direct message of `items`, then publishes every
+/// message in order; numbered messages are then delivered to this node's connections too.
 async fn send(
-    relay: &Relay,
-    items: Vec<Outgoing>,
+    relay: &Arc<Relay>,
+    mut items: Vec<Outgoing>,
 ) -> Result<Vec<Sent>, (redis::RedisError, Vec<Outgoing>)> {
-    let users: Vec<Arc<str>> = items
-        .iter()
-        .filter_map(|i| match i {
-            Outgoing::Dm { to, .. } => Some(to.clone()),
-            Outgoing::Pub { .. } => None,
-        })
-        .collect();
-    let holders = match lookup(relay, users).await {
-        Ok(h) => h,
+    let mut users = Vec::new();
+    let mut numbered = Vec::new();
+    for item in &items {
+        match item {
+            Outgoing::Dm { to, .. } => users.push(to.clone()),
+            Outgoing::Seq { to, frame, .. } => numbered.push((to.clone(), frame.clone())),
+            Outgoing::Pub { .. } => {}
+        }
+    }
+    let mut looked = match look_up(relay, users, numbered).await {
+        Ok(l) => l,
         Err(e) => return Err((e, items)),
     };
     let mut pipe = redis::pipe();
     let mut sent = Vec::with_capacity(items.len());
     // Per message: how many publishes it added to the pipeline.
     let mut publishes = Vec::with_capacity(items.len());
-    for item in items {
-        let (corr, count) = match &item {
+    for mut item in items.drain(..) {
+        let (corr, count) = match &mut item {
+            Outgoing::Seq { to, frame, seq, .. } => {
+                let Some(a) = looked.appended.next() else {
+                    continue;
+                };
+                *frame = sequenced(frame, a.seq, &a.epoch);
+                *seq = a.seq;
+                let cutoff = a
+                    .now_ms
+                    .saturating_sub(relay.presence_ttl.as_millis() as u64);
+                let nodes: Vec<String> = live_fields(a.presence, cutoff)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| *n != relay.node_id)
+                    .collect();
+                // Always a correlation: this node's own delivery answers it too.
+                let corr = relay.expect();
+                let env = envelope::dm(corr, &relay.node_id, to, frame);
+                for node in &nodes {
+                    pipe.cmd("PUBLISH")
+                        .arg(keys::node_channel(node))
+                        .arg(&env[..]);
+                }
+                (Some(corr), nodes.len())
+            }
             Outgoing::Dm { to, frame, .. } => {
-                let nodes = &holders[to];
+                let nodes = &looked.holders[&**to];
                 if nodes.is_empty() {
                     (None, 0)
                 } else {
@@ -167,58 +257,103 @@ async fn send(
         s.expected = match s.item {
             // A holding node nobody listens for (dead, not expired yet) will never answer.
             Outgoing::Dm { .. } => replies.iter().filter(|&&r| r > 0).count(),
+            // The other nodes as above, and this node's owner shard.
+            Outgoing::Seq { .. } => replies.iter().filter(|&&r| r > 0).count() + 1,
             // Every node listening to the topic answers, this one included (with 0).
             Outgoing::Pub { .. } => replies.iter().map(|&r| r.max(0) as usize).sum(),
         };
-        match s.item {
-            Outgoing::Dm { .. } => {
+        match &s.item {
+            Outgoing::Dm { .. } | Outgoing::Seq { .. } => {
                 metrics::counter!("gateway_cluster_messages_out_total").increment(count as u64)
             }
             Outgoing::Pub { .. } => {
                 metrics::counter!("gateway_cluster_publications_out_total").increment(1)
             }
         }
+        if let (Outgoing::Seq { to, frame, seq, .. }, Some(corr)) = (&s.item, s.corr) {
+            deliver_here(relay, to.clone(), frame.clone(), *seq, corr);
+        }
     }
     Ok(sent)
 }
 
-/// The other live nodes holding each of `users` (one round trip; none for no users).
-async fn lookup(
+/// A numbered message for this node's connections of `to`, through its owner shard; the owner's count
+/// answers `corr` like another node's ack.
+fn deliver_here(relay: &Arc<Relay>, to: Arc<str>, frame: Bytes, seq: u64, corr: u64) {
+    let owner = owner_of(&to, relay.inboxes.len());
+    let answering = relay.clone();
+    let msg = ShardMsg::RouteUser {
+        to,
+        frame,
+        reply: Origin::External(Box::new(move |ack: Ack| {
+            answering.answered(corr, ack.conns)
+        })),
+        local_only: true,
+        seq,
+    };
+    if relay.inboxes[owner].send(msg).is_err() {
+        warn!("owner shard inbox full; a numbered message waits in history for resume");
+        relay.answered(corr, 0);
+    }
+}
+
+/// The first round trip of a batch: `TIME` and the presence of every plain direct message's
+/// recipient, and the append script for every direct message with history (in queue order).
+async fn look_up(
     relay: &Relay,
     mut users: Vec<Arc<str>>,
-) -> redis::RedisResult<HashMap<Arc<str>, Vec<String>>> {
+    numbered: Vec<(Arc<str>, Bytes)>,
+) -> redis::RedisResult<Looked> {
     users.sort_unstable();
     users.dedup();
-    if users.is_empty() {
-        return Ok(HashMap::new());
+    if users.is_empty() && numbered.is_empty() {
+        return Ok(Looked {
+            holders: HashMap::new(),
+            appended: Vec::new().into_iter(),
+        });
     }
-    let mut pipe = redis::pipe();
-    pipe.cmd("TIME");
-    for user in &users {
-        pipe.cmd("HGETALL").arg(keys::presence(user));
+    let mut replies: redis::RedisResult<Vec<redis::Value>> =
+        Err(redis::RedisError::from(std::io::Error::other("not sent")));
+    for _ in 0..2 {
+        let mut pipe = redis::pipe();
+        if !numbered.is_empty() {
+            relay.history.prepare(&mut pipe);
+        }
+        pipe.cmd("TIME");
+        for user in &users {
+            pipe.cmd("HGETALL").arg(keys::presence(user));
+        }
+        for (to, frame) in &numbered {
+            relay.history.append(&mut pipe, to, frame);
+        }
+        let mut conn = relay.conn.clone();
+        replies = pipe.query_async(&mut conn).await;
+        if numbered.is_empty() || !relay.history.after(&replies) {
+            break;
+        }
     }
-    let mut conn = relay.conn.clone();
-    let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-    let hashes: Vec<PresenceHash> = replies
-        .split_off(1)
-        .into_iter()
-        .map(redis::from_redis_value)
-        .collect::<Result<_, _>>()?;
-    let time: (u64, u64) = redis::from_redis_value(replies.pop().unwrap_or(redis::Value::Nil))?;
+    let mut replies = replies?.into_iter();
+    let time: (u64, u64) = redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
     let now = time.0 * 1000 + time.1 / 1000;
     let cutoff = now.saturating_sub(relay.presence_ttl.as_millis() as u64);
-    Ok(users
-        .into_iter()
-        .zip(hashes)
-        .map(|(user, fields)| {
-            let nodes = live_fields(fields, cutoff)
-                .into_iter()
-                .map(|(n, _)| n)
-                .filter(|n| *n != relay.node_id)
-                .collect();
-            (user, nodes)
-        })
-        .collect())
+    let mut holders = HashMap::with_capacity(users.len());
+    for user in users {
+        let fields: PresenceHash =
+            redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
+        let nodes = live_fields(fields, cutoff)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| *n != relay.node_id)
+            .collect();
+        holders.insert(user, nodes);
+    }
+    let appended = replies
+        .map(HistoryStore::parse_append)
+        .collect::<redis::RedisResult<Vec<_>>>()?;
+    Ok(Looked {
+        holders,
+        appended: appended.into_iter(),
+    })
 }
 
 /// Waits for each message's answers, in order, and answers its origin. A node that does not answer
@@ -231,6 +366,17 @@ async fn answer(relay: &Relay, sent: Vec<Sent>) {
             None => (0, true),
         };
         let (ack, origin) = match s.item {
+            // Kept in history whatever happens: `stored` when no connection got it.
+            Outgoing::Seq { origin, .. } => {
+                let status = if remote > 0 { "delivered" } else { "stored" };
+                (
+                    Ack {
+                        status,
+                        conns: remote,
+                    },
+                    origin,
+                )
+            }
             Outgoing::Dm { local, origin, .. } => {
                 let total = local + remote;
                 let status = if total > 0 || s.expected > 0 {

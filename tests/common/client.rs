@@ -42,6 +42,34 @@ pub struct Client {
     timeout: Duration,
     /// The reason text of the Close frame received, once one was.
     pub close_reason: Option<String>,
+    /// Check and remove `seq`/`epoch` of direct messages before returning them (the default), so tests
+    /// about routing compare frames without them; resume tests keep them.
+    strip_seq: bool,
+}
+
+/// Checks that a direct `message` frame carries a well-formed `seq` and `epoch`, and removes both.
+fn strip_seq(v: &mut Value) {
+    let Some(obj) = v.as_object_mut() else {
+        return;
+    };
+    if obj.get("op").and_then(Value::as_str) != Some("message") || obj.contains_key("channel") {
+        return;
+    }
+    let seq = obj.remove("seq");
+    let epoch = obj.remove("epoch");
+    if let Some(seq) = seq {
+        assert!(
+            seq.as_u64().is_some_and(|s| s >= 1),
+            "seq must be a positive integer: {seq}"
+        );
+        let epoch = epoch.expect("a message with seq has an epoch");
+        assert!(
+            epoch
+                .as_str()
+                .is_some_and(|e| e.len() == 16 && e.bytes().all(|b| b.is_ascii_hexdigit())),
+            "epoch must be 16 hex digits: {epoch}"
+        );
+    }
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -99,10 +127,16 @@ impl Client {
                 pings_seen: 0,
                 timeout,
                 close_reason: None,
+                strip_seq: true,
             }),
             Err(HandshakeError::Interrupted(_)) => Err("handshake timed out".to_string()),
             Err(HandshakeError::Failure(e)) => Err(format!("handshake failed: {}", describe(&e))),
         }
+    }
+
+    /// Returns direct messages with their `seq` and `epoch` (by default they are checked and removed).
+    pub fn keep_seq(&mut self) {
+        self.strip_seq = false;
     }
 
     /// Changes the read timeout of the underlying socket.
@@ -137,9 +171,12 @@ impl Client {
         loop {
             match self.ws.read() {
                 Ok(Message::Text(t)) => {
-                    return serde_json::from_str(t.as_str())
-                        .map(Incoming::Json)
-                        .map_err(|e| format!("text frame is not JSON ({e}): {:?}", t.as_str()));
+                    let mut v: Value = serde_json::from_str(t.as_str())
+                        .map_err(|e| format!("text frame is not JSON ({e}): {:?}", t.as_str()))?;
+                    if self.strip_seq {
+                        strip_seq(&mut v);
+                    }
+                    return Ok(Incoming::Json(v));
                 }
                 Ok(Message::Binary(b)) => {
                     return serde_json::from_slice(&b)

@@ -48,7 +48,9 @@ pub async fn probe(ws: &mut Ws, to: &str) -> Result<(), Failure> {
             loop {
                 match stream::reply(&net::recv(ws).await?) {
                     Reply::Done => return Ok(()),
-                    Reply::Failed(kind) if kind == "offline" || kind == "unavailable" => {
+                    Reply::Failed(kind)
+                        if kind == "offline" || kind == "stored" || kind == "unavailable" =>
+                    {
                         last = kind;
                         break;
                     }

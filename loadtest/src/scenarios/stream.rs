@@ -65,6 +65,8 @@ pub enum Reply {
 fn ack_failure(status: AckStatus) -> Option<&'static str> {
     match status {
         AckStatus::Offline => Some("offline"),
+        // Kept for a resume, not delivered: the receiver was not connected.
+        AckStatus::Stored => Some("stored"),
         // Cluster mode with Redis unreachable: the other nodes could not be asked.
         AckStatus::Unavailable => Some("unavailable"),
         AckStatus::Delivered

@@ -138,8 +138,10 @@ pub fn ping(id: Option<&str>) -> String {
 pub enum AckStatus {
     /// `send` reached at least one connection.
     Delivered,
-    /// `send` found no connection of the user.
+    /// `send` found no connection of the user; history is off, so nothing was kept.
     Offline,
+    /// `send` found no connection of the user; the message is kept for its next resume.
+    Stored,
     /// `subscribe` done.
     Subscribed,
     /// `unsubscribe` done.
@@ -156,6 +158,7 @@ impl AckStatus {
         Some(match s {
             "delivered" => AckStatus::Delivered,
             "offline" => AckStatus::Offline,
+            "stored" => AckStatus::Stored,
             "subscribed" => AckStatus::Subscribed,
             "unsubscribed" => AckStatus::Unsubscribed,
             "published" => AckStatus::Published,
@@ -212,6 +215,10 @@ pub enum ServerFrame<'a> {
         from: Cow<'a, str>,
         /// The channel, for a published message.
         channel: Option<Cow<'a, str>>,
+        /// The message's number in the recipient's stream (direct messages with history on).
+        seq: Option<u64>,
+        /// The stream's epoch, with `seq`.
+        epoch: Option<Cow<'a, str>>,
         /// The sender's `data`.
         data: BorrowedValue<'a>,
     },
@@ -337,6 +344,8 @@ impl<'a> ServerFrame<'a> {
             "message" => ServerFrame::Message {
                 from: f.str("from")?,
                 channel: f.opt_str("channel")?,
+                seq: f.opt_u64("seq")?,
+                epoch: f.opt_str("epoch")?,
                 data: f.value("data")?,
             },
             "presence" => presence(f)?,
@@ -506,6 +515,7 @@ mod tests {
                 from,
                 channel,
                 data,
+                ..
             } => {
                 assert_eq!((&*from, channel.as_deref()), ("alice", Some("room:1")));
                 assert_eq!(data[0].as_u64(), Some(7));
@@ -516,8 +526,20 @@ mod tests {
         let mut b = payload(&encode::direct_message("bob", &data));
         assert!(matches!(
             ServerFrame::parse(&mut b).unwrap(),
-            ServerFrame::Message { channel: None, .. }
+            ServerFrame::Message {
+                channel: None,
+                seq: None,
+                ..
+            }
         ));
+        let numbered = crate::history::sequenced(&encode::direct_message("bob", &data), 9, "ab12");
+        let mut b = payload(&numbered);
+        match ServerFrame::parse(&mut b).unwrap() {
+            ServerFrame::Message { seq, epoch, .. } => {
+                assert_eq!((seq, epoch.as_deref()), (Some(9), Some("ab12")))
+            }
+            f => panic!("{f:?}"),
+        }
     }
 
     #[test]

@@ -102,6 +102,42 @@ pub fn ready(
     finish(b)
 }
 
+/// The identify reply to a resume: `ready` plus `resumed`, the stream position the client is at once
+/// it has read the replay (`epoch`, `seq`), the number of messages `replayed`, and on `resumed:false`
+/// the `reason`.
+pub fn ready_resumed(
+    id: Option<&str>,
+    user: &str,
+    session: &str,
+    node: &str,
+    shard: usize,
+    heartbeat_ms: u64,
+    outcome: &crate::history::Outcome,
+) -> Bytes {
+    let mut b = start("ready", id, user.len() + session.len() + node.len() + 160);
+    let p = b.payload();
+    field_str(p, "user", user);
+    field_str(p, "session", session);
+    field_str(p, "node", node);
+    field_num(p, "shard", shard as u64);
+    field_num(p, "heartbeat_ms", heartbeat_ms);
+    p.extend_from_slice(if outcome.gap.is_none() {
+        b",\"resumed\":true"
+    } else {
+        b",\"resumed\":false"
+    });
+    if let Some(gap) = outcome.gap {
+        field_str(p, "reason", gap.as_str());
+    }
+    match &outcome.epoch {
+        Some(epoch) => field_str(p, "epoch", epoch),
+        None => p.extend_from_slice(b",\"epoch\":null"),
+    }
+    field_num(p, "seq", outcome.seq);
+    field_num(p, "replayed", outcome.replayed);
+    finish(b)
+}
+
 /// An ack; `conns` is present for send and publish.
 pub fn ack(id: Option<&str>, status: &str, conns: Option<u64>) -> Bytes {
     let mut b = start("ack", id, 40);

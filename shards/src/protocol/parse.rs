@@ -18,6 +18,8 @@ pub enum Request<'a> {
     Identify {
         user: Option<&'a str>,
         token: Option<&'a str>,
+        /// Resume the user's stream from this position (replay what was missed).
+        resume: Option<ResumeFrom<'a>>,
     },
     /// A direct message to every connection of `to`.
     Send {
@@ -40,6 +42,20 @@ pub enum Request<'a> {
     /// Application-level ping.
     Ping,
 }
+
+/// `identify`'s `resume`: the position the client last reached in its user's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeFrom<'a> {
+    /// The `session` of the connection being resumed (informational: logged).
+    pub session: Option<&'a str>,
+    /// The stream's epoch the client saw; `None` only with `seq` 0 (it has received nothing).
+    pub epoch: Option<&'a str>,
+    /// The last `seq` the client received.
+    pub seq: u64,
+}
+
+/// Longest `epoch` or `session` accepted in `resume`.
+pub const MAX_RESUME_TOKEN_BYTES: usize = 64;
 
 impl Request<'_> {
     /// True for the ops allowed before identify (identify itself: nothing else is accepted).
@@ -106,6 +122,7 @@ impl<'a> Request<'a> {
             "identify" => Request::Identify {
                 user: obj.get("user").and_then(|v| v.as_str()),
                 token: obj.get("token").and_then(|v| v.as_str()),
+                resume: resume(obj.get("resume")).map_err(|msg| err(ErrorCode::BadRequest, msg))?,
             },
             "send" => Request::Send {
                 to: name("to", "\"to\" must be a user name")?,
@@ -168,6 +185,44 @@ fn presence<'a>(
             "presence needs \"users\" or \"channel\"",
         )),
     }
+}
+
+/// Reads `resume` (absent or `null`: none).
+fn resume<'a>(
+    value: Option<&'a BorrowedValue<'a>>,
+) -> Result<Option<ResumeFrom<'a>>, &'static str> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    let obj = value.as_object().ok_or("\"resume\" must be an object")?;
+    let token = |field: &str| -> Result<Option<&'a str>, &'static str> {
+        match obj.get(field) {
+            None => Ok(None),
+            Some(v) if v.is_null() => Ok(None),
+            Some(v) => match v.as_str() {
+                Some(s) if !s.is_empty() && s.len() <= MAX_RESUME_TOKEN_BYTES => Ok(Some(s)),
+                _ => Err("\"resume\": \"epoch\" and \"session\" must be strings of 1 to 64 bytes"),
+            },
+        }
+    };
+    let seq = match obj.get("seq") {
+        None => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or("\"resume\": \"seq\" must be a non-negative integer")?,
+    };
+    let epoch = token("epoch")?;
+    if epoch.is_none() && seq > 0 {
+        return Err("\"resume\": a \"seq\" needs its \"epoch\"");
+    }
+    Ok(Some(ResumeFrom {
+        session: token("session")?,
+        epoch,
+        seq,
+    }))
 }
 
 /// The rule for user and channel names: 1..=128 bytes, no control characters.
@@ -283,6 +338,45 @@ mod tests {
             req(r#"{"op":"presence"}"#).unwrap_err().1,
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn identify_takes_a_resume_position() {
+        let r =
+            req(r#"{"op":"identify","user":"a","resume":{"session":"s1","epoch":"e1","seq":7}}"#)
+                .unwrap()
+                .1;
+        assert!(
+            r.contains("session: Some(\"s1\")")
+                && r.contains("epoch: Some(\"e1\")")
+                && r.contains("seq: 7"),
+            "{r}"
+        );
+        let r = req(r#"{"op":"identify","user":"a","resume":{}}"#)
+            .unwrap()
+            .1;
+        assert!(r.contains("seq: 0"), "{r}");
+        assert!(
+            req(r#"{"op":"identify","user":"a","resume":null}"#)
+                .unwrap()
+                .1
+                .contains("resume: None")
+        );
+        for bad in [
+            r#"{"op":"identify","user":"a","resume":1}"#,
+            r#"{"op":"identify","user":"a","resume":{"epoch":"e","seq":-1}}"#,
+            r#"{"op":"identify","user":"a","resume":{"epoch":"e","seq":1.5}}"#,
+            r#"{"op":"identify","user":"a","resume":{"epoch":7,"seq":1}}"#,
+            r#"{"op":"identify","user":"a","resume":{"epoch":"","seq":1}}"#,
+            r#"{"op":"identify","user":"a","resume":{"seq":3}}"#,
+        ] {
+            assert_eq!(req(bad).unwrap_err().1, ErrorCode::BadRequest, "{bad}");
+        }
+        let long = format!(
+            r#"{{"op":"identify","user":"a","resume":{{"epoch":"{}","seq":1}}}}"#,
+            "e".repeat(65)
+        );
+        assert_eq!(req(&long).unwrap_err().1, ErrorCode::BadRequest);
     }
 
     #[test]

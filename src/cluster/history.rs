@@ -1,0 +1,192 @@
+//! Per-user message history in Redis: the cluster-wide form of `shards::history`.
+//!
+//! A user's messages may be sent from any node and received on any node, so numbering them needs one
+//! place every node agrees on: Redis. Each direct message goes through one Lua script
+//! (`history_append.lua`) that, atomically, takes the next `seq` of the user's stream (creating the
+//! stream with a new epoch when there is none), appends the frame to a Redis stream trimmed to
+//! `max_messages` entries (`MAXLEN`) and to `max_age` (`MINID` on the time-based entry ids), and returns
+//! the user's presence hash: the same round trip numbers, keeps and routes the message, so history
+//! costs no extra round trip per message. A resume reads the stream with `history_read.lua`.
+//!
+//! The metadata (epoch, last seq) lives [`META_TTL`] after the last message and the entries `max_age`,
+//! as in the embedded ring. When Redis loses the keys (a restart without persistence, a flush, an
+//! eviction) the next message starts a new epoch, and a client resuming from the old one is told
+//! `epoch_changed`: loss is reported, never silent.
+//!
+//! Scripts travel by SHA; a batch answered NOSCRIPT is sent again with `SCRIPT LOAD` in front (both
+//! scripts are safe to run twice only in the sense that matters: a retried append is a new message,
+//! so the retry happens only for NOSCRIPT, which Redis answers without running anything).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use bytes::Bytes;
+use redis::{ErrorKind, RedisResult, Script, ServerErrorKind, Value, aio::ConnectionManager};
+use shards::history::{HistoryConfig, META_TTL, Outcome, Position, new_epoch, sequenced};
+
+use super::keys;
+
+const APPEND: &str = include_str!("history_append.lua");
+const READ: &str = include_str!("history_read.lua");
+
+/// A message numbered and kept by the append script.
+#[derive(Debug)]
+pub struct Appended {
+    /// The stream's epoch.
+    pub epoch: Arc<str>,
+    /// The message's number.
+    pub seq: u64,
+    /// Redis time of the append, ms.
+    pub now_ms: u64,
+    /// The user's presence hash: node id → `"<count>:<ts_ms>"`.
+    pub presence: Vec<(String, String)>,
+}
+
+/// The history scripts and limits of one node.
+pub struct HistoryStore {
+    config: HistoryConfig,
+    append: Script,
+    read: Script,
+    /// Whether Redis is believed to hold both scripts.
+    loaded: AtomicBool,
+}
+
+impl HistoryStore {
+    /// A store with these limits.
+    pub fn new(config: HistoryConfig) -> Self {
+        HistoryStore {
+            config,
+            append: Script::new(APPEND),
+            read: Script::new(READ),
+            loaded: AtomicBool::new(false),
+        }
+    }
+
+    /// The limits.
+    pub fn config(&self) -> HistoryConfig {
+        self.config
+    }
+
+    /// Puts `SCRIPT LOAD` of both scripts in front of `pipe` when Redis may not hold them.
+    pub fn prepare(&self, pipe: &mut redis::Pipeline) {
+        if !self.loaded.load(Ordering::Acquire) {
+            pipe.load_script(&self.append).ignore();
+            pipe.load_script(&self.read).ignore();
+        }
+    }
+
+    /// Records the outcome of a pipeline that [`prepare`](Self::prepare)d: loaded after success,
+    /// not loaded after NOSCRIPT. Returns true when the pipeline should be sent again.
+    pub fn after(&self, result: &RedisResult<impl Sized>) -> bool {
+        match result {
+            Ok(_) => {
+                self.loaded.store(true, Ordering::Release);
+                false
+            }
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.loaded.store(false, Ordering::Release);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Adds the append of `frame` to `user`'s stream to `pipe` (one reply, see [`parse_append`]).
+    pub fn append(&self, pipe: &mut redis::Pipeline, user: &str, frame: &[u8]) {
+        let mut call = self.append.key(keys::history_meta(user));
+        call.key(keys::history_stream(user))
+            .key(keys::presence(user))
+            .arg(frame)
+            .arg(self.config.max_messages)
+            .arg(self.age_ms())
+            .arg(&*new_epoch())
+            .arg(META_TTL.as_millis() as u64);
+        pipe.invoke_script(&call);
+    }
+
+    /// Reads the append script's reply.
+    pub fn parse_append(value: Value) -> RedisResult<Appended> {
+        let (epoch, seq, now_ms, presence): (String, u64, u64, Vec<(String, String)>) =
+            redis::from_redis_value(value)?;
+        Ok(Appended {
+            epoch: Arc::from(epoch),
+            seq,
+            now_ms,
+            presence,
+        })
+    }
+
+    /// Resumes each (user, position): the outcome and the frames to replay, in order. One round trip
+    /// (two after NOSCRIPT).
+    pub async fn resume_many(
+        &self,
+        conn: &mut ConnectionManager,
+        reqs: &[(Arc<str>, Position)],
+    ) -> RedisResult<Vec<(Outcome, Vec<Bytes>)>> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut replies: RedisResult<Vec<Value>> =
+            Err(redis::RedisError::from((ErrorKind::Client, "not sent")));
+        for _ in 0..2 {
+            let mut pipe = redis::pipe();
+            self.prepare(&mut pipe);
+            for (user, from) in reqs {
+                let mut call = self.read.key(keys::history_meta(user));
+                call.key(keys::history_stream(user))
+                    .arg(from.epoch.as_deref().unwrap_or(""))
+                    .arg(from.seq)
+                    .arg(self.age_ms())
+                    .arg(&*new_epoch())
+                    .arg(META_TTL.as_millis() as u64)
+                    .arg(self.config.max_messages);
+                pipe.invoke_script(&call);
+            }
+            replies = pipe.query_async(conn).await;
+            if !self.after(&replies) {
+                break;
+            }
+        }
+        replies?
+            .into_iter()
+            .zip(reqs)
+            .map(|(v, (_, from))| decode_read(v, from))
+            .collect()
+    }
+
+    fn age_ms(&self) -> u64 {
+        (self.config.max_age.as_millis() as u64).max(1)
+    }
+}
+
+/// One read script reply: the outcome for `from`, and the frames (numbered) oldest first.
+fn decode_read(value: Value, from: &Position) -> RedisResult<(Outcome, Vec<Bytes>)> {
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let (epoch, last, entries): (String, u64, Vec<Entry>) = redis::from_redis_value(value)?;
+    let epoch: Arc<str> = Arc::from(epoch);
+    let mut numbered: Vec<(u64, Vec<u8>)> = entries
+        .into_iter()
+        .filter_map(|(_, fields)| {
+            let mut seq = None;
+            let mut frame = None;
+            for (k, v) in fields {
+                match k.as_str() {
+                    "s" => seq = std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()),
+                    "f" => frame = Some(v),
+                    _ => {}
+                }
+            }
+            Some((seq?, frame?))
+        })
+        .collect();
+    numbered.sort_unstable_by_key(|(seq, _)| *seq);
+    let first_kept = numbered.first().map_or(last + 1, |(seq, _)| *seq);
+    let frames: Vec<Bytes> = numbered
+        .into_iter()
+        .map(|(seq, raw)| sequenced(&Bytes::from(raw), seq, &epoch))
+        .collect();
+    let outcome = Outcome::decide(from, &epoch, last, first_kept, frames.len() as u64);
+    Ok((outcome, frames))
+}
