@@ -36,6 +36,7 @@ fn decode(c: &mut Criterion) {
     let limits = DecodeLimits {
         max_frame_bytes: 65536,
         max_message_bytes: 65536,
+        max_fragments: 1024,
     };
     let one = client_frame(SEND);
     let batch: Vec<u8> = std::iter::repeat_n(one.as_slice(), 1000)

@@ -132,6 +132,8 @@ pub struct WebSocketSection {
     pub max_frame_bytes: usize,
     /// Largest reassembled message, in bytes; larger closes with 1009. Default 65536, minimum 125.
     pub max_message_bytes: usize,
+    /// Most frames in one fragmented message; more closes with 1009. Default 1024, minimum 1.
+    pub max_fragments: usize,
     /// Accepted `Origin` header values (exact match). Default empty: any Origin, or none, is accepted.
     pub allowed_origins: Vec<String>,
 }
@@ -148,6 +150,13 @@ pub struct LimitsSection {
     pub rate_limit_burst: u32,
     /// Channels one connection may be subscribed to at once. Default 256.
     pub max_subscriptions: usize,
+    /// Open connections one client address (IPv6: one /64) may hold on the node; past it the upgrade
+    /// completes and the server closes with 1013. Default 0: no limit (behind a load balancer every
+    /// connection comes from the balancer's address).
+    pub max_connections_per_ip: u32,
+    /// WebSocket pings one connection may send per second (counted per second); over it the server
+    /// closes with 1008. Pongs are not counted. Default 10; 0 disables the limit.
+    pub max_pings_per_sec: u32,
 }
 
 /// `[heartbeat]`: server pings and the idle timeout.
@@ -270,6 +279,7 @@ impl Default for WebSocketSection {
             max_header_bytes: 8192,
             max_frame_bytes: 65536,
             max_message_bytes: 65536,
+            max_fragments: 1024,
             allowed_origins: Vec::new(),
         }
     }
@@ -282,6 +292,8 @@ impl Default for LimitsSection {
             rate_limit_per_sec: 100,
             rate_limit_burst: 200,
             max_subscriptions: 256,
+            max_connections_per_ip: 0,
+            max_pings_per_sec: 10,
         }
     }
 }
@@ -587,6 +599,10 @@ impl Config {
                 format!("websocket.{key} ({value}) must be at least {MIN_PAYLOAD_BYTES}"),
             );
         }
+        check(
+            ws.max_fragments >= 1,
+            "websocket.max_fragments must be at least 1".into(),
+        );
         check(
             ws.allowed_origins.iter().all(|o| !o.trim().is_empty()),
             "websocket.allowed_origins must not contain an empty entry".into(),

@@ -203,11 +203,14 @@ fn shard_config(
     sc.allowed_origins = config.websocket.allowed_origins.clone();
     sc.max_frame_bytes = config.websocket.max_frame_bytes;
     sc.max_message_bytes = config.websocket.max_message_bytes;
+    sc.max_fragments = config.websocket.max_fragments;
     sc.outbound_queue_bytes = config.limits.outbound_queue_bytes;
     sc.rate_limit_per_sec = config.limits.rate_limit_per_sec;
     sc.rate_limit_burst = config.limits.rate_limit_burst;
     sc.max_subscriptions = config.limits.max_subscriptions;
     sc.history = config.history.to_shards();
+    sc.max_connections_per_ip = config.limits.max_connections_per_ip;
+    sc.max_pings_per_sec = config.limits.max_pings_per_sec;
     sc.heartbeat_interval = config.heartbeat.interval();
     sc.heartbeat_timeout = config.heartbeat.timeout();
     sc.auth_timeout = config.auth.timeout();

@@ -41,6 +41,8 @@ pub struct ShardConfig {
     pub max_frame_bytes: usize,
     /// Largest message (close 1009 beyond).
     pub max_message_bytes: usize,
+    /// Most frames in one fragmented message (close 1009 beyond).
+    pub max_fragments: usize,
     /// Bound on bytes queued towards one client (close 4008 beyond).
     pub outbound_queue_bytes: usize,
     /// Messages per second per connection; 0: no limit.
@@ -49,6 +51,10 @@ pub struct ShardConfig {
     pub rate_limit_burst: u32,
     /// Channels one connection may subscribe to.
     pub max_subscriptions: usize,
+    /// Open connections one client address may hold across the node (1013 beyond); 0: no limit.
+    pub max_connections_per_ip: u32,
+    /// WebSocket pings per second one connection may send (close 1008 beyond); 0: no limit.
+    pub max_pings_per_sec: u32,
     /// Interval of server pings.
     pub heartbeat_interval: Duration,
     /// Silence after which a connection is closed with 4009.
@@ -81,10 +87,13 @@ impl ShardConfig {
             allowed_origins: Vec::new(),
             max_frame_bytes: 64 * 1024,
             max_message_bytes: 64 * 1024,
+            max_fragments: 1024,
             outbound_queue_bytes: 1024 * 1024,
             rate_limit_per_sec: 100,
             rate_limit_burst: 200,
             max_subscriptions: 256,
+            max_connections_per_ip: 0,
+            max_pings_per_sec: 10,
             heartbeat_interval: Duration::from_secs(25),
             heartbeat_timeout: Duration::from_secs(50),
             auth_timeout: Duration::from_secs(10),

@@ -15,6 +15,7 @@ pub mod drain;
 pub mod history;
 pub mod ids;
 pub mod inbox;
+pub mod iplimit;
 pub mod listener;
 pub mod mesh;
 pub mod messages;

@@ -13,6 +13,7 @@ use std::{
     cell::RefCell,
     collections::HashMap,
     io,
+    net::IpAddr,
     rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
@@ -84,6 +85,10 @@ pub struct ShardState {
     pub next_session: u32,
     /// Connections held past the cap (to send them 1013).
     pub rejecting: usize,
+    /// The address each connection is counted under in the node's per-IP table, released on close.
+    /// Kept here rather than in the record, so the 17 bytes are paid only while
+    /// `limits.max_connections_per_ip` is on (it must be off behind a load balancer).
+    pub ip_keys: HashMap<ConnId, IpAddr>,
     /// Set when shutdown began: when the shard must be done at the latest.
     pub shutdown_deadline_ms: Option<u64>,
     /// The paced drain, once the node started one.
@@ -181,6 +186,7 @@ pub async fn run(
         next_query: 0,
         next_session: 0,
         rejecting: 0,
+        ip_keys: HashMap::new(),
         shutdown_deadline_ms: None,
         drain: None,
         dropped_reported: 0,
@@ -256,25 +262,56 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// Registers an accepted socket and starts its task.
 fn admit(shard: &Rc<Shard>, stream: glommio::net::TcpStream) {
     shard.metrics.accepted.increment(1);
-    let admitted = shard.status.try_admit();
+    let admission = admission(shard, &stream);
     let mut st = shard.state.borrow_mut();
-    if !admitted {
+    if let Err(reason) = admission {
         if st.rejecting >= MAX_REJECTING {
-            shard.metrics.closed(CloseReason::OverCapacity);
+            shard.metrics.closed(reason);
             return; // dropping the stream closes it
         }
         st.rejecting += 1;
     }
     let _ = stream.set_nodelay(true);
     let now = shard.now_ms();
-    let conn = Conn::new(now, shard.bucket(now), !admitted);
+    let mut conn = Conn::new(now, shard.bucket(now), admission.is_err());
+    conn.over_ip_limit = admission == Err(CloseReason::IpLimit);
     let id = st.conns.insert(
         conn,
         now + shard.config.handshake_timeout.as_millis() as u64,
     );
+    if let Ok(Some(ip_key)) = admission {
+        st.ip_keys.insert(id, ip_key);
+    }
     drop(st);
     shard.metrics.connections_open.increment(1.0);
     glommio::spawn_local(ConnTask::new(shard.clone(), id, stream)).detach();
+}
+
+/// Counts a new connection against the node's cap, then its address's (`max_connections_per_ip`).
+/// `Ok` carries the per-IP key to release on close (`None` when that cap is off); `Err` the close the
+/// connection gets right after its upgrade. A connection refused by either cap holds neither count.
+fn admission(
+    shard: &Shard,
+    stream: &glommio::net::TcpStream,
+) -> Result<Option<IpAddr>, CloseReason> {
+    if !shard.status.try_admit() {
+        return Err(CloseReason::OverCapacity);
+    }
+    let max = shard.config.max_connections_per_ip;
+    if max == 0 {
+        return Ok(None);
+    }
+    // The address is read once here (getpeername); a reset connection may no longer have one at close.
+    let Ok(peer) = stream.peer_addr() else {
+        return Ok(None); // already gone: its task ends at the first read
+    };
+    match shard.status.per_ip().try_acquire(peer.ip(), max) {
+        Some(key) => Ok(Some(key)),
+        None => {
+            shard.status.release();
+            Err(CloseReason::IpLimit)
+        }
+    }
 }
 
 /// Drains the inbox in batches, forever.

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::iplimit::PerIpCounts;
+
 /// Readiness and capacity of one node.
 #[derive(Debug)]
 pub struct NodeStatus {
@@ -21,6 +23,8 @@ pub struct NodeStatus {
     connections: AtomicUsize,
     /// Connection cap for the whole node (from config or derived from the open-file limit).
     max_connections: usize,
+    /// Open connections by client address, for `limits.max_connections_per_ip` (empty while it is 0).
+    per_ip: PerIpCounts,
 }
 
 impl NodeStatus {
@@ -32,6 +36,7 @@ impl NodeStatus {
             shutting_down: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             max_connections,
+            per_ip: PerIpCounts::default(),
         }
     }
 
@@ -99,6 +104,11 @@ impl NodeStatus {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Open connections by client address, shared by every shard.
+    pub fn per_ip(&self) -> &PerIpCounts {
+        &self.per_ip
     }
 
     /// Counts a connection that was admitted and is now gone.

@@ -235,3 +235,22 @@ fn example_file_is_the_default_config() {
     let parsed: Config = toml::from_str(include_str!("../../gateway.example.toml")).unwrap();
     assert_eq!(parsed, Config::default());
 }
+
+#[test]
+fn abuse_limits_have_safe_defaults_and_are_validated() {
+    let c = Config::default();
+    assert_eq!(
+        c.limits.max_connections_per_ip, 0,
+        "off: behind a balancer every client shares its address"
+    );
+    assert_eq!(c.limits.max_pings_per_sec, 10);
+    assert_eq!(c.websocket.max_fragments, 1024);
+    let mut c = Config::default();
+    c.websocket.max_fragments = 0;
+    let problems = invalid(&c);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("websocket.max_fragments"),
+        "{problems:?}"
+    );
+}

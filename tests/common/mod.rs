@@ -9,6 +9,7 @@ mod admin;
 mod client;
 mod jwt;
 mod opts;
+pub mod raw;
 pub mod redis;
 
 #[allow(unused_imports)]
@@ -462,5 +463,12 @@ impl Drop for Node {
             );
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Node {
+    /// The gateway's resident memory (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        raw::rss_bytes(self.pid())
     }
 }

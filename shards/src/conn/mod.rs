@@ -13,7 +13,7 @@ use std::{sync::Arc, task::Waker};
 
 use crate::ws::{CloseReason, decode::Decoder};
 use outq::OutQueue;
-use ratelimit::TokenBucket;
+use ratelimit::{PingWindow, TokenBucket};
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -58,6 +58,8 @@ pub struct Conn {
     pub subs: Vec<Arc<str>>,
     /// Message rate limit.
     pub bucket: TokenBucket,
+    /// The client's WebSocket pings this second (`limits.max_pings_per_sec`).
+    pub pings: PingWindow,
     /// When the connection was accepted (shard clock, ms).
     pub opened_ms: u64,
     /// Last frame received (shard clock, ms).
@@ -72,6 +74,8 @@ pub struct Conn {
     pub abort: bool,
     /// Accepted past the node's connection cap: after the upgrade it is closed with 1013.
     pub over_capacity: bool,
+    /// Accepted past the per-IP cap (held like `over_capacity`, told 1013 with its own reason).
+    pub over_ip_limit: bool,
 }
 
 impl Conn {
@@ -85,6 +89,7 @@ impl Conn {
             out: OutQueue::default(),
             subs: Vec::new(),
             bucket,
+            pings: PingWindow::default(),
             opened_ms: now_ms,
             last_rx_ms: now_ms,
             last_ping_ms: now_ms,
@@ -92,6 +97,7 @@ impl Conn {
             waker: None,
             abort: false,
             over_capacity,
+            over_ip_limit: false,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The per-connection message rate limit: a token bucket in 12 bytes.
+//! The per-connection rate limits: a token bucket in 12 bytes for data messages, and a 4-byte
+//! per-second counter for WebSocket pings.
 
 /// Tokens are kept in thousandths so refills at any rate stay exact enough without floats.
 const MILLI: u64 = 1000;
@@ -48,9 +49,51 @@ impl TokenBucket {
     }
 }
 
+/// Pings counted per second of the shard clock, in 4 bytes (a second token bucket would take 12 on
+/// every connection). A flood is what it stops, not a precise rate: pings straddling a second boundary
+/// may reach twice the limit in one second, which is harmless.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PingWindow {
+    /// The second (shard clock, truncated to 16 bits) `count` belongs to.
+    second: u16,
+    /// Pings received in that second.
+    count: u16,
+}
+
+impl PingWindow {
+    /// Counts a ping at `now_ms`; false once more than `max` arrived in the current second. `max == 0`
+    /// disables the limit.
+    pub fn allow(&mut self, max: u32, now_ms: u64) -> bool {
+        if max == 0 {
+            return true;
+        }
+        let second = (now_ms / 1000) as u16;
+        if second != self.second {
+            self.second = second;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        u32::from(self.count) <= max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pings_are_counted_per_second() {
+        let mut w = PingWindow::default();
+        assert!((0..10).all(|i| w.allow(10, 5_000 + i)));
+        assert!(!w.allow(10, 5_999));
+        // The next second starts again.
+        assert!((0..10).all(|_| w.allow(10, 6_000)));
+        assert!(!w.allow(10, 6_500));
+        // A steady ping every few seconds never comes near the limit.
+        let mut steady = PingWindow::default();
+        assert!((0..1000u64).all(|i| steady.allow(1, i * 2_500)));
+        assert!((0..100_000).all(|_| PingWindow::default().allow(0, 0)));
+    }
 
     #[test]
     fn burst_then_rate() {

@@ -219,7 +219,11 @@ fn handshake_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], 
     let Phase::Handshake(buf) = &mut conn.phase else {
         return;
     };
-    buf.extend_from_slice(data);
+    // Never hold more than one byte over the limit (enough to tell "too large"); what a read brought
+    // past it can only be frames pipelined after a complete head, kept aside in `tail`.
+    let room = (cfg.max_header_bytes + 1).saturating_sub(buf.len());
+    let (head, tail) = data.split_at(data.len().min(room));
+    buf.extend_from_slice(head);
     let limits = HandshakeLimits {
         max_header_bytes: cfg.max_header_bytes,
     };
@@ -228,6 +232,7 @@ fn handshake_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], 
         Ok(Parse::Partial) => {}
         Ok(Parse::Done { upgrade, consumed }) => {
             let mut rest = buf.split_off(consumed);
+            rest.extend_from_slice(tail);
             conn.phase = Phase::Open;
             conn.last_rx_ms = now;
             conn.last_ping_ms = now;
@@ -238,12 +243,16 @@ fn handshake_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], 
                     .origin
                     .as_deref()
                     .is_some_and(|o| cfg.allowed_origins.iter().any(|a| a == o));
-            let over_capacity = conn.over_capacity;
+            let refused = conn.over_capacity.then_some(if conn.over_ip_limit {
+                CloseReason::IpLimit
+            } else {
+                CloseReason::OverCapacity
+            });
             // First visit: identify and heartbeat deadlines from now on.
             let first = now + cfg.auth_timeout.min(cfg.heartbeat_interval).as_millis() as u64;
             st.conns.schedule(id, first);
-            if over_capacity {
-                st.conns.close(id, CloseReason::OverCapacity, now);
+            if let Some(reason) = refused {
+                st.conns.close(id, reason, now);
             } else if !origin_ok {
                 st.conns.close(id, CloseReason::Policy, now);
             } else if !rest.is_empty() {
@@ -277,6 +286,7 @@ fn frames(shard: &Shard, st: &mut ShardState, id: ConnId, data: &mut [u8], now: 
     let limits = DecodeLimits {
         max_frame_bytes: cfg.max_frame_bytes,
         max_message_bytes: cfg.max_message_bytes,
+        max_fragments: cfg.max_fragments,
     };
     let result = decoder.feed(data, limits, |ev| on_event(shard, st, id, ev, now));
     let Some(conn) = st.conns.get_mut(id) else {
@@ -314,6 +324,9 @@ fn on_event(shard: &Shard, st: &mut ShardState, id: ConnId, ev: Event<'_>, now: 
         Event::Text(payload) | Event::Binary(payload) => {
             dispatch::on_message(shard, st, id, payload, now)
         }
+        Event::Ping(_) if !closing && !conn.pings.allow(shard.config.max_pings_per_sec, now) => {
+            return ping_flood(st, id, now);
+        }
         Event::Ping(payload) => {
             if !closing {
                 st.conns.enqueue(id, pong_frame(payload), now);
@@ -342,6 +355,17 @@ fn on_event(shard: &Shard, st: &mut ShardState, id: ConnId, ev: Event<'_>, now: 
     Flow::Continue
 }
 
+/// Pings over `limits.max_pings_per_sec`: close 1008. Each ping costs a pong written back, so a flood
+/// is stopped rather than answered; what follows in the input is discarded (a lingering close). Pongs
+/// are not counted: they answer the server's own heartbeat and cost no reply.
+fn ping_flood(st: &mut ShardState, id: ConnId, now: u64) -> Flow {
+    st.conns.close(id, CloseReason::PingFlood, now);
+    if let Some(Phase::Closing { desync, .. }) = st.conns.get_mut(id).map(|c| &mut c.phase) {
+        *desync = true;
+    }
+    Flow::Stop
+}
+
 /// Removes a finished connection from every table and counts it.
 fn finish(shard: &Shard, st: &mut ShardState, id: ConnId, reason: CloseReason) {
     let Some(conn) = st.conns.remove(id) else {
@@ -353,6 +377,11 @@ fn finish(shard: &Shard, st: &mut ShardState, id: ConnId, reason: CloseReason) {
         st.rejecting -= 1;
     } else {
         shard.status.release();
+    }
+    if !st.ip_keys.is_empty()
+        && let Some(key) = st.ip_keys.remove(&id)
+    {
+        shard.status.per_ip().release(key);
     }
     if let Some(user) = conn.user {
         let now = shard.now_ms();

@@ -10,6 +10,12 @@ pub const MAX_ID_BYTES: usize = 64;
 pub const MAX_NAME_BYTES: usize = 128;
 /// Most users in one presence query.
 pub const MAX_PRESENCE_USERS: usize = 100;
+/// Deepest nesting of arrays and objects in a frame; deeper is `bad_request`. simd-json enforces it
+/// while it builds its tape, which it does with an explicit stack (no recursion), so a frame nested
+/// 10,000 deep is refused before any value exists. Building the value, dropping it and writing `data`
+/// out again recurse once per level; this bound keeps that to a few hundred KiB of a shard thread's
+/// 2 MiB stack, so no scan of our own is needed in front of the parser.
+pub const MAX_JSON_DEPTH: usize = simd_json::DEFAULT_MAX_DEPTH;
 
 /// A valid client request; borrows from the parsed frame.
 #[derive(Debug)]
@@ -377,6 +383,23 @@ mod tests {
             "e".repeat(65)
         );
         assert_eq!(req(&long).unwrap_err().1, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_any_value_is_built() {
+        let nested = |depth: usize, open: &str, close: &str| {
+            let inner = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+            format!(r#"{{"op":"send","to":"bob","data":{inner}}}"#)
+        };
+        // The frame's own object is one level.
+        for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+            let ok = nested(MAX_JSON_DEPTH - 1, open, close);
+            assert!(req(&ok).unwrap().1.starts_with("Send"), "{open}");
+            let deep = nested(MAX_JSON_DEPTH, open, close);
+            assert_eq!(req(&deep).unwrap_err(), (None, ErrorCode::BadRequest));
+            let very_deep = nested(10_000, open, close);
+            assert_eq!(req(&very_deep).unwrap_err(), (None, ErrorCode::BadRequest));
+        }
     }
 
     #[test]

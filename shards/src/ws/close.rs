@@ -25,6 +25,12 @@ pub enum CloseReason {
     Restart,
     /// 1013: the node is at its connection cap.
     OverCapacity,
+    /// 1013: the client's address already holds `limits.max_connections_per_ip` connections.
+    IpLimit,
+    /// 1008: WebSocket pings over `limits.max_pings_per_sec`.
+    PingFlood,
+    /// 1009: a fragmented message over `websocket.max_fragments` frames.
+    TooManyFragments,
     /// 4001: no identify within the auth timeout.
     IdentifyTimeout,
     /// 4008: the outbound queue went over its byte bound (the client does not read fast enough).
@@ -39,7 +45,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, for registering one metric handle each.
-    pub const ALL: [CloseReason; 14] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::Normal,
         CloseReason::GoingAway,
         CloseReason::ProtocolError,
@@ -49,6 +55,9 @@ impl CloseReason {
         CloseReason::Internal,
         CloseReason::Restart,
         CloseReason::OverCapacity,
+        CloseReason::IpLimit,
+        CloseReason::PingFlood,
+        CloseReason::TooManyFragments,
         CloseReason::IdentifyTimeout,
         CloseReason::SlowConsumer,
         CloseReason::HeartbeatTimeout,
@@ -63,11 +72,11 @@ impl CloseReason {
             CloseReason::GoingAway => 1001,
             CloseReason::ProtocolError => 1002,
             CloseReason::InvalidUtf8 => 1007,
-            CloseReason::Policy => 1008,
-            CloseReason::TooBig => 1009,
+            CloseReason::Policy | CloseReason::PingFlood => 1008,
+            CloseReason::TooBig | CloseReason::TooManyFragments => 1009,
             CloseReason::Internal => 1011,
             CloseReason::Restart => 1012,
-            CloseReason::OverCapacity => 1013,
+            CloseReason::OverCapacity | CloseReason::IpLimit => 1013,
             CloseReason::IdentifyTimeout => 4001,
             CloseReason::SlowConsumer => 4008,
             CloseReason::HeartbeatTimeout => 4009,
@@ -87,6 +96,9 @@ impl CloseReason {
             CloseReason::Internal => "internal error",
             CloseReason::Restart => "server restarting",
             CloseReason::OverCapacity => "over capacity, try again later",
+            CloseReason::IpLimit => "too many connections from this address",
+            CloseReason::PingFlood => "too many pings",
+            CloseReason::TooManyFragments => "too many fragments",
             CloseReason::IdentifyTimeout => "identify timeout",
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
@@ -106,6 +118,9 @@ impl CloseReason {
             CloseReason::Internal => "internal",
             CloseReason::Restart => "restart",
             CloseReason::OverCapacity => "over_capacity",
+            CloseReason::IpLimit => "ip_limit",
+            CloseReason::PingFlood => "ping_flood",
+            CloseReason::TooManyFragments => "too_many_fragments",
             CloseReason::IdentifyTimeout => "identify_timeout",
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
@@ -148,5 +163,17 @@ mod tests {
         assert!(restart_reason(u32::MAX as u64).len() <= 123);
         assert_eq!(CloseReason::HeartbeatTimeout.code(), 4009);
         assert_eq!(CloseReason::IdentifyTimeout.code(), 4001);
+        assert_eq!(CloseReason::IpLimit.code(), 1013);
+        assert_eq!(CloseReason::PingFlood.code(), 1008);
+        assert_eq!(CloseReason::TooManyFragments.code(), 1009);
+        // Reasons sharing a code are told apart by their text.
+        let mut texts: Vec<_> = CloseReason::ALL
+            .iter()
+            .filter(|r| **r != CloseReason::PeerGone)
+            .map(|r| r.text())
+            .collect();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len(), CloseReason::ALL.len() - 1);
     }
 }

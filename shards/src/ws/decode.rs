@@ -18,6 +18,9 @@ pub struct DecodeLimits {
     pub max_frame_bytes: usize,
     /// Largest message (all fragments together); larger: close 1009.
     pub max_message_bytes: usize,
+    /// Most frames in one fragmented message; more: close 1009. Bounds the work of a flood of empty
+    /// continuation frames, which the byte limit alone never stops.
+    pub max_fragments: usize,
 }
 
 /// A complete event decoded from the client.
@@ -53,6 +56,8 @@ pub enum DecodeError {
     TooBig,
     /// Text that is not UTF-8 (close 1007).
     InvalidUtf8,
+    /// A fragmented message of more than `max_fragments` frames (close 1009).
+    TooManyFragments,
 }
 
 impl DecodeError {
@@ -62,6 +67,7 @@ impl DecodeError {
             DecodeError::Protocol(_) => CloseReason::ProtocolError,
             DecodeError::TooBig => CloseReason::TooBig,
             DecodeError::InvalidUtf8 => CloseReason::InvalidUtf8,
+            DecodeError::TooManyFragments => CloseReason::TooManyFragments,
         }
     }
 }
@@ -73,6 +79,8 @@ struct Fragments {
     text: bool,
     /// Payload of the fragments received so far.
     payload: Vec<u8>,
+    /// Frames received so far, the first included.
+    frames: usize,
 }
 
 /// Per-connection decoder state.
@@ -141,6 +149,7 @@ impl Decoder {
                 Err(_) => return Err(DecodeError::Protocol("invalid opcode")),
             };
             let head_len = cursor.position() as usize;
+            check_length(buf[pos + 1], len)?;
             check_header(&header, len, limits)?;
             let len = len as usize;
             if buf.len() - pos - head_len < len {
@@ -183,6 +192,7 @@ impl Decoder {
                 self.fragments = Some(Box::new(Fragments {
                     text,
                     payload: payload.to_vec(),
+                    frames: 1,
                 }));
                 Ok(Flow::Continue)
             }
@@ -192,6 +202,10 @@ impl Decoder {
                 };
                 if frag.payload.len() + payload.len() > limits.max_message_bytes {
                     return Err(DecodeError::TooBig);
+                }
+                frag.frames += 1;
+                if frag.frames > limits.max_fragments {
+                    return Err(DecodeError::TooManyFragments);
                 }
                 frag.payload.extend_from_slice(payload);
                 if !header.is_final {
@@ -224,6 +238,26 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     for (i, b) in rest.iter_mut().enumerate() {
         *b ^= mask[i % 4];
     }
+}
+
+/// RFC 6455 §5.2 on the payload length: a 64-bit length has its most significant bit clear, and the
+/// length is encoded in the fewest bytes (126 and 127 only for lengths that need them). `second` is the
+/// header's second byte (mask bit and 7-bit length).
+fn check_length(second: u8, len: u64) -> Result<(), DecodeError> {
+    let minimal = match second & 0x7f {
+        126 => len >= 126,
+        127 => len > u16::MAX as u64,
+        _ => true,
+    };
+    if len >> 63 != 0 {
+        return Err(DecodeError::Protocol(
+            "64-bit length with its most significant bit set",
+        ));
+    }
+    if !minimal {
+        return Err(DecodeError::Protocol("length not in its shortest encoding"));
+    }
+    Ok(())
 }
 
 /// Header checks done before any payload is buffered.
@@ -290,6 +324,7 @@ mod tests {
     const LIMITS: DecodeLimits = DecodeLimits {
         max_frame_bytes: 1024,
         max_message_bytes: 2048,
+        max_fragments: 16,
     };
 
     /// Builds a masked client frame.
@@ -456,6 +491,66 @@ mod tests {
                 .collect();
             assert_eq!(fast, slow, "len {len}");
         }
+    }
+
+    #[test]
+    fn lengths_must_be_minimal_with_the_top_bit_clear() {
+        let masked = |second: u8, ext: &[u8]| {
+            let mut f = vec![0x82, 0x80 | second];
+            f.extend_from_slice(ext);
+            f.extend_from_slice(&[0, 0, 0, 0]);
+            f
+        };
+        // The most significant bit set: a protocol error, not "too big".
+        for len in [1u64 << 63, u64::MAX] {
+            assert!(matches!(
+                run(&masked(127, &len.to_be_bytes()), 100),
+                Err(DecodeError::Protocol(_))
+            ));
+        }
+        // 2^63 - 1 and 2^62 are well-formed and over the limit.
+        for len in [i64::MAX as u64, 1 << 62] {
+            assert_eq!(
+                run(&masked(127, &len.to_be_bytes()), 100),
+                Err(DecodeError::TooBig)
+            );
+        }
+        // Five bytes announced in the 16- and the 64-bit forms.
+        assert!(matches!(
+            run(&masked(126, &5u16.to_be_bytes()), 100),
+            Err(DecodeError::Protocol(_))
+        ));
+        assert!(matches!(
+            run(&masked(127, &5u64.to_be_bytes()), 100),
+            Err(DecodeError::Protocol(_))
+        ));
+        // The shortest forms of 126 and 65536 bytes decode (the latter is over the limit).
+        let mut ok = masked(126, &126u16.to_be_bytes());
+        ok.extend_from_slice(&[0; 126]);
+        assert_eq!(run(&ok, 1000).unwrap(), vec!["bin:126"]);
+        assert_eq!(
+            run(&masked(127, &65536u64.to_be_bytes()), 100),
+            Err(DecodeError::TooBig)
+        );
+    }
+
+    #[test]
+    fn fragments_per_message_are_bounded() {
+        let message = |continuations: usize| {
+            let mut f = client_frame(0x01, b"a");
+            for _ in 0..continuations {
+                f.extend(client_frame(0x00, b""));
+            }
+            f.extend(client_frame(0x80, b"b"));
+            f
+        };
+        // 16 frames in all: the first, 14 continuations and the final one.
+        assert_eq!(run(&message(14), 1000).unwrap(), vec!["text:ab"]);
+        assert_eq!(run(&message(15), 1000), Err(DecodeError::TooManyFragments));
+        // The count starts again with every message.
+        let mut two = message(14);
+        two.extend(message(14));
+        assert_eq!(run(&two, 7).unwrap(), vec!["text:ab", "text:ab"]);
     }
 
     #[test]
