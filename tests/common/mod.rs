@@ -1,8 +1,8 @@
-//! Shared harness for the integration tests: spawns a real `gateway serve` child process on ephemeral
-//! ports, waits for its stdout line and `/readyz`, and offers a blocking WebSocket client, admin HTTP
-//! helpers, Prometheus-text parsing, JWT minting and a real `redis-server` ([`redis`]). Every blocking
-//! step is bounded by a timeout so that a misbehaving server fails a test with a clear message instead of
-//! hanging it.
+//! Shared harness for the integration tests: spawns a real `gateway serve` (or `echo`) child process on
+//! ephemeral ports, waits for its stdout line and `/readyz`, and offers a blocking WebSocket client, a raw
+//! frame-level one ([`RawWs`]), admin HTTP helpers, Prometheus-text parsing, JWT minting and a real
+//! `redis-server` ([`redis`]). Every blocking step is bounded by a timeout so that a misbehaving server
+//! fails a test with a clear message instead of hanging it.
 #![allow(dead_code)]
 
 mod admin;
@@ -11,6 +11,7 @@ mod jwt;
 mod opts;
 pub mod raw;
 pub mod redis;
+mod wire;
 
 #[allow(unused_imports)]
 pub use admin::{http_request, metric_sum, try_http_get};
@@ -20,6 +21,8 @@ pub use client::{Client, CloseInfo, IO_TIMEOUT, Incoming, assert_error};
 pub use jwt::{fixture, hs256_token, rs256_token, unix_now};
 #[allow(unused_imports)]
 pub use opts::{NodeOpts, toml_string};
+#[allow(unused_imports)]
+pub use wire::{OP_CLOSE, RawWs, ServerFrame, client_frame, parse_frames};
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};
@@ -173,7 +176,7 @@ impl Node {
             }
             None => Command::new(bin),
         };
-        cmd.arg("serve")
+        cmd.arg(opts.subcommand)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--admin")

@@ -1,5 +1,5 @@
-//! `NodeOpts`: what a test wants from the node it starts (shards, config keys rendered as a TOML file,
-//! environment, an optional open-file limit).
+//! `NodeOpts`: what a test wants from the node it starts (subcommand, shards, config keys rendered as a
+//! TOML file, environment, an optional open-file limit).
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -18,6 +18,8 @@ pub struct NodeOpts {
     /// Whether [`Node::start`](super::Node::start) waits for `/readyz` to answer 200 (default true); a
     /// test of a node that must start unready turns it off and polls `/readyz` itself.
     pub wait_ready: bool,
+    /// The `gateway` subcommand: `serve` (default) or `echo` (the raw echo server, no protocol).
+    pub subcommand: &'static str,
 }
 
 impl Default for NodeOpts {
@@ -35,6 +37,7 @@ impl NodeOpts {
             env: Vec::new(),
             nofile: None,
             wait_ready: true,
+            subcommand: "serve",
         }
         // A short drain, so that SIGTERM tests finish quickly (tests of the drain set their own).
         .set("shutdown.drain_delay_ms", 100)
@@ -88,6 +91,12 @@ impl NodeOpts {
     /// Runs the child under `prlimit --nofile=soft:hard`.
     pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
         self.nofile = Some((soft, hard));
+        self
+    }
+
+    /// Runs `gateway echo` instead of `gateway serve`: every text and binary message is sent back.
+    pub fn echo(mut self) -> Self {
+        self.subcommand = "echo";
         self
     }
 

@@ -2,7 +2,9 @@
 //!
 //! The decoder keeps per-connection state only while a frame or a fragmented message is incomplete:
 //! an idle connection's [`Decoder`] is two empty fields (no heap). Limits are checked on the header,
-//! before any payload is buffered, so a frame announcing 2^62 bytes costs nothing but its header.
+//! before any payload is buffered, so a frame announcing 2^62 bytes costs nothing but its header. Text
+//! is checked as UTF-8 frame by frame: a fragmented message that can no longer be valid fails at the
+//! fragment that breaks it, not when its last fragment arrives.
 
 use tungstenite::protocol::frame::{
     FrameHeader,
@@ -75,12 +77,42 @@ impl DecodeError {
 /// A fragmented data message being assembled.
 #[derive(Debug)]
 struct Fragments {
-    /// True for a text message (validated as UTF-8 when complete).
+    /// True for a text message (validated as UTF-8 fragment by fragment).
     text: bool,
+    /// Bytes at the start of `payload` already validated as UTF-8 (text only). What follows them is at
+    /// most the first bytes of a character whose rest is in a later fragment.
+    valid: usize,
     /// Payload of the fragments received so far.
     payload: Vec<u8>,
     /// Frames received so far, the first included.
     frames: usize,
+}
+
+impl Fragments {
+    /// Validates the text received since the last check, so that invalid UTF-8 fails the connection at
+    /// the fragment that holds it rather than at the end of the message. Each byte is validated once,
+    /// except the few of a character split across fragments. A character may stay incomplete only while
+    /// more fragments are to come (`last` false).
+    fn check_utf8(&mut self, last: bool) -> Result<(), DecodeError> {
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.payload[self.valid..]) {
+            Ok(_) => self.valid = self.payload.len(),
+            Err(e) if e.error_len().is_none() && !last => self.valid += e.valid_up_to(),
+            Err(_) => return Err(DecodeError::InvalidUtf8),
+        }
+        Ok(())
+    }
+
+    /// The complete message as an event (its text already validated).
+    fn event(&mut self) -> Event<'_> {
+        if self.text {
+            Event::Text(&mut self.payload)
+        } else {
+            Event::Binary(&mut self.payload)
+        }
+    }
 }
 
 /// Per-connection decoder state.
@@ -99,7 +131,7 @@ impl Decoder {
             + self
                 .fragments
                 .as_ref()
-                .map_or(0, |f| f.payload.capacity() + 32)
+                .map_or(0, |f| f.payload.capacity() + size_of::<Fragments>())
     }
 
     /// True when bytes of an incomplete frame are buffered.
@@ -189,11 +221,14 @@ impl Decoder {
                 if header.is_final {
                     return deliver(text, payload, on_event);
                 }
-                self.fragments = Some(Box::new(Fragments {
+                let mut frag = Box::new(Fragments {
                     text,
+                    valid: 0,
                     payload: payload.to_vec(),
                     frames: 1,
-                }));
+                });
+                frag.check_utf8(false)?;
+                self.fragments = Some(frag);
                 Ok(Flow::Continue)
             }
             OpCode::Data(Data::Continue) => {
@@ -208,11 +243,12 @@ impl Decoder {
                     return Err(DecodeError::TooManyFragments);
                 }
                 frag.payload.extend_from_slice(payload);
+                frag.check_utf8(header.is_final)?;
                 if !header.is_final {
                     return Ok(Flow::Continue);
                 }
                 let mut frag = self.fragments.take().expect("checked above");
-                deliver(frag.text, &mut frag.payload, on_event)
+                Ok(on_event(frag.event()))
             }
             OpCode::Control(Control::Ping) => Ok(on_event(Event::Ping(payload))),
             OpCode::Control(Control::Pong) => Ok(on_event(Event::Pong)),
@@ -282,7 +318,7 @@ fn check_header(header: &FrameHeader, len: u64, limits: DecodeLimits) -> Result<
     Ok(())
 }
 
-/// Hands a complete message to the handler, validating text as UTF-8.
+/// Hands an unfragmented message to the handler, validating text as UTF-8.
 fn deliver(
     text: bool,
     payload: &mut [u8],
@@ -475,6 +511,44 @@ mod tests {
             run(&client_frame(0x88, &[0x03, 0xe8, 0xff]), 10),
             Err(DecodeError::InvalidUtf8)
         );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_at_the_fragment_that_holds_it() {
+        // "caf" and the first byte of "é": valid so far. The next fragment cannot continue it, and the
+        // error comes before the final fragment arrives.
+        let mut input = client_frame(0x01, b"caf\xc3");
+        input.extend(client_frame(0x00, b"\xff"));
+        for chunk in [1, 1000] {
+            assert_eq!(run(&input, chunk), Err(DecodeError::InvalidUtf8));
+        }
+        // Invalid in the first fragment already.
+        assert_eq!(
+            run(&client_frame(0x01, b"\xc0\xaf"), 100),
+            Err(DecodeError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn characters_split_across_fragments_are_valid() {
+        // The four bytes of U+1F600, one per fragment, then the rest of the text.
+        let emoji = "\u{1f600}".as_bytes();
+        let mut input = client_frame(0x01, &emoji[..1]);
+        input.extend(client_frame(0x00, &emoji[1..2]));
+        input.extend(client_frame(0x00, &emoji[2..3]));
+        input.extend(client_frame(0x80, &[&emoji[3..], "é!".as_bytes()].concat()));
+        assert_eq!(run(&input, 1000).unwrap(), vec!["text:\u{1f600}é!"]);
+        // A character still incomplete when the message ends is invalid.
+        let mut cut = client_frame(0x01, b"ok");
+        cut.extend(client_frame(0x80, &emoji[..3]));
+        assert_eq!(run(&cut, 1000), Err(DecodeError::InvalidUtf8));
+    }
+
+    #[test]
+    fn binary_fragments_are_not_checked_as_text() {
+        let mut input = client_frame(0x02, &[0xff]);
+        input.extend(client_frame(0x80, &[0xc3]));
+        assert_eq!(run(&input, 1000).unwrap(), vec!["bin:2"]);
     }
 
     #[test]
