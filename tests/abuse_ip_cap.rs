@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::raw::{FIN, RawWs, TEXT, mib};
+use common::raw::{FIN, RawWs, TEXT, assert_rss_within};
 use common::{IO_TIMEOUT, Node, NodeOpts};
 use socket2::{Domain, Socket, Type};
 
@@ -129,17 +129,11 @@ fn the_per_ip_cap_holds_across_shards_and_frees_on_close() {
     assert_eq!(refused, (OVER + 2) as f64);
 
     let loaded = node.rss_bytes();
-    eprintln!(
-        "ip cap: RSS baseline {}, with {CAP} held and {} refused {}",
-        mib(baseline),
-        OVER + 2,
-        mib(loaded)
-    );
     // A few dozen connections and a per-IP table of two entries: nothing close to this.
-    assert!(
-        loaded < baseline + 16 * 1024 * 1024,
-        "RSS grew from {} to {}",
-        mib(baseline),
-        mib(loaded)
+    assert_rss_within(
+        &format!("ip cap, with {CAP} held and {} refused", OVER + 2),
+        baseline,
+        loaded,
+        16,
     );
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use common::raw::{FIN, PING, PONG, RawWs, frame, mib};
+use common::raw::{FIN, PING, PONG, RawWs, assert_rss_within, frame, mib};
 use common::{Node, NodeOpts};
 
 #[test]
@@ -73,16 +73,11 @@ fn a_ping_flood_is_closed_with_1008_and_a_steady_pinger_is_not() {
         f.expect_close_code(1008);
     }
     let after = node.rss_bytes();
-    eprintln!(
-        "ping flood: RSS baseline {}, after 200 flooders of 1,000 pings {}",
-        mib(baseline),
-        mib(after)
-    );
-    assert!(
-        after <= baseline + 16 * 1024 * 1024,
-        "RSS grew from {} to {}",
-        mib(baseline),
-        mib(after)
+    assert_rss_within(
+        "ping flood, after 200 flooders of 1,000 pings",
+        baseline,
+        after,
+        16,
     );
 }
 

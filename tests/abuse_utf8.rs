@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{BINARY, CLOSE, CONT, FIN, PING, RawWs, TEXT, frame, mib};
+use common::raw::{BINARY, CLOSE, CONT, FIN, PING, RawWs, TEXT, assert_rss_within, frame};
 use common::{Node, NodeOpts};
 
 /// Invalid sequences, each inside otherwise valid JSON text.
@@ -146,15 +146,5 @@ fn hundreds_of_invalid_messages_cost_no_memory() {
         }
     }
     let after = node.rss_bytes();
-    eprintln!(
-        "utf8: RSS baseline {}, after 300 invalid messages {}",
-        mib(baseline),
-        mib(after)
-    );
-    assert!(
-        after <= baseline + 16 * 1024 * 1024,
-        "RSS grew from {} to {}",
-        mib(baseline),
-        mib(after)
-    );
+    assert_rss_within("utf8, after 300 invalid messages", baseline, after, 16);
 }

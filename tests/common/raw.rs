@@ -348,3 +348,19 @@ pub fn raise_nofile(want: u64) -> u64 {
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
+
+/// Prints the node's RSS against its baseline (`what` names the load) and asserts it grew by at most
+/// `bound_mib` MiB.
+pub fn assert_rss_within(what: &str, baseline: u64, now: u64, bound_mib: u64) {
+    eprintln!(
+        "{what}: RSS baseline {}, now {} (bound +{bound_mib} MiB)",
+        mib(baseline),
+        mib(now)
+    );
+    assert!(
+        now <= baseline + bound_mib * 1024 * 1024,
+        "{what}: RSS grew from {} to {}",
+        mib(baseline),
+        mib(now)
+    );
+}

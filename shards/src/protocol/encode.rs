@@ -92,14 +92,39 @@ pub fn ready(
     shard: usize,
     heartbeat_ms: u64,
 ) -> Bytes {
-    let mut b = start("ready", id, user.len() + session.len() + node.len() + 64);
+    finish(ready_fields(
+        id,
+        user,
+        session,
+        node,
+        shard,
+        heartbeat_ms,
+        0,
+    ))
+}
+
+/// `ready` up to its `heartbeat_ms`, with room for `more` bytes of further fields.
+fn ready_fields(
+    id: Option<&str>,
+    user: &str,
+    session: &str,
+    node: &str,
+    shard: usize,
+    heartbeat_ms: u64,
+    more: usize,
+) -> FrameBuilder {
+    let mut b = start(
+        "ready",
+        id,
+        user.len() + session.len() + node.len() + 64 + more,
+    );
     let p = b.payload();
     field_str(p, "user", user);
     field_str(p, "session", session);
     field_str(p, "node", node);
     field_num(p, "shard", shard as u64);
     field_num(p, "heartbeat_ms", heartbeat_ms);
-    finish(b)
+    b
 }
 
 /// The identify reply to a resume: `ready` plus `resumed`, the stream position the client is at once
@@ -114,13 +139,8 @@ pub fn ready_resumed(
     heartbeat_ms: u64,
     outcome: &crate::history::Outcome,
 ) -> Bytes {
-    let mut b = start("ready", id, user.len() + session.len() + node.len() + 160);
+    let mut b = ready_fields(id, user, session, node, shard, heartbeat_ms, 96);
     let p = b.payload();
-    field_str(p, "user", user);
-    field_str(p, "session", session);
-    field_str(p, "node", node);
-    field_num(p, "shard", shard as u64);
-    field_num(p, "heartbeat_ms", heartbeat_ms);
     p.extend_from_slice(if outcome.gap.is_none() {
         b",\"resumed\":true"
     } else {
