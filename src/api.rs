@@ -144,6 +144,7 @@ impl Api {
                 reply: Origin::External(sink),
                 self_subscribed: false,
                 local_only: false,
+                seq: 0,
             },
         )?;
         let ack = wait(rx).await?;

@@ -215,6 +215,9 @@ pub struct HistorySection {
     pub max_messages: usize,
     /// Age after which a kept message is dropped, in milliseconds. Default 300000 (5 minutes).
     pub max_age_ms: u64,
+    /// Channels that keep history too (same limits, per channel), as name patterns where `*` is any
+    /// run of characters: `["room:*"]`. Default none: publications are at most once.
+    pub channels: Vec<String>,
 }
 
 impl Default for HistorySection {
@@ -222,11 +225,17 @@ impl Default for HistorySection {
         HistorySection {
             max_messages: 500,
             max_age_ms: 300_000,
+            channels: Vec::new(),
         }
     }
 }
 
 impl HistorySection {
+    /// The channel patterns, in the data plane's form.
+    pub fn channel_patterns(&self) -> shards::history::patterns::ChannelPatterns {
+        shards::history::patterns::ChannelPatterns::new(&self.channels)
+    }
+
     /// The data plane's form.
     pub fn to_shards(&self) -> shards::history::HistoryConfig {
         shards::history::HistoryConfig {
@@ -235,6 +244,12 @@ impl HistorySection {
         }
     }
 }
+
+/// Longest channel pattern (the longest channel name).
+pub const MAX_CHANNEL_PATTERN_BYTES: usize = 128;
+
+/// Most channel patterns (each publication is checked against every one).
+pub const MAX_CHANNEL_PATTERNS: usize = 64;
 
 /// Most messages kept per user (a resume replays at most this many in one go).
 pub const MAX_HISTORY_MESSAGES: usize = 100_000;
@@ -577,6 +592,18 @@ impl Config {
         check(
             h.max_messages == 0 || h.max_age_ms > 0,
             "history.max_age_ms must be greater than 0 while history is on".into(),
+        );
+        check(
+            h.channels
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= MAX_CHANNEL_PATTERN_BYTES),
+            format!(
+                "history.channels entries must be 1 to {MAX_CHANNEL_PATTERN_BYTES} bytes (a channel name, `*` for any run)"
+            ),
+        );
+        check(
+            h.channels.len() <= MAX_CHANNEL_PATTERNS,
+            format!("history.channels holds at most {MAX_CHANNEL_PATTERNS} patterns"),
         );
         let ws = &self.websocket;
         check(

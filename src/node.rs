@@ -209,6 +209,7 @@ fn shard_config(
     sc.rate_limit_burst = config.limits.rate_limit_burst;
     sc.max_subscriptions = config.limits.max_subscriptions;
     sc.history = config.history.to_shards();
+    sc.channel_history = config.history.channel_patterns();
     sc.max_connections_per_ip = config.limits.max_connections_per_ip;
     sc.max_pings_per_sec = config.limits.max_pings_per_sec;
     sc.heartbeat_interval = config.heartbeat.interval();

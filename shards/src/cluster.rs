@@ -98,6 +98,25 @@ pub trait ClusterLink: Send + Sync {
         user: Arc<str>,
         req: crate::history::ResumeRequest,
     ) -> Result<(), crate::history::ResumeRequest>;
+    /// A publication to `channel`, a channel with history: the link numbers it in the channel's
+    /// stream in Redis and publishes it to every node listening to the channel (this one included) in
+    /// the same step, so every node gets the channel's publications in `seq` order; it answers
+    /// `origin` with the subscribers reached. Hands the publication back when Redis is down (the owner
+    /// then publishes it here, unnumbered).
+    fn sequence_publish(
+        &self,
+        channel: Arc<str>,
+        frame: Bytes,
+        origin: Origin,
+    ) -> Result<(), (Bytes, Origin)>;
+    /// A connection subscribed to `channel` with `since`, and this node listens to the channel: the
+    /// link reads the channel's stream in Redis and answers the connection's shard with
+    /// `ShardMsg::ChanResumed`. Hands the request back when Redis is down.
+    fn resume_channel(
+        &self,
+        channel: Arc<str>,
+        req: crate::history::ResumeRequest,
+    ) -> Result<(), crate::history::ResumeRequest>;
     /// Takes a presence query to complete with the other nodes' answers from Redis and reply; hands it
     /// back when Redis is down, and the node then replies from what it knows itself.
     fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery>;

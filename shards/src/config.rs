@@ -67,8 +67,10 @@ pub struct ShardConfig {
     pub close_grace: Duration,
     /// Slots in each shard's cross-shard inbox.
     pub inbox_capacity: usize,
-    /// Per-user message history (seq, epoch, resume).
+    /// Per-user message history (seq, epoch, resume); channels use the same limits.
     pub history: crate::history::HistoryConfig,
+    /// Channels that keep history (subscribe with `since`); none by default.
+    pub channel_history: crate::history::patterns::ChannelPatterns,
     /// Where owner shards report presence and channel interest in cluster mode; `None`: embedded.
     pub cluster: Option<Arc<dyn crate::cluster::ClusterLink>>,
 }
@@ -101,6 +103,7 @@ impl ShardConfig {
             close_grace: Duration::from_secs(5),
             inbox_capacity: 65536,
             history: crate::history::HistoryConfig::default(),
+            channel_history: Default::default(),
             cluster: None,
         }
     }

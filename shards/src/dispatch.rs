@@ -11,7 +11,7 @@ use crate::{
     history::{Position, ResumeRequest},
     ids::ConnId,
     messages::{Origin, ReplyTo},
-    protocol::{ErrorCode, Request, RequestError, encode, parse_value},
+    protocol::{ErrorCode, Request, RequestError, encode, parse::ResumeFrom, parse_value},
     route,
     shard::{Shard, ShardState},
     ws::CloseReason,
@@ -77,7 +77,9 @@ pub fn on_message(shard: &Shard, st: &mut ShardState, conn: ConnId, payload: &mu
         Request::Publish { channel, data } => {
             publish(shard, st, &user, channel, data, reply_to(), now)
         }
-        Request::Subscribe { channel } => subscribe(shard, st, conn, user, id, channel, now),
+        Request::Subscribe { channel, since } => {
+            subscribe(shard, st, conn, user, (id, since), channel, now)
+        }
         Request::Unsubscribe { channel } => {
             let subscribed = st.conns.get_mut(conn).and_then(|c| {
                 let pos = c.subs.iter().position(|s| &**s == channel)?;
@@ -172,13 +174,14 @@ fn anonymous(
     }
 }
 
-/// Subscribes `conn` to `channel` (idempotent), within the per-connection cap.
+/// Subscribes `conn` to `channel` (idempotent), within the per-connection cap; with `since`, the
+/// channel's publications after that position are replayed first.
 fn subscribe(
     shard: &Shard,
     st: &mut ShardState,
     conn: ConnId,
     user: Arc<str>,
-    id: Option<&str>,
+    (id, since): (Option<&str>, Option<ResumeFrom<'_>>),
     channel: &str,
     now: u64,
 ) {
@@ -187,6 +190,15 @@ fn subscribe(
         return;
     };
     if c.subs.iter().any(|s| &**s == channel) {
+        if since.is_some() {
+            // A replay into a live subscription would interleave with it: leave and subscribe again.
+            let e = RequestError::new(
+                id,
+                ErrorCode::BadRequest,
+                "already subscribed: unsubscribe before subscribing with \"since\"",
+            );
+            return refuse(st, conn, &e, now);
+        }
         st.conns
             .enqueue(conn, encode::ack(id, "subscribed", None), now);
         return;
@@ -202,7 +214,11 @@ fn subscribe(
         conn,
         id: id.map(Arc::from),
     };
-    route::subscribed(shard, st, channel, user, ack, now);
+    let since = since.map(|from| Position {
+        epoch: from.epoch.map(Arc::from),
+        seq: from.seq,
+    });
+    route::subscribed(shard, st, channel, user, ack, since, now);
 }
 
 /// Publishes `data` on `channel`, encoded once here.

@@ -92,11 +92,22 @@ pub enum ShardMsg {
     },
     /// At the channel's owner: one more subscribed connection of `user` on `shard`. In cluster mode
     /// the owner sends the subscribe ack to `ack` once the node listens to the channel's Redis topic.
+    /// `since`: the connection subscribed with a position; the owner answers with
+    /// [`ShardMsg::ChanResumed`] (once the node listens, in cluster mode) instead of an ack.
     ChanSub {
         channel: Arc<str>,
         user: Arc<str>,
         shard: usize,
         ack: Option<ReplyTo>,
+        since: Option<Box<crate::history::ResumeRequest>>,
+    },
+    /// At the subscribing connection's shard: the outcome of its subscribe with `since` and the
+    /// publications to replay, in order.
+    ChanResumed {
+        conn: ConnId,
+        channel: Arc<str>,
+        outcome: crate::history::Outcome,
+        frames: Vec<Bytes>,
     },
     /// At the channel's owner, from the bridge: this node now listens to `channel` across the cluster;
     /// the held subscribe acks go out.
@@ -109,20 +120,25 @@ pub enum ShardMsg {
     },
     /// At the channel's owner: fan `frame` out to every subscribing shard, then ack `reply`.
     /// `self_subscribed`: the publishing connection is itself subscribed (excluded from the count).
-    /// In cluster mode the owner then hands the publication to the bridge, unless `local_only` (a
-    /// publication that came from another node).
+    /// A channel with history numbers the publication first (in place on a single node, through the
+    /// bridge in cluster mode) and delivers it to every subscriber, the publisher included. In cluster
+    /// mode the owner then hands the publication to the bridge, unless `local_only` (a publication
+    /// from the bridge, numbered `seq` already, or 0: unnumbered).
     RoutePublish {
         channel: Arc<str>,
         frame: Bytes,
         reply: Origin,
         self_subscribed: bool,
         local_only: bool,
+        seq: u64,
     },
-    /// At a subscribing shard: deliver `frame` to local subscribers of `channel` except `exclude`.
+    /// At a subscribing shard: deliver `frame` (numbered `seq`, 0: unnumbered) to local subscribers of
+    /// `channel` except `exclude`.
     DeliverChannel {
         channel: Arc<str>,
         frame: Bytes,
         exclude: Option<ConnId>,
+        seq: u64,
     },
     /// At a connection's shard: queue a ready-made frame (acks, replies) to `conn`.
     ToConn { conn: ConnId, frame: Bytes },
@@ -168,6 +184,12 @@ impl std::fmt::Debug for ShardMsg {
                 shard,
                 ..
             } => write!(f, "ChanSub({channel}, {user}, {shard})"),
+            ShardMsg::ChanResumed {
+                conn,
+                channel,
+                outcome,
+                ..
+            } => write!(f, "ChanResumed({conn:?}, {channel}, {outcome:?})"),
             ShardMsg::ChanReady { channel } => write!(f, "ChanReady({channel})"),
             ShardMsg::ChanUnsub {
                 channel,

@@ -36,20 +36,22 @@ pub const RATE_LIMITED: &str = "gateway_rate_limited_total";
 /// accept() failures by `reason` (`emfile`, `other`).
 pub const ACCEPT_ERRORS: &str = "gateway_accept_errors_total";
 
-/// Resumes by `outcome` (`resumed` or the gap's reason).
+/// Resumes by `stream` (`user`: identify with `resume`; `channel`: subscribe with `since`) and
+/// `outcome` (`resumed` or the gap's reason).
 pub const RESUMES: &str = "gateway_resumes_total";
 /// Messages replayed to resuming connections.
 pub const RESUME_REPLAYED: &str = "gateway_resume_replayed_total";
 /// Live messages dropped at a resuming connection because its replay already carried them.
 pub const RESUME_DUPLICATES: &str = "gateway_resume_duplicates_dropped_total";
-/// Users with a history stream on the shard (embedded history; gauge).
+/// User and channel history streams held by the shard (embedded history; gauge).
 pub const HISTORY_STREAMS: &str = "gateway_history_streams";
 /// Bytes of frames kept in the shard's history (embedded history; gauge).
 pub const HISTORY_BYTES: &str = "gateway_history_bytes";
 
 /// `outcome` labels of [`RESUMES`]: `resumed`, then every gap reason.
-pub const RESUME_OUTCOMES: [&str; 5] = [
+pub const RESUME_OUTCOMES: [&str; 6] = [
     "resumed",
+    "no_history",
     "too_old",
     "epoch_changed",
     "unavailable",
@@ -122,9 +124,13 @@ impl ShardMetrics {
             rate_limited: counter!(RATE_LIMITED, "shard" => s.clone()),
             accept_emfile: counter!(ACCEPT_ERRORS, "shard" => s.clone(), "reason" => "emfile"),
             accept_other: counter!(ACCEPT_ERRORS, "shard" => s.clone(), "reason" => "other"),
-            resumes: RESUME_OUTCOMES
+            resumes: ["user", "channel"]
                 .iter()
-                .map(|o| counter!(RESUMES, "shard" => s.clone(), "outcome" => *o))
+                .flat_map(|stream| {
+                    RESUME_OUTCOMES.iter().map(|o| {
+                        counter!(RESUMES, "shard" => s.clone(), "stream" => *stream, "outcome" => *o)
+                    })
+                })
                 .collect(),
             resume_replayed: counter!(RESUME_REPLAYED, "shard" => s.clone()),
             resume_duplicates: counter!(RESUME_DUPLICATES, "shard" => s.clone()),
@@ -138,11 +144,13 @@ impl ShardMetrics {
         self.closed[reason.index()].increment(1);
     }
 
-    /// Counts a resume and the messages it replayed.
-    pub fn resumes(&self, gap: Option<crate::history::Gap>, replayed: u64) {
+    /// Counts a resume (of a channel's stream when `channel`, else a user's) and the messages it
+    /// replayed.
+    pub fn resumes(&self, channel: bool, gap: Option<crate::history::Gap>, replayed: u64) {
         let label = gap.map_or("resumed", |g| g.as_str());
         if let Some(i) = RESUME_OUTCOMES.iter().position(|o| *o == label) {
-            self.resumes[i].increment(1);
+            let at = usize::from(channel) * RESUME_OUTCOMES.len() + i;
+            self.resumes[at].increment(1);
         }
         self.resume_replayed.increment(replayed);
     }

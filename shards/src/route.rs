@@ -66,18 +66,30 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             user,
             shard: holder,
             ack,
-        } => chan_sub_at_owner(shard, st, channel, user, holder, ack, now),
+            since,
+        } => chan_sub_at_owner(shard, st, channel, user, holder, (ack, since), now),
+        ShardMsg::ChanResumed {
+            conn,
+            channel,
+            outcome,
+            frames,
+        } => {
+            crate::history::resume::finish_channel(shard, st, conn, &channel, outcome, frames, now)
+        }
         ShardMsg::ChanUnsub {
             channel,
             user,
             shard: holder,
         } => chan_unsub_at_owner(shard, st, channel, user, holder, now),
         ShardMsg::ChanReady { channel } => {
-            let held = match st.index.get_mut(&channel) {
+            let (acks, resumes) = match st.index.get_mut(&channel) {
                 Some(entry) => entry.release(),
-                None => Vec::new(),
+                None => Default::default(),
             };
-            ack_subscribed(shard, st, held, now);
+            ack_subscribed(shard, st, acks, now);
+            for req in resumes {
+                resume_channel_at_owner(shard, st, channel.clone(), req, now);
+            }
         }
         ShardMsg::RoutePublish {
             channel,
@@ -85,20 +97,22 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             reply,
             self_subscribed,
             local_only,
+            seq,
         } => publish_at_owner(
             shard,
             st,
             channel,
             frame,
             reply,
-            (self_subscribed, local_only),
+            (self_subscribed, local_only, seq),
             now,
         ),
         ShardMsg::DeliverChannel {
             channel,
             frame,
             exclude,
-        } => deliver_channel_local(shard, st, &channel, &frame, exclude, now),
+            seq,
+        } => deliver_channel_local(shard, st, &channel, &frame, (exclude, seq), now),
         ShardMsg::ToConn { conn, frame } => {
             st.conns.enqueue(conn, frame, now);
         }
@@ -124,15 +138,16 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
     }
 }
 
-/// Owner step of a subscribe: the index, the cluster reports, then the ack (held in cluster mode until
-/// the node listens to the channel's Redis topic).
+/// Owner step of a subscribe: the index, the cluster reports, then the ack or, for a subscribe with
+/// `since`, the channel's replay (both held in cluster mode until the node listens to the channel's
+/// Redis topic, so that every publication after the replay reaches the connection live).
 fn chan_sub_at_owner(
     shard: &Shard,
     st: &mut ShardState,
     channel: Arc<str>,
     user: Arc<str>,
     holder: usize,
-    ack: Option<ReplyTo>,
+    (ack, since): (Option<ReplyTo>, Option<Box<crate::history::ResumeRequest>>),
     now: u64,
 ) {
     let joined = st.index.subscribe(channel.clone(), user.clone(), holder);
@@ -147,12 +162,83 @@ fn chan_sub_at_owner(
             entry.wait();
         }
     }
+    if let Some(req) = since {
+        match st.index.get_mut(&channel) {
+            Some(entry) if entry.is_waiting() => entry.hold_resume(*req),
+            _ => resume_channel_at_owner(shard, st, channel.clone(), *req, now),
+        }
+    }
     let Some(ack) = ack else {
         return;
     };
     match st.index.get_mut(&channel) {
         Some(entry) if entry.is_waiting() => entry.hold(ack),
         _ => ack_subscribed(shard, st, vec![ack], now),
+    }
+}
+
+/// True when publications to `channel` are numbered and kept.
+fn keeps_history(shard: &Shard, channel: &str) -> bool {
+    shard.config.history.enabled() && shard.config.channel_history.matches(channel)
+}
+
+/// Owner step of a subscribe with `since`, once the connection receives the channel's publications
+/// live: read the channel's stream here, or in Redis through the bridge, and answer the connection's
+/// shard.
+fn resume_channel_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    req: crate::history::ResumeRequest,
+    now: u64,
+) {
+    use crate::history::{Gap, Outcome};
+    let (outcome, frames) = if !keeps_history(shard, &channel) {
+        (Outcome::not_kept(Gap::NoHistory), Vec::new())
+    } else {
+        match &shard.config.cluster {
+            Some(link) => match link.resume_channel(channel.clone(), req) {
+                Ok(()) => return,
+                Err(back) => {
+                    return send_chan_resumed(
+                        shard,
+                        st,
+                        channel,
+                        back,
+                        Outcome::unavailable(),
+                        vec![],
+                        now,
+                    );
+                }
+            },
+            None => st.channel_history.resume(&channel, &req.from, now),
+        }
+    };
+    send_chan_resumed(shard, st, channel, req, outcome, frames, now);
+}
+
+/// Sends a channel resume's answer to the connection's shard (in place when it is this one).
+fn send_chan_resumed(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    req: crate::history::ResumeRequest,
+    outcome: crate::history::Outcome,
+    frames: Vec<Bytes>,
+    now: u64,
+) {
+    if req.shard == shard.id {
+        crate::history::resume::finish_channel(shard, st, req.conn, &channel, outcome, frames, now);
+    } else {
+        st.mesh.send(
+            req.shard,
+            ShardMsg::ChanResumed {
+                conn: req.conn,
+                channel,
+                outcome,
+                frames,
+            },
+        );
     }
 }
 
@@ -527,6 +613,7 @@ pub fn publish(
             reply,
             self_subscribed,
             local_only: false,
+            seq: 0,
         },
         now,
     );
@@ -534,27 +621,48 @@ pub fn publish(
 
 /// Owner step of a publish: to every subscribing shard (excluding the publisher), then the ack; in
 /// cluster mode the bridge takes the publication to the other nodes and answers with the total.
+///
+/// A channel with history numbers the publication first and delivers it to every subscriber, the
+/// publisher included (its stream must have no holes): here on a single node; in cluster mode the
+/// bridge numbers it in Redis and publishes it from the same script, so every node receives the
+/// channel's publications in `seq` order, and this node's subscribers get it back like the others'.
 fn publish_at_owner(
     shard: &Shard,
     st: &mut ShardState,
     channel: Arc<str>,
     frame: Bytes,
     reply_to: Origin,
-    (self_subscribed, local_only): (bool, bool),
+    (self_subscribed, local_only, seq): (bool, bool, u64),
     now: u64,
 ) {
+    let (frame, reply_to, seq) = if local_only || !keeps_history(shard, &channel) {
+        (frame, reply_to, seq)
+    } else {
+        match &shard.config.cluster {
+            None => {
+                let (frame, seq) = st.channel_history.append(&channel, &frame, now);
+                (frame, reply_to, seq)
+            }
+            Some(link) => match link.sequence_publish(channel.clone(), frame, reply_to) {
+                Ok(()) => return,
+                // Redis down: published unnumbered, as on a channel without history.
+                Err((frame, reply_to)) => (frame, reply_to, 0),
+            },
+        }
+    };
     let (targets, total) = match st.index.get(&channel) {
         Some(entry) => (entry.shards.clone(), entry.connections()),
         None => Default::default(),
     };
+    let numbered = seq != 0;
     for &(target, _) in &targets {
         let target = target as usize;
         let exclude = match &reply_to {
-            Origin::Conn(r) if r.shard == target => Some(r.conn),
+            Origin::Conn(r) if r.shard == target && !numbered => Some(r.conn),
             _ => None,
         };
         if target == shard.id {
-            deliver_channel_local(shard, st, &channel, &frame, exclude, now);
+            deliver_channel_local(shard, st, &channel, &frame, (exclude, seq), now);
         } else {
             shard.metrics.routed_cross.increment(1);
             st.mesh.send(
@@ -563,11 +671,12 @@ fn publish_at_owner(
                     channel: channel.clone(),
                     frame: frame.clone(),
                     exclude,
+                    seq,
                 },
             );
         }
     }
-    let conns = total - u64::from(self_subscribed && total > 0);
+    let conns = total - u64::from(self_subscribed && total > 0 && !numbered);
     if !local_only && let Some(link) = &shard.config.cluster {
         link.forward_publish(channel, frame, conns, reply_to);
         return;
@@ -584,22 +693,36 @@ fn publish_at_owner(
     );
 }
 
-/// Subscriber step of a publish: every local subscriber but `exclude`.
+/// Subscriber step of a publish: every local subscriber but `exclude` (a subscriber resuming the
+/// channel holds it until its replay is out).
 fn deliver_channel_local(
     shard: &Shard,
     st: &mut ShardState,
     channel: &str,
     frame: &Bytes,
-    exclude: Option<ConnId>,
+    (exclude, seq): (Option<ConnId>, u64),
     now: u64,
 ) {
     let ShardState {
-        channels, conns, ..
+        channels,
+        conns,
+        resuming,
+        ..
     } = st;
+    let bound = shard.config.outbound_queue_bytes;
     for conn in channels.subscribers(channel) {
         if Some(conn) != exclude {
             shard.metrics.routed_local.increment(1);
-            conns.enqueue(conn, frame.clone(), now);
+            crate::history::resume::deliver_channel(
+                resuming,
+                conns,
+                bound,
+                conn,
+                channel,
+                seq,
+                frame.clone(),
+                now,
+            );
         }
     }
 }
@@ -607,23 +730,35 @@ fn deliver_channel_local(
 /// A connection subscribed: local table, then the channel's owner.
 ///
 /// The `subscribed` ack goes to `ack` at once on a single node; in cluster mode the owner sends it
-/// once this node listens to the channel across the cluster.
+/// once this node listens to the channel across the cluster. With `since` the connection holds the
+/// channel's live publications until its replay comes, and the ack comes with the replay.
 pub fn subscribed(
     shard: &Shard,
     st: &mut ShardState,
     channel: Arc<str>,
     user: Arc<str>,
     ack: ReplyTo,
+    since: Option<crate::history::Position>,
     now: u64,
 ) {
     st.channels.add(channel.clone(), ack.conn);
     let owner = owner_of(&channel, shard.config.shards);
-    let ack = match shard.config.cluster {
-        Some(_) => Some(ack),
-        None => {
+    let (ack, since) = match (since, &shard.config.cluster) {
+        (Some(from), _) => {
+            st.resuming
+                .start_channel(ack.conn, channel.clone(), ack.id.clone());
+            let req = crate::history::ResumeRequest {
+                shard: shard.id,
+                conn: ack.conn,
+                from,
+            };
+            (None, Some(Box::new(req)))
+        }
+        (None, Some(_)) => (Some(ack), None),
+        (None, None) => {
             let frame = encode::ack(ack.id.as_deref(), "subscribed", None);
             st.conns.enqueue(ack.conn, frame, now);
-            None
+            (None, None)
         }
     };
     to_owner(
@@ -635,6 +770,7 @@ pub fn subscribed(
             user,
             shard: shard.id,
             ack,
+            since,
         },
         now,
     );
@@ -650,6 +786,7 @@ pub fn unsubscribed(
     now: u64,
 ) {
     st.channels.remove(&channel, conn);
+    st.resuming.forget_channel(conn, &channel);
     let owner = owner_of(&channel, shard.config.shards);
     to_owner(
         shard,

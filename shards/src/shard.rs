@@ -97,6 +97,8 @@ pub struct ShardState {
     pub dropped_reported: u64,
     /// History streams of the users this shard owns (embedded mode).
     pub history: crate::history::ring::Streams,
+    /// History streams of the channels with history this shard owns (embedded mode).
+    pub channel_history: crate::history::ring::Streams,
     /// Connections of this shard waiting for their resume replay.
     pub resuming: crate::history::resume::Resuming,
 }
@@ -191,6 +193,7 @@ pub async fn run(
         drain: None,
         dropped_reported: 0,
         history: crate::history::ring::Streams::new(config.history),
+        channel_history: crate::history::ring::Streams::new(config.history),
         resuming: Default::default(),
     };
     let shard = Rc::new(Shard {
@@ -353,8 +356,11 @@ async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
             visit(&shard, &mut st, id, at, now);
         }
         st.history.expire(now);
-        shard.metrics.history_streams.set(st.history.len() as f64);
-        shard.metrics.history_bytes.set(st.history.bytes() as f64);
+        st.channel_history.expire(now);
+        let streams = st.history.len() + st.channel_history.len();
+        shard.metrics.history_streams.set(streams as f64);
+        let bytes = st.history.bytes() + st.channel_history.bytes();
+        shard.metrics.history_bytes.set(bytes as f64);
         st.mesh.flush();
         shard.metrics.inbox_depth.set(shard.inbox.len() as f64);
         let dropped = st.mesh.dropped;

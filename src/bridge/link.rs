@@ -51,6 +51,17 @@ pub(super) enum Event {
         frame: Bytes,
         origin: Origin,
     },
+    /// A publication to a channel with history, to number in Redis and publish everywhere.
+    SequencePublish {
+        channel: Arc<str>,
+        frame: Bytes,
+        origin: Origin,
+    },
+    /// A connection subscribed to `channel` with `since` (this node listens to the channel).
+    ResumeChannel {
+        channel: Arc<str>,
+        req: ResumeRequest,
+    },
     /// A connection of `user` resumes its stream (queued after the user's presence change).
     Resume { user: Arc<str>, req: ResumeRequest },
     /// A client's presence query to complete with the other nodes.
@@ -197,6 +208,31 @@ impl ClusterLink for BridgeLink {
             return Err(req);
         }
         self.push(Event::Resume { user, req });
+        Ok(())
+    }
+
+    fn sequence_publish(
+        &self,
+        channel: Arc<str>,
+        frame: Bytes,
+        origin: Origin,
+    ) -> Result<(), (Bytes, Origin)> {
+        if !self.up() {
+            return Err((frame, origin));
+        }
+        self.push(Event::SequencePublish {
+            channel,
+            frame,
+            origin,
+        });
+        Ok(())
+    }
+
+    fn resume_channel(&self, channel: Arc<str>, req: ResumeRequest) -> Result<(), ResumeRequest> {
+        if !self.up() {
+            return Err(req);
+        }
+        self.push(Event::ResumeChannel { channel, req });
         Ok(())
     }
 

@@ -45,7 +45,9 @@ use tracing::{info, warn};
 use crate::{
     cluster::{
         ChannelMembers, Liveness, NodeInfo, NodeState, NodeStats, NodeView, PresenceStore,
-        Registry, history::HistoryStore, keys, now_ms,
+        Registry,
+        history::{HistoryStore, StreamOf},
+        keys, now_ms,
     },
     relay::{
         self, Relay,
@@ -286,7 +288,7 @@ struct BridgeState {
     /// Channels this node lost interest in, to drop from its channel set in Redis.
     forget: HashSet<Arc<str>>,
     /// Resuming connections whose stream is read once the presence writes before them are done.
-    resumes: Vec<(Arc<str>, ResumeRequest)>,
+    resumes: Vec<(StreamOf, Arc<str>, ResumeRequest)>,
 }
 
 /// Why [`serve`] returned.
@@ -441,6 +443,8 @@ async fn serve(
 /// Moves queued reports into `state` and starts the requests; with no session (Redis down) requests
 /// are answered at once without the other nodes.
 fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Session>) {
+    // Channel resumes wait for nothing (the owner asked once this node listens): read in one go.
+    let mut channel_resumes = Vec::new();
     while let Some(event) = link.events.pop() {
         match event {
             Event::Presence(user, conns) => {
@@ -487,8 +491,31 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                     link.inboxes.get().map_or(&[], |i| &i[..]),
                 ),
             },
+            Event::SequencePublish {
+                channel,
+                frame,
+                origin,
+            } => match session {
+                Some(s) => s.relay.sequence_publish(channel, frame, origin),
+                None => relay::outgoing::publish_unnumbered(
+                    channel,
+                    frame,
+                    origin,
+                    link.inboxes.get().map_or(&[], |i| &i[..]),
+                ),
+            },
+            Event::ResumeChannel { channel, req } => match session {
+                Some(_) => channel_resumes.push((StreamOf::Channel, channel, req)),
+                None => relay::send_chan_resumed(
+                    link.inboxes.get().map_or(&[], |i| &i[..]),
+                    channel,
+                    req,
+                    Outcome::unavailable(),
+                    Vec::new(),
+                ),
+            },
             Event::Resume { user, req } => match session {
-                Some(_) => state.resumes.push((user, req)),
+                Some(_) => state.resumes.push((StreamOf::User, user, req)),
                 None => relay::send_resumed(
                     link.inboxes.get().map_or(&[], |i| &i[..]),
                     req,
@@ -509,6 +536,11 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                 None => drop(reply.send(None)),
             },
         }
+    }
+    if let Some(s) = session
+        && !channel_resumes.is_empty()
+    {
+        s.relay.resume(channel_resumes);
     }
     gauge!("gateway_cluster_channels").set(state.channels.len() as f64);
 }
@@ -548,7 +580,7 @@ async fn sync_channels(
 
 /// Answers resumes still waiting when the Redis connection failed: `unavailable`.
 fn fail_resumes(state: &mut BridgeState, inboxes: &[Arc<Inbox>]) {
-    for (_, req) in state.resumes.drain(..) {
+    for (_, _, req) in state.resumes.drain(..) {
         relay::send_resumed(inboxes, req, Outcome::unavailable(), Vec::new());
     }
 }

@@ -13,6 +13,11 @@
 //! eviction) the next message starts a new epoch, and a client resuming from the old one is told
 //! `epoch_changed`: loss is reported, never silent.
 //!
+//! Channels with history (`history.channels`) have the same kind of stream under their own keys. Their
+//! append script (`channel_append.lua`) also publishes the numbered publication on the channel's
+//! topic: a channel is published to from many nodes, and numbering and publishing in one atomic step
+//! is what makes every node receive a channel's publications in `seq` order.
+//!
 //! Scripts travel by SHA; a batch answered NOSCRIPT is sent again with `SCRIPT LOAD` in front (both
 //! scripts are safe to run twice only in the sense that matters: a retried append is a new message,
 //! so the retry happens only for NOSCRIPT, which Redis answers without running anything).
@@ -29,7 +34,41 @@ use shards::history::{HistoryConfig, META_TTL, Outcome, Position, new_epoch, seq
 use super::keys;
 
 const APPEND: &str = include_str!("history_append.lua");
+const CHANNEL_APPEND: &str = include_str!("channel_append.lua");
 const READ: &str = include_str!("history_read.lua");
+
+/// Whose stream: a user's or a channel's (same layout, different keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamOf {
+    /// A user's direct messages.
+    User,
+    /// A channel's publications.
+    Channel,
+}
+
+impl StreamOf {
+    /// The stream's (metadata key, stream key).
+    fn keys(self, name: &str) -> (String, String) {
+        match self {
+            StreamOf::User => (keys::history_meta(name), keys::history_stream(name)),
+            StreamOf::Channel => (
+                keys::channel_history_meta(name),
+                keys::channel_history_stream(name),
+            ),
+        }
+    }
+}
+
+/// A publication numbered, kept and published by the channel append script.
+#[derive(Debug)]
+pub struct Published {
+    /// The channel stream's epoch.
+    pub epoch: Arc<str>,
+    /// The publication's number.
+    pub seq: u64,
+    /// Nodes that received it (PUBLISH/SPUBLISH's count).
+    pub receivers: u64,
+}
 
 /// A message numbered and kept by the append script.
 #[derive(Debug)]
@@ -48,6 +87,7 @@ pub struct Appended {
 pub struct HistoryStore {
     config: HistoryConfig,
     append: Script,
+    channel_append: Script,
     read: Script,
     /// Whether Redis is believed to hold both scripts.
     loaded: AtomicBool,
@@ -59,6 +99,7 @@ impl HistoryStore {
         HistoryStore {
             config,
             append: Script::new(APPEND),
+            channel_append: Script::new(CHANNEL_APPEND),
             read: Script::new(READ),
             loaded: AtomicBool::new(false),
         }
@@ -69,10 +110,11 @@ impl HistoryStore {
         self.config
     }
 
-    /// Puts `SCRIPT LOAD` of both scripts in front of `pipe` when Redis may not hold them.
+    /// Puts `SCRIPT LOAD` of every script in front of `pipe` when Redis may not hold them.
     pub fn prepare(&self, pipe: &mut redis::Pipeline) {
         if !self.loaded.load(Ordering::Acquire) {
             pipe.load_script(&self.append).ignore();
+            pipe.load_script(&self.channel_append).ignore();
             pipe.load_script(&self.read).ignore();
         }
     }
@@ -106,6 +148,40 @@ impl HistoryStore {
         pipe.invoke_script(&call);
     }
 
+    /// Adds the append of `frame` to `channel`'s stream to `pipe`, publishing it on `topic` with
+    /// `publish` (`PUBLISH` or `SPUBLISH`) as `head` followed by `<seq>\n<epoch>\n<frame>` (one
+    /// reply, see [`parse_channel_append`](Self::parse_channel_append)).
+    pub fn append_channel(
+        &self,
+        pipe: &mut redis::Pipeline,
+        channel: &str,
+        frame: &[u8],
+        (publish, topic, head): (&str, &str, &[u8]),
+    ) {
+        let (meta, stream) = StreamOf::Channel.keys(channel);
+        let mut call = self.channel_append.key(meta);
+        call.key(stream)
+            .arg(frame)
+            .arg(self.config.max_messages)
+            .arg(self.age_ms())
+            .arg(&*new_epoch())
+            .arg(META_TTL.as_millis() as u64)
+            .arg(topic)
+            .arg(publish)
+            .arg(head);
+        pipe.invoke_script(&call);
+    }
+
+    /// Reads the channel append script's reply.
+    pub fn parse_channel_append(value: Value) -> RedisResult<Published> {
+        let (epoch, seq, receivers): (String, u64, u64) = redis::from_redis_value(value)?;
+        Ok(Published {
+            epoch: Arc::from(epoch),
+            seq,
+            receivers,
+        })
+    }
+
     /// Reads the append script's reply.
     pub fn parse_append(value: Value) -> RedisResult<Appended> {
         let (epoch, seq, now_ms, presence): (String, u64, u64, Vec<(String, String)>) =
@@ -118,12 +194,12 @@ impl HistoryStore {
         })
     }
 
-    /// Resumes each (user, position): the outcome and the frames to replay, in order. One round trip
-    /// (two after NOSCRIPT).
+    /// Resumes each (user or channel, position): the outcome and the frames to replay, in order. One
+    /// round trip (two after NOSCRIPT).
     pub async fn resume_many(
         &self,
         conn: &mut ConnectionManager,
-        reqs: &[(Arc<str>, Position)],
+        reqs: &[(StreamOf, Arc<str>, Position)],
     ) -> RedisResult<Vec<(Outcome, Vec<Bytes>)>> {
         if reqs.is_empty() {
             return Ok(Vec::new());
@@ -133,9 +209,10 @@ impl HistoryStore {
         for _ in 0..2 {
             let mut pipe = redis::pipe();
             self.prepare(&mut pipe);
-            for (user, from) in reqs {
-                let mut call = self.read.key(keys::history_meta(user));
-                call.key(keys::history_stream(user))
+            for (of, name, from) in reqs {
+                let (meta, stream) = of.keys(name);
+                let mut call = self.read.key(meta);
+                call.key(stream)
                     .arg(from.epoch.as_deref().unwrap_or(""))
                     .arg(from.seq)
                     .arg(self.age_ms())
@@ -152,7 +229,7 @@ impl HistoryStore {
         replies?
             .into_iter()
             .zip(reqs)
-            .map(|(v, (_, from))| decode_read(v, from))
+            .map(|(v, (_, _, from))| decode_read(v, from))
             .collect()
     }
 

@@ -15,6 +15,8 @@
 //! | `gateway:ch:<name>:members` | hash  | each node with subscribers | field `<node id>\n<user>` → `1`          |
 //! | `gateway:hist:s:<user>`   | stream  | any node sending to `<user>` | the user's kept messages: fields `s` (seq), `f` (frame) |
 //! | `gateway:hist:m:<user>`   | hash    | any node sending to `<user>` | the stream's `e` (epoch) and `s` (last seq) |
+//! | `gateway:chist:s:<name>`  | stream  | any node publishing to channel `<name>` (with history) | the channel's kept publications: `s`, `f` |
+//! | `gateway:chist:m:<name>`  | hash    | any node publishing to channel `<name>` (with history) | the channel stream's `e` and `s` |
 //! | `gateway:node:<id>`       | channel | any node                   | messages for users held by node `<id>`   |
 //! | `gateway:ch:<name>`       | channel | any node                   | publications to channel `<name>` (sharded pub/sub when the server has it) |
 //!
@@ -76,6 +78,22 @@ pub fn history_meta(user: &str) -> String {
     concat(HISTORY_META_PREFIX, user, "")
 }
 
+/// Prefix of a channel's history stream (channels matching `history.channels`).
+pub const CHANNEL_HISTORY_STREAM_PREFIX: &str = "gateway:chist:s:";
+
+/// Prefix of a channel's history metadata (epoch, last seq).
+pub const CHANNEL_HISTORY_META_PREFIX: &str = "gateway:chist:m:";
+
+/// `gateway:chist:s:<name>`: the stream of channel `name`'s kept publications.
+pub fn channel_history_stream(name: &str) -> String {
+    concat(CHANNEL_HISTORY_STREAM_PREFIX, name, "")
+}
+
+/// `gateway:chist:m:<name>`: the epoch and last seq of channel `name`'s stream.
+pub fn channel_history_meta(name: &str) -> String {
+    concat(CHANNEL_HISTORY_META_PREFIX, name, "")
+}
+
 /// Suffix of a channel's member hash.
 pub const MEMBERS_SUFFIX: &str = ":members";
 
@@ -127,6 +145,9 @@ mod tests {
         assert_eq!(history_stream("amy"), "gateway:hist:s:amy");
         assert_eq!(history_meta("amy"), "gateway:hist:m:amy");
         assert_ne!(history_stream("a:m"), history_meta("a"));
+        assert_eq!(channel_history_stream("r:1"), "gateway:chist:s:r:1");
+        assert_eq!(channel_history_meta("r:1"), "gateway:chist:m:r:1");
+        assert_ne!(channel_history_meta("x"), history_meta("x"));
     }
 
     #[test]

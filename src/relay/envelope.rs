@@ -9,6 +9,7 @@
 //! |--------|----------------------|-----------------------------------------------------|
 //! | `dm`   | `gateway:node:<id>`  | `dm\n<corr>\n<origin node>\n<user>\n<frame>`        |
 //! | `pub`  | `gateway:ch:<name>`  | `pub\n<corr>\n<origin node>\n<channel>\n<frame>`    |
+//! | `hpub` | `gateway:ch:<name>`  | `hpub\n<corr>\n<origin node>\n<channel>\n<seq>\n<epoch>\n<frame>`: a publication to a channel with history, numbered; `<frame>` without `seq`/`epoch` (written by `channel_append.lua`) |
 //! | `disc` | `gateway:node:<id>`  | `disc\n<corr>\n<origin node>\n<user>`               |
 //! | `ack`  | `gateway:node:<id>`  | `ack\n<corr>\n<conns>`: the answer to any of the above |
 
@@ -27,6 +28,16 @@ pub enum Envelope<'a> {
         corr: u64,
         origin: &'a str,
         channel: &'a str,
+        frame: &'a [u8],
+    },
+    /// A publication to `channel` (a channel with history) numbered `seq` in stream `epoch`; `frame`
+    /// is unnumbered (the receiver inserts `seq` and `epoch`).
+    NumberedPub {
+        corr: u64,
+        origin: &'a str,
+        channel: &'a str,
+        seq: u64,
+        epoch: &'a str,
         frame: &'a [u8],
     },
     /// Close `user`'s connections on the receiving node (4010).
@@ -49,6 +60,12 @@ pub fn publication(corr: u64, origin: &str, channel: &str, frame: &[u8]) -> Vec<
     with_payload("pub", corr, origin, channel, frame)
 }
 
+/// The head of an `hpub` envelope, `hpub\n<corr>\n<origin>\n<channel>\n`: the channel append script
+/// adds `<seq>\n<epoch>\n<frame>`.
+pub fn numbered_publication_head(corr: u64, origin: &str, channel: &str) -> Vec<u8> {
+    format!("hpub\n{corr}\n{origin}\n{channel}\n").into_bytes()
+}
+
 /// `disc\n<corr>\n<origin>\n<user>`.
 pub fn disconnect(corr: u64, origin: &str, user: &str) -> Vec<u8> {
     format!("disc\n{corr}\n{origin}\n{user}").into_bytes()
@@ -68,11 +85,13 @@ fn with_payload(kind: &str, corr: u64, origin: &str, name: &str, frame: &[u8]) -
 
 /// Parses a cluster message; `None` for anything malformed.
 pub fn parse(payload: &[u8]) -> Option<Envelope<'_>> {
-    let mut parts = payload.splitn(5, |b| *b == b'\n');
+    let mut parts = payload.splitn(7, |b| *b == b'\n');
     let kind = parts.next()?;
     let corr: u64 = text(parts.next()?)?.parse().ok()?;
     match kind {
         b"dm" | b"pub" => {
+            // The frame is everything after the fourth newline, newlines included.
+            let mut parts = payload.splitn(5, |b| *b == b'\n').skip(2);
             let origin = text(parts.next()?)?;
             let name = text(parts.next()?)?;
             let frame = parts.next()?;
@@ -92,6 +111,14 @@ pub fn parse(payload: &[u8]) -> Option<Envelope<'_>> {
                 }
             })
         }
+        b"hpub" => Some(Envelope::NumberedPub {
+            corr,
+            origin: text(parts.next()?)?,
+            channel: text(parts.next()?)?,
+            seq: text(parts.next()?)?.parse().ok()?,
+            epoch: text(parts.next()?)?,
+            frame: parts.next()?,
+        }),
         b"disc" => {
             let origin = text(parts.next()?)?;
             let user = text(parts.next()?)?;
@@ -143,6 +170,31 @@ mod tests {
             })
         );
         assert_eq!(parse(&ack(7, 3)), Some(Envelope::Ack { corr: 7, conns: 3 }));
+        let mut numbered = numbered_publication_head(10, "node-a", "room:1");
+        numbered.extend_from_slice(b"42\n00ff\n");
+        numbered.extend_from_slice(frame);
+        assert_eq!(
+            parse(&numbered),
+            Some(Envelope::NumberedPub {
+                corr: 10,
+                origin: "node-a",
+                channel: "room:1",
+                seq: 42,
+                epoch: "00ff",
+                frame
+            })
+        );
+        // A frame with many newlines stays whole.
+        let frame = b"a\nb\nc\nd\ne";
+        assert_eq!(
+            parse(&publication(0, "n", "c", frame)),
+            Some(Envelope::Pub {
+                corr: 0,
+                origin: "n",
+                channel: "c",
+                frame
+            })
+        );
     }
 
     #[test]
@@ -153,5 +205,7 @@ mod tests {
         assert_eq!(parse(b"dm\n1\nnode"), None);
         assert_eq!(parse(b"disc\n1\nnode"), None);
         assert_eq!(parse(b"pub\n1\n\xff\nch\nframe"), None);
+        assert_eq!(parse(b"hpub\n1\nn\nch\nx\ne\nframe"), None);
+        assert_eq!(parse(b"hpub\n1\nn\nch\n3\ne"), None);
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! - **Direct message**: the owner shard delivered it locally; the relay looks the user up in Redis
 //!   presence and publishes a `dm` envelope on `gateway:node:<id>` of every other holding node.
+//! - **Publication with history** (a channel matching `history.channels`): one script numbers, keeps
+//!   and publishes it as an `hpub` envelope on the channel's topic; every listening node (this one
+//!   included) delivers it to its subscribers, publisher included, and answers.
 //! - **Publication**: the owner shard delivered it to this node's subscribers; the relay publishes a `pub`
 //!   envelope on the channel's topic `gateway:ch:<name>` (SPUBLISH when the server has sharded pub/sub),
 //!   to which exactly the nodes with subscribers listen. A node receiving its own publication (it
@@ -33,7 +36,7 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use shards::{
     control,
-    history::{Outcome, ResumeRequest, frame_seq},
+    history::{Outcome, ResumeRequest, frame_seq, sequenced},
     ids::owner_of,
     inbox::Inbox,
     messages::{Ack, Origin, ShardMsg},
@@ -42,7 +45,11 @@ use shards::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::cluster::{history::HistoryStore, keys, presence::live_fields};
+use crate::cluster::{
+    history::{HistoryStore, StreamOf},
+    keys,
+    presence::live_fields,
+};
 use envelope::Envelope;
 use outgoing::Outgoing;
 use subscriber::{Push, classify};
@@ -159,15 +166,26 @@ impl Relay {
         });
     }
 
+    /// Numbers, keeps and publishes a publication to `channel` (a channel with history), then answers
+    /// `origin` with the subscribers reached on every node. In order with forwards and publishes.
+    pub fn sequence_publish(&self, channel: Arc<str>, frame: Bytes, origin: Origin) {
+        self.hand_over(Outgoing::SeqPub {
+            channel,
+            frame,
+            origin,
+            receivers: 0,
+        });
+    }
+
     /// Reads the streams of resuming connections (one round trip) and answers each connection's shard.
-    /// Called once this node's presence for their users is written, so that every message numbered
-    /// after the read reaches them live.
-    pub fn resume(self: &Arc<Self>, reqs: Vec<(Arc<str>, ResumeRequest)>) {
+    /// Called for users once this node's presence for them is written, and for channels once this
+    /// node listens to them, so that every message numbered after the read reaches them live.
+    pub fn resume(self: &Arc<Self>, reqs: Vec<(StreamOf, Arc<str>, ResumeRequest)>) {
         let relay = self.clone();
         tokio::spawn(async move {
-            let positions: Vec<(Arc<str>, shards::history::Position)> = reqs
+            let positions: Vec<(StreamOf, Arc<str>, shards::history::Position)> = reqs
                 .iter()
-                .map(|(user, req)| (user.clone(), req.from.clone()))
+                .map(|(of, name, req)| (*of, name.clone(), req.from.clone()))
                 .collect();
             let mut conn = relay.conn.clone();
             let read = tokio::time::timeout(
@@ -185,8 +203,13 @@ impl Relay {
                         .collect()
                 }
             };
-            for ((_, req), (outcome, frames)) in reqs.into_iter().zip(answers) {
-                send_resumed(&relay.inboxes, req, outcome, frames);
+            for ((of, name, req), (outcome, frames)) in reqs.into_iter().zip(answers) {
+                match of {
+                    StreamOf::User => send_resumed(&relay.inboxes, req, outcome, frames),
+                    StreamOf::Channel => {
+                        send_chan_resumed(&relay.inboxes, name, req, outcome, frames)
+                    }
+                }
             }
         });
     }
@@ -322,7 +345,7 @@ impl Relay {
     }
 
     /// Handles a message from this node's channel or a channel topic.
-    fn on_message(&self, payload: &[u8]) {
+    fn on_message(self: &Arc<Self>, payload: &[u8]) {
         match envelope::parse(payload) {
             Some(Envelope::Dm {
                 corr,
@@ -363,9 +386,46 @@ impl Relay {
                     reply: Origin::External(self.answer_to(origin, corr)),
                     self_subscribed: false,
                     local_only: true,
+                    seq: 0,
                 };
                 if self.inboxes[owner].send(msg).is_err() {
                     warn!("owner shard inbox full; dropping a cross-node publication");
+                }
+            }
+            Some(Envelope::NumberedPub {
+                corr,
+                origin,
+                channel,
+                seq,
+                epoch,
+                frame,
+            }) => {
+                if origin != self.node_id {
+                    metrics::counter!("gateway_cluster_publications_in_total").increment(1);
+                }
+                let channel: Arc<str> = Arc::from(channel);
+                let owner = owner_of(&channel, self.inboxes.len());
+                let frame = sequenced(&Bytes::copy_from_slice(frame), seq, epoch);
+                // Our own publication is delivered here like the others' (that keeps every node's
+                // order the topic's); its answer needs no round trip through Redis.
+                let reply = if origin == self.node_id {
+                    let me = self.clone();
+                    Origin::External(Box::new(move |ack: Ack| me.answered(corr, ack.conns)))
+                } else {
+                    Origin::External(self.answer_to(origin, corr))
+                };
+                let msg = ShardMsg::RoutePublish {
+                    channel,
+                    frame,
+                    reply,
+                    self_subscribed: false,
+                    local_only: true,
+                    seq,
+                };
+                if self.inboxes[owner].send(msg).is_err() {
+                    warn!(
+                        "owner shard inbox full; dropping a numbered publication (kept in history)"
+                    );
                 }
             }
             Some(Envelope::Disconnect { corr, origin, user }) => {
@@ -412,6 +472,27 @@ impl Relay {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Answers the shard of a connection that subscribed to `channel` with `since`.
+pub fn send_chan_resumed(
+    inboxes: &[Arc<Inbox>],
+    channel: Arc<str>,
+    req: ResumeRequest,
+    outcome: Outcome,
+    frames: Vec<Bytes>,
+) {
+    let msg = ShardMsg::ChanResumed {
+        conn: req.conn,
+        channel,
+        outcome,
+        frames,
+    };
+    if inboxes.get(req.shard).is_none_or(|i| i.send(msg).is_err()) {
+        warn!(
+            "shard inbox full; a channel resume answer is lost and the subscribe waits for its ack"
+        );
     }
 }
 

@@ -12,6 +12,10 @@
 //! With history on, a direct message is numbered in the same first round trip: the append script
 //! (`cluster::history`) replaces the presence lookup for it and returns the presence hash itself; the
 //! numbered frame is then published to the other holders and handed to this node's owner shard.
+//!
+//! A publication to a channel with history goes through the channel append script in that same first
+//! round trip; the script publishes it too (see `cluster::history`), so it adds nothing to the
+//! second. Every node listening to the channel, this one included, delivers it from the topic.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -28,7 +32,7 @@ use tracing::warn;
 
 use super::{Relay, degraded_ack, degraded_publish_ack, envelope};
 use crate::cluster::{
-    history::{Appended, HistoryStore},
+    history::{Appended, HistoryStore, Published},
     keys,
     presence::live_fields,
 };
@@ -65,6 +69,15 @@ pub(super) enum Outgoing {
         local: u64,
         origin: Origin,
     },
+    /// A publication to `channel`, a channel with history: numbered, kept and published by one
+    /// script; not yet delivered anywhere.
+    SeqPub {
+        channel: Arc<str>,
+        frame: Bytes,
+        origin: Origin,
+        /// Nodes that received it, once published.
+        receivers: u64,
+    },
 }
 
 impl Outgoing {
@@ -78,6 +91,12 @@ impl Outgoing {
             }
             Outgoing::Dm { local, origin, .. } => (degraded_ack(local), origin),
             Outgoing::Pub { local, origin, .. } => (degraded_publish_ack(local), origin),
+            Outgoing::SeqPub {
+                channel,
+                frame,
+                origin,
+                ..
+            } => return publish_unnumbered(channel, frame, origin, inboxes),
         };
         answer_from_outside(origin, ack, inboxes);
     }
@@ -114,6 +133,38 @@ pub(crate) fn deliver_unnumbered(
     }
 }
 
+/// Delivers a publication to this node's subscribers of `channel`, unnumbered (its history could not
+/// be written), and answers `origin` as a publish without the other nodes (`unavailable`, with this
+/// node's count).
+pub(crate) fn publish_unnumbered(
+    channel: Arc<str>,
+    frame: Bytes,
+    origin: Origin,
+    inboxes: &[Arc<Inbox>],
+) {
+    let Some(inbox) = inboxes.get(owner_of(&channel, inboxes.len().max(1))) else {
+        return answer_from_outside(origin, degraded_publish_ack(0), inboxes);
+    };
+    let answer_inboxes: Arc<[Arc<Inbox>]> = inboxes.into();
+    let reply = Origin::External(Box::new(move |ack: Ack| {
+        answer_from_outside(origin, degraded_publish_ack(ack.conns), &answer_inboxes)
+    }));
+    let msg = ShardMsg::RoutePublish {
+        channel,
+        frame,
+        reply,
+        self_subscribed: false,
+        local_only: true,
+        seq: 0,
+    };
+    if let Err(msg) = inbox.send(msg) {
+        warn!("owner shard inbox full; an unnumbered publication is dropped");
+        if let ShardMsg::RoutePublish { reply, .. } = msg {
+            answer_from_outside(reply, degraded_publish_ack(0), &[]);
+        }
+    }
+}
+
 /// One message of a batch once published: its correlation (none: nobody else to ask) and the
 /// answers to wait for.
 struct Sent {
@@ -143,11 +194,20 @@ pub(super) async fn run(relay: Arc<Relay>, mut rx: mpsc::UnboundedReceiver<Outgo
     }
 }
 
-/// What the first round trip learned: the holders of each plain direct message's recipient, and the
-/// numbering of each direct message with history, in queue order.
+/// What the first round trip learned: the holders of each plain direct message's recipient, the
+/// numbering of each direct message with history, and that of each publication with history, in
+/// queue order.
 struct Looked {
     holders: HashMap<Arc<str>, Vec<String>>,
     appended: std::vec::IntoIter<Appended>,
+    published: std::vec::IntoIter<Published>,
+}
+
+/// A publication with history for the first round trip: its channel, frame and envelope head.
+struct ToNumber {
+    channel: Arc<str>,
+    frame: Bytes,
+    head: Vec<u8>,
 }
 
 /// Numbers (history) or looks up (no history) every direct message of `items`, then publishes every
@@ -158,17 +218,35 @@ async fn send(
 ) -> Result<Vec<Sent>, (redis::RedisError, Vec<Outgoing>)> {
     let mut users = Vec::new();
     let mut numbered = Vec::new();
+    let mut channels = Vec::new();
+    // Correlations of the publications with history, registered before the script publishes them.
+    let mut pub_corrs = Vec::new();
     for item in &items {
         match item {
             Outgoing::Dm { to, .. } => users.push(to.clone()),
             Outgoing::Seq { to, frame, .. } => numbered.push((to.clone(), frame.clone())),
             Outgoing::Pub { .. } => {}
+            Outgoing::SeqPub { channel, frame, .. } => {
+                let corr = relay.expect();
+                pub_corrs.push(corr);
+                channels.push(ToNumber {
+                    channel: channel.clone(),
+                    frame: frame.clone(),
+                    head: envelope::numbered_publication_head(corr, &relay.node_id, channel),
+                });
+            }
         }
     }
-    let mut looked = match look_up(relay, users, numbered).await {
+    let mut looked = match look_up(relay, users, numbered, channels).await {
         Ok(l) => l,
-        Err(e) => return Err((e, items)),
+        Err(e) => {
+            for corr in pub_corrs {
+                relay.forget(corr);
+            }
+            return Err((e, items));
+        }
     };
+    let mut pub_corrs = pub_corrs.into_iter();
     let mut pipe = redis::pipe();
     let mut sent = Vec::with_capacity(items.len());
     // Per message: how many publishes it added to the pipeline.
@@ -222,6 +300,14 @@ async fn send(
                     .arg(&env[..]);
                 (Some(corr), 1)
             }
+            Outgoing::SeqPub { receivers, .. } => {
+                let (Some(p), Some(corr)) = (looked.published.next(), pub_corrs.next()) else {
+                    continue;
+                };
+                *receivers = p.receivers;
+                // Published by the script already.
+                (Some(corr), 0)
+            }
         };
         publishes.push(count);
         sent.push(Sent {
@@ -261,12 +347,14 @@ async fn send(
             Outgoing::Seq { .. } => replies.iter().filter(|&&r| r > 0).count() + 1,
             // Every node listening to the topic answers, this one included (with 0).
             Outgoing::Pub { .. } => replies.iter().map(|&r| r.max(0) as usize).sum(),
+            // Every node listening answers, this one with the subscribers it delivered to.
+            Outgoing::SeqPub { receivers, .. } => receivers as usize,
         };
         match &s.item {
             Outgoing::Dm { .. } | Outgoing::Seq { .. } => {
                 metrics::counter!("gateway_cluster_messages_out_total").increment(count as u64)
             }
-            Outgoing::Pub { .. } => {
+            Outgoing::Pub { .. } | Outgoing::SeqPub { .. } => {
                 metrics::counter!("gateway_cluster_publications_out_total").increment(1)
             }
         }
@@ -298,25 +386,30 @@ fn deliver_here(relay: &Arc<Relay>, to: Arc<str>, frame: Bytes, seq: u64, corr: 
 }
 
 /// The first round trip of a batch: `TIME` and the presence of every plain direct message's
-/// recipient, and the append script for every direct message with history (in queue order).
+/// recipient, the append script for every direct message with history and the channel append script
+/// for every publication with history (each in queue order).
 async fn look_up(
     relay: &Relay,
     mut users: Vec<Arc<str>>,
     numbered: Vec<(Arc<str>, Bytes)>,
+    channels: Vec<ToNumber>,
 ) -> redis::RedisResult<Looked> {
     users.sort_unstable();
     users.dedup();
-    if users.is_empty() && numbered.is_empty() {
+    if users.is_empty() && numbered.is_empty() && channels.is_empty() {
         return Ok(Looked {
             holders: HashMap::new(),
             appended: Vec::new().into_iter(),
+            published: Vec::new().into_iter(),
         });
     }
+    let scripts = !numbered.is_empty() || !channels.is_empty();
+    let publish = if relay.sharded { "SPUBLISH" } else { "PUBLISH" };
     let mut replies: redis::RedisResult<Vec<redis::Value>> =
         Err(redis::RedisError::from(std::io::Error::other("not sent")));
     for _ in 0..2 {
         let mut pipe = redis::pipe();
-        if !numbered.is_empty() {
+        if scripts {
             relay.history.prepare(&mut pipe);
         }
         pipe.cmd("TIME");
@@ -326,9 +419,18 @@ async fn look_up(
         for (to, frame) in &numbered {
             relay.history.append(&mut pipe, to, frame);
         }
+        for c in &channels {
+            let topic = keys::channel(&c.channel);
+            relay.history.append_channel(
+                &mut pipe,
+                &c.channel,
+                &c.frame,
+                (publish, &topic, &c.head),
+            );
+        }
         let mut conn = relay.conn.clone();
         replies = pipe.query_async(&mut conn).await;
-        if numbered.is_empty() || !relay.history.after(&replies) {
+        if !scripts || !relay.history.after(&replies) {
             break;
         }
     }
@@ -348,11 +450,17 @@ async fn look_up(
         holders.insert(user, nodes);
     }
     let appended = replies
+        .by_ref()
+        .take(numbered.len())
         .map(HistoryStore::parse_append)
+        .collect::<redis::RedisResult<Vec<_>>>()?;
+    let published = replies
+        .map(HistoryStore::parse_channel_append)
         .collect::<redis::RedisResult<Vec<_>>>()?;
     Ok(Looked {
         holders,
         appended: appended.into_iter(),
+        published: published.into_iter(),
     })
 }
 
@@ -396,6 +504,13 @@ async fn answer(relay: &Relay, sent: Vec<Sent>) {
                 Ack {
                     status: "published",
                     conns: local + remote,
+                },
+                origin,
+            ),
+            Outgoing::SeqPub { origin, .. } => (
+                Ack {
+                    status: "published",
+                    conns: remote,
                 },
                 origin,
             ),

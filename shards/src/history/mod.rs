@@ -1,5 +1,7 @@
 //! Message history and resume: every direct message a user receives carries a per-user `seq` and the
-//! stream's `epoch`, and a bounded history lets a client that reconnects get what it missed.
+//! stream's `epoch`, and a bounded history lets a client that reconnects get what it missed. Channels
+//! matching `history.channels` ([`patterns`]) have streams of their own under the same rules; their
+//! publications carry the channel stream's `seq`, and `subscribe` with `since` resumes them.
 //!
 //! A user's stream is identified by its epoch (a random id chosen when the stream is created) and
 //! numbered by `seq` from 1. The stream is kept where the user's messages are serialised: the user's
@@ -15,6 +17,7 @@
 //! and go out after it without the ones the replay already carried, so the client sees every `seq` in
 //! order, once.
 
+pub mod patterns;
 pub mod resume;
 pub mod ring;
 
@@ -86,6 +89,8 @@ pub enum Gap {
     Unavailable,
     /// The position is past the stream's end: the client's state is not from this stream.
     InvalidPosition,
+    /// The channel keeps no history (`history.channels` does not match it).
+    NoHistory,
 }
 
 impl Gap {
@@ -96,6 +101,7 @@ impl Gap {
             Gap::EpochChanged => "epoch_changed",
             Gap::Unavailable => "unavailable",
             Gap::InvalidPosition => "invalid_position",
+            Gap::NoHistory => "no_history",
         }
     }
 }
@@ -116,8 +122,13 @@ pub struct Outcome {
 impl Outcome {
     /// The outcome when the history cannot be read.
     pub fn unavailable() -> Self {
+        Self::not_kept(Gap::Unavailable)
+    }
+
+    /// The outcome when there is no stream to read, for `why`.
+    pub fn not_kept(why: Gap) -> Self {
         Outcome {
-            gap: Some(Gap::Unavailable),
+            gap: Some(why),
             epoch: None,
             seq: 0,
             replayed: 0,

@@ -140,7 +140,21 @@ pub fn ready_resumed(
     outcome: &crate::history::Outcome,
 ) -> Bytes {
     let mut b = ready_fields(id, user, session, node, shard, heartbeat_ms, 96);
-    let p = b.payload();
+    resume_fields(b.payload(), outcome);
+    finish(b)
+}
+
+/// The `subscribed` ack of a subscribe with `since`: the outcome of resuming the channel's stream
+/// (the replayed publications follow it).
+pub fn subscribed_resumed(id: Option<&str>, outcome: &crate::history::Outcome) -> Bytes {
+    let mut b = start("ack", id, 120);
+    field_str(b.payload(), "status", "subscribed");
+    resume_fields(b.payload(), outcome);
+    finish(b)
+}
+
+/// `"resumed":…` and, on a gap, `"reason":…`, then the stream's `epoch`, `seq` and `replayed`.
+fn resume_fields(p: &mut BytesMut, outcome: &crate::history::Outcome) {
     p.extend_from_slice(if outcome.gap.is_none() {
         b",\"resumed\":true"
     } else {
@@ -155,7 +169,6 @@ pub fn ready_resumed(
     }
     field_num(p, "seq", outcome.seq);
     field_num(p, "replayed", outcome.replayed);
-    finish(b)
 }
 
 /// An ack; `conns` is present for send and publish.

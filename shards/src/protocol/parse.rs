@@ -32,8 +32,12 @@ pub enum Request<'a> {
         to: &'a str,
         data: &'a BorrowedValue<'a>,
     },
-    /// Join a channel.
-    Subscribe { channel: &'a str },
+    /// Join a channel; with `since`, replay what it published after that position first (channels
+    /// with history).
+    Subscribe {
+        channel: &'a str,
+        since: Option<ResumeFrom<'a>>,
+    },
     /// Leave a channel.
     Unsubscribe { channel: &'a str },
     /// A message to every subscriber of `channel` but the publishing connection.
@@ -128,7 +132,8 @@ impl<'a> Request<'a> {
             "identify" => Request::Identify {
                 user: obj.get("user").and_then(|v| v.as_str()),
                 token: obj.get("token").and_then(|v| v.as_str()),
-                resume: resume(obj.get("resume")).map_err(|msg| err(ErrorCode::BadRequest, msg))?,
+                resume: position(obj.get("resume"), &RESUME)
+                    .map_err(|msg| err(ErrorCode::BadRequest, msg))?,
             },
             "send" => Request::Send {
                 to: name("to", "\"to\" must be a user name")?,
@@ -136,6 +141,8 @@ impl<'a> Request<'a> {
             },
             "subscribe" => Request::Subscribe {
                 channel: name("channel", "\"channel\" must be a string")?,
+                since: position(obj.get("since"), &SINCE)
+                    .map_err(|msg| err(ErrorCode::BadRequest, msg))?,
             },
             "unsubscribe" => Request::Unsubscribe {
                 channel: name("channel", "\"channel\" must be a string")?,
@@ -193,9 +200,32 @@ fn presence<'a>(
     }
 }
 
-/// Reads `resume` (absent or `null`: none).
-fn resume<'a>(
+/// The error messages of one position field (`identify`'s `resume`, `subscribe`'s `since`).
+struct PositionField {
+    not_object: &'static str,
+    bad_token: &'static str,
+    bad_seq: &'static str,
+    seq_without_epoch: &'static str,
+}
+
+const RESUME: PositionField = PositionField {
+    not_object: "\"resume\" must be an object",
+    bad_token: "\"resume\": \"epoch\" and \"session\" must be strings of 1 to 64 bytes",
+    bad_seq: "\"resume\": \"seq\" must be a non-negative integer",
+    seq_without_epoch: "\"resume\": a \"seq\" needs its \"epoch\"",
+};
+
+const SINCE: PositionField = PositionField {
+    not_object: "\"since\" must be an object",
+    bad_token: "\"since\": \"epoch\" must be a string of 1 to 64 bytes",
+    bad_seq: "\"since\": \"seq\" must be a non-negative integer",
+    seq_without_epoch: "\"since\": a \"seq\" needs its \"epoch\"",
+};
+
+/// Reads a stream position (`resume` or `since`; absent or `null`: none).
+fn position<'a>(
     value: Option<&'a BorrowedValue<'a>>,
+    field: &PositionField,
 ) -> Result<Option<ResumeFrom<'a>>, &'static str> {
     let Some(value) = value else {
         return Ok(None);
@@ -203,26 +233,24 @@ fn resume<'a>(
     if value.is_null() {
         return Ok(None);
     }
-    let obj = value.as_object().ok_or("\"resume\" must be an object")?;
-    let token = |field: &str| -> Result<Option<&'a str>, &'static str> {
-        match obj.get(field) {
+    let obj = value.as_object().ok_or(field.not_object)?;
+    let token = |name: &str| -> Result<Option<&'a str>, &'static str> {
+        match obj.get(name) {
             None => Ok(None),
             Some(v) if v.is_null() => Ok(None),
             Some(v) => match v.as_str() {
                 Some(s) if !s.is_empty() && s.len() <= MAX_RESUME_TOKEN_BYTES => Ok(Some(s)),
-                _ => Err("\"resume\": \"epoch\" and \"session\" must be strings of 1 to 64 bytes"),
+                _ => Err(field.bad_token),
             },
         }
     };
     let seq = match obj.get("seq") {
         None => 0,
-        Some(v) => v
-            .as_u64()
-            .ok_or("\"resume\": \"seq\" must be a non-negative integer")?,
+        Some(v) => v.as_u64().ok_or(field.bad_seq)?,
     };
     let epoch = token("epoch")?;
     if epoch.is_none() && seq > 0 {
-        return Err("\"resume\": a \"seq\" needs its \"epoch\"");
+        return Err(field.seq_without_epoch);
     }
     Ok(Some(ResumeFrom {
         session: token("session")?,
@@ -383,6 +411,47 @@ mod tests {
             "e".repeat(65)
         );
         assert_eq!(req(&long).unwrap_err().1, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn subscribe_takes_a_since_position() {
+        let r = req(r#"{"op":"subscribe","channel":"room:1","since":{"epoch":"e1","seq":9}}"#)
+            .unwrap()
+            .1;
+        assert!(
+            r.contains("epoch: Some(\"e1\")") && r.contains("seq: 9"),
+            "{r}"
+        );
+        let r = req(r#"{"op":"subscribe","channel":"room:1"}"#).unwrap().1;
+        assert!(r.contains("since: None"), "{r}");
+        let r = req(r#"{"op":"subscribe","channel":"room:1","since":{}}"#)
+            .unwrap()
+            .1;
+        assert!(r.contains("since: Some") && r.contains("seq: 0"), "{r}");
+        for (bad, says) in [
+            (
+                r#"{"op":"subscribe","channel":"c","since":"x"}"#,
+                "\"since\" must",
+            ),
+            (
+                r#"{"op":"subscribe","channel":"c","since":{"seq":2}}"#,
+                "needs its",
+            ),
+            (
+                r#"{"op":"subscribe","channel":"c","since":{"epoch":"e","seq":-2}}"#,
+                "\"seq\"",
+            ),
+            (
+                r#"{"op":"subscribe","channel":"c","since":{"epoch":1}}"#,
+                "\"epoch\"",
+            ),
+        ] {
+            let mut buf = bad.as_bytes().to_vec();
+            let v = parse_value(&mut buf).unwrap();
+            let e = Request::from_value(&v).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{ShardCounts, count_down, count_up, total};
-use crate::messages::ReplyTo;
+use crate::{history::ResumeRequest, messages::ReplyTo};
 
 /// Subscribers of one channel, as the owner sees them.
 #[derive(Default)]
@@ -16,8 +16,16 @@ pub struct ChannelEntry {
     pub shards: ShardCounts,
     /// Subscribed connections per user: channel presence.
     users: HashMap<Arc<str>, u32, ahash::RandomState>,
-    /// Subscribe acks held until the cluster subscription is confirmed (`None`: nothing is waiting).
-    waiting: Option<Vec<ReplyTo>>,
+    /// Subscribe acks and channel resumes held until the cluster subscription is confirmed (`None`:
+    /// nothing is waiting).
+    waiting: Option<Held>,
+}
+
+/// What waits for a channel's cluster subscription.
+#[derive(Default)]
+struct Held {
+    acks: Vec<ReplyTo>,
+    resumes: Vec<ResumeRequest>,
 }
 
 /// What a subscribe changed.
@@ -63,7 +71,12 @@ impl ChannelEntry {
 
     /// Holds `ack` until [`ChannelEntry::release`]; starts waiting if nothing waited.
     pub fn hold(&mut self, ack: ReplyTo) {
-        self.waiting.get_or_insert_default().push(ack);
+        self.waiting.get_or_insert_default().acks.push(ack);
+    }
+
+    /// Holds a subscribe with `since` (its stream is read once the node listens to the channel).
+    pub fn hold_resume(&mut self, req: ResumeRequest) {
+        self.waiting.get_or_insert_default().resumes.push(req);
     }
 
     /// Starts waiting with no ack held (the first subscriber's ack may come later).
@@ -71,9 +84,10 @@ impl ChannelEntry {
         self.waiting.get_or_insert_default();
     }
 
-    /// The held acks; the entry stops waiting.
-    pub fn release(&mut self) -> Vec<ReplyTo> {
-        self.waiting.take().unwrap_or_default()
+    /// The held acks and resumes; the entry stops waiting.
+    pub fn release(&mut self) -> (Vec<ReplyTo>, Vec<ResumeRequest>) {
+        let held = self.waiting.take().unwrap_or_default();
+        (held.acks, held.resumes)
     }
 }
 
@@ -99,7 +113,8 @@ impl ChannelIndex {
     }
 
     /// One subscribed connection of `user` on `shard` left `channel`. When the channel loses its last
-    /// subscriber, acks still held are returned in `released` (they are answered, not lost).
+    /// subscriber, acks still held are returned in `released` (they are answered, not lost); resumes
+    /// still held are dropped (their connections left the channel).
     pub fn unsubscribe(
         &mut self,
         channel: &str,
@@ -123,7 +138,7 @@ impl ChannelIndex {
         }
         let last = entry.shards.is_empty();
         if last && let Some(entry) = self.channels.remove(channel) {
-            released.extend(entry.waiting.unwrap_or_default());
+            released.extend(entry.waiting.unwrap_or_default().acks);
         }
         Left { last, user_left }
     }
@@ -218,8 +233,8 @@ mod tests {
         e.hold(ack(1));
         e.hold(ack(2));
         assert!(e.is_waiting());
-        assert_eq!(e.release().len(), 2);
-        assert!(!e.is_waiting() && e.release().is_empty());
+        assert_eq!(e.release().0.len(), 2);
+        assert!(!e.is_waiting() && e.release().0.is_empty());
         idx.get_mut("room").unwrap().hold(ack(3));
         let mut released = Vec::new();
         assert!(idx.unsubscribe("room", "amy", 0, &mut released).last);
