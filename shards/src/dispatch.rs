@@ -130,7 +130,7 @@ fn anonymous(
             if let Some(from) = resume {
                 // `ready` goes out with the replay, once the owner has answered.
                 tracing::debug!(user = %user, previous_session = ?from.session, seq = from.seq, "resume");
-                st.resuming.start(conn, id.map(Arc::from));
+                st.resuming.start(conn, id.map(Arc::from), now);
                 let req = ResumeRequest {
                     shard: shard.id,
                     conn,

@@ -746,7 +746,7 @@ pub fn subscribed(
     let (ack, since) = match (since, &shard.config.cluster) {
         (Some(from), _) => {
             st.resuming
-                .start_channel(ack.conn, channel.clone(), ack.id.clone());
+                .start_channel(ack.conn, channel.clone(), ack.id.clone(), now);
             let req = crate::history::ResumeRequest {
                 shard: shard.id,
                 conn: ack.conn,

@@ -357,6 +357,7 @@ async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
         }
         st.history.expire(now);
         st.channel_history.expire(now);
+        crate::history::resume::expire(&shard, &mut st, now);
         let streams = st.history.len() + st.channel_history.len();
         shard.metrics.history_streams.set(streams as f64);
         let bytes = st.history.bytes() + st.channel_history.bytes();

@@ -24,11 +24,17 @@ use crate::{
     ws::CloseReason,
 };
 
+/// Longest a connection waits for its replay. The answer can be lost on the way (a shard inbox full
+/// under overload); the connection then gets its reply with `unavailable` rather than never.
+pub const RESUME_WAIT_MS: u64 = 10_000;
+
 /// A connection waiting for its replay.
 #[derive(Debug, Default)]
 pub struct Waiting {
-    /// The identify request's `id`, for the `ready` reply.
+    /// The identify (subscribe) request's `id`, for the `ready` (`subscribed`) reply.
     pub id: Option<Arc<str>>,
+    /// When it started waiting, ms.
+    since_ms: u64,
     /// Live messages that arrived meanwhile: (`seq`, frame); `seq` 0 for an unnumbered message.
     held: Vec<(u64, Bytes)>,
     /// Bytes in `held`.
@@ -47,14 +53,32 @@ pub struct Resuming {
 
 impl Resuming {
     /// `conn` starts resuming; `id` is its identify request's.
-    pub fn start(&mut self, conn: ConnId, id: Option<Arc<str>>) {
+    pub fn start(&mut self, conn: ConnId, id: Option<Arc<str>>, now: u64) {
         self.by_conn.insert(
             conn,
             Waiting {
                 id,
+                since_ms: now,
                 ..Default::default()
             },
         );
+    }
+
+    /// The resumes that have waited longer than [`RESUME_WAIT_MS`]: (connection, `None` for its
+    /// user's stream or the channel). Only resuming connections are visited.
+    pub fn overdue(&self, now: u64) -> Vec<(ConnId, Option<Arc<str>>)> {
+        let late = |w: &Waiting| now.saturating_sub(w.since_ms) > RESUME_WAIT_MS;
+        let users = self
+            .by_conn
+            .iter()
+            .filter(|(_, w)| late(w))
+            .map(|(c, _)| (*c, None));
+        let channels = self.by_sub.iter().flat_map(|(c, subs)| {
+            subs.iter()
+                .filter(|(_, w)| late(w))
+                .map(|(ch, _)| (*c, Some(ch.clone())))
+        });
+        users.chain(channels).collect()
     }
 
     /// True when `conn` waits for its replay.
@@ -72,9 +96,16 @@ impl Resuming {
     }
 
     /// `conn` starts resuming `channel`; `id` is its subscribe request's.
-    pub fn start_channel(&mut self, conn: ConnId, channel: Arc<str>, id: Option<Arc<str>>) {
+    pub fn start_channel(
+        &mut self,
+        conn: ConnId,
+        channel: Arc<str>,
+        id: Option<Arc<str>>,
+        now: u64,
+    ) {
         let waiting = Waiting {
             id,
+            since_ms: now,
             ..Default::default()
         };
         let subs = self.by_sub.entry(conn).or_default();
@@ -184,6 +215,26 @@ pub fn deliver_channel(
     conns.enqueue(conn, frame, now);
 }
 
+/// Answers the resumes whose replay did not come within [`RESUME_WAIT_MS`] with `unavailable` (the
+/// held live messages follow): from the shard's tick.
+pub fn expire(shard: &Shard, st: &mut ShardState, now: u64) {
+    if st.resuming.is_empty() {
+        return;
+    }
+    for (conn, channel) in st.resuming.overdue(now) {
+        tracing::warn!(
+            ?conn,
+            channel = channel.as_deref(),
+            "no replay came; answering unavailable"
+        );
+        let outcome = Outcome::unavailable();
+        match channel {
+            None => finish(shard, st, conn, outcome, Vec::new(), now),
+            Some(ch) => finish_channel(shard, st, conn, &ch, outcome, Vec::new(), now),
+        }
+    }
+}
+
 /// The replay of `channel` for `conn` arrived: the `subscribed` ack with the outcome, the replayed
 /// frames, then the held live publications the replay did not carry.
 pub fn finish_channel(
@@ -279,4 +330,52 @@ fn carries_epoch(frame: &[u8], epoch: &str) -> bool {
     let head = &frame[..frame.len().min(80)];
     let needle = format!("\"epoch\":\"{epoch}\"");
     head.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(index: u32) -> ConnId {
+        ConnId {
+            index,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn resumes_that_wait_too_long_are_found_and_only_those() {
+        let mut r = Resuming::default();
+        r.start(conn(1), None, 0);
+        r.start_channel(conn(2), Arc::from("room:1"), None, 0);
+        r.start_channel(conn(2), Arc::from("room:2"), None, 5_000);
+        r.start(conn(3), None, 5_000);
+        assert_eq!(r.len(), 4);
+        assert!(r.overdue(RESUME_WAIT_MS).is_empty());
+        let mut late = r.overdue(RESUME_WAIT_MS + 1);
+        late.sort_by_key(|(c, _)| c.index);
+        assert_eq!(
+            late,
+            vec![(conn(1), None), (conn(2), Some(Arc::from("room:1")))]
+        );
+        // Answered (or gone): no longer waiting.
+        assert!(r.take_channel(conn(2), "room:1").is_some());
+        r.forget(conn(1));
+        assert!(r.overdue(RESUME_WAIT_MS + 1).is_empty());
+        assert_eq!(r.len(), 2);
+        r.forget(conn(2));
+        r.forget(conn(3));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn held_channel_frames_are_bounded() {
+        let mut r = Resuming::default();
+        r.start_channel(conn(1), Arc::from("c"), None, 0);
+        let w = r.channel_mut(conn(1), "c").unwrap();
+        assert!(w.hold(1, Bytes::from_static(b"12345"), 8));
+        assert!(!w.hold(2, Bytes::from_static(b"12345"), 8));
+        assert!(r.channel_mut(conn(1), "other").is_none());
+        assert!(r.channel_mut(conn(9), "c").is_none());
+    }
 }
