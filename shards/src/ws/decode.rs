@@ -149,29 +149,36 @@ impl Decoder {
         mut on_event: impl FnMut(Event<'_>) -> Flow,
     ) -> Result<(), DecodeError> {
         if self.partial.is_empty() {
-            let used = self.decode(input, limits, &mut on_event)?;
+            let (used, frame_len) = self.decode(input, limits, &mut on_event)?;
             if used < input.len() {
+                // An incomplete frame is left. Once its header is in (and has passed the limits, so
+                // `frame_len` is at most `max_frame_bytes` + 14), room for the whole frame is reserved
+                // at once instead of growing read by read.
+                self.partial.reserve_exact(frame_len);
                 self.partial.extend_from_slice(&input[used..]);
             }
         } else {
             let mut buf = std::mem::take(&mut self.partial);
             buf.extend_from_slice(input);
-            let used = self.decode(&mut buf, limits, &mut on_event)?;
+            let (used, frame_len) = self.decode(&mut buf, limits, &mut on_event)?;
             if used < buf.len() {
                 buf.drain(..used);
+                // The same, on the buffer that is kept (not on `self.partial`, replaced just below).
+                buf.reserve_exact(frame_len.saturating_sub(buf.len()));
                 self.partial = buf;
             }
         }
         Ok(())
     }
 
-    /// Decodes whole frames from `buf`; returns how many bytes were consumed.
+    /// Decodes whole frames from `buf`; returns how many bytes were consumed, and the length (header
+    /// included) of the incomplete frame left after them when its header is complete, else 0.
     fn decode(
         &mut self,
         buf: &mut [u8],
         limits: DecodeLimits,
         on_event: &mut impl FnMut(Event<'_>) -> Flow,
-    ) -> Result<usize, DecodeError> {
+    ) -> Result<(usize, usize), DecodeError> {
         let mut pos = 0;
         while pos < buf.len() {
             let mut cursor = std::io::Cursor::new(&buf[pos..]);
@@ -185,11 +192,7 @@ impl Decoder {
             check_header(&header, len, limits)?;
             let len = len as usize;
             if buf.len() - pos - head_len < len {
-                if self.partial.capacity() < head_len + len {
-                    // Reserve the whole frame once instead of growing read by read.
-                    self.partial.reserve_exact(head_len + len);
-                }
-                break;
+                return Ok((pos, head_len + len));
             }
             let start = pos + head_len;
             let payload = &mut buf[start..start + len];
@@ -198,10 +201,10 @@ impl Decoder {
             }
             pos = start + len;
             if self.frame(&header, payload, limits, on_event)? == Flow::Stop {
-                return Ok(buf.len());
+                return Ok((buf.len(), 0));
             }
         }
-        Ok(pos)
+        Ok((pos, 0))
     }
 
     /// Handles one complete, unmasked frame.
@@ -435,6 +438,33 @@ mod tests {
         dec.feed(&mut input, LIMITS, |_| Flow::Continue).unwrap();
         assert_eq!(dec.heap_bytes(), 0);
         assert!(!dec.has_partial());
+    }
+
+    #[test]
+    fn a_frame_read_in_pieces_is_buffered_in_one_allocation() {
+        // The whole frame is reserved once its header is in, on the buffer that is kept. Reads after
+        // the first used to reserve it on a vector dropped at once, allocating the frame's size per
+        // read while the kept buffer grew by doubling: the frame_codec fuzz target, which reads
+        // 64 KiB frames byte by byte, ran at 50 inputs/s under AddressSanitizer because of it.
+        let frame = client_frame(0x82, &[7u8; 1000]);
+        let mut dec = Decoder::default();
+        let mut got = 0;
+        for (i, b) in frame.iter().enumerate() {
+            let mut read = [*b];
+            dec.feed(&mut read, LIMITS, |ev| {
+                if let Event::Binary(p) = ev {
+                    got = p.len();
+                }
+                Flow::Continue
+            })
+            .unwrap();
+            if (7..frame.len() - 1).contains(&i) {
+                // From the header's last byte (the 8th) on: one buffer of the frame's size.
+                assert_eq!(dec.heap_bytes(), frame.len(), "after {} bytes", i + 1);
+            }
+        }
+        assert_eq!(got, 1000);
+        assert_eq!(dec.heap_bytes(), 0);
     }
 
     #[test]

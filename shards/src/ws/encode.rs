@@ -80,9 +80,14 @@ pub fn close_frame(reason: CloseReason) -> Bytes {
     b.finish(OpCode::Control(Control::Close))
 }
 
-/// A close frame with `reason`'s code and a custom reason text (at most 123 bytes, cut beyond).
+/// A close frame with `reason`'s code and a custom reason text (at most 123 bytes, cut beyond at a
+/// character boundary: the reason must stay UTF-8, or the peer fails the connection with 1007).
 pub fn close_frame_with(reason: CloseReason, text: &str) -> Bytes {
-    let text = &text.as_bytes()[..text.len().min(123)];
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text.as_bytes()[..end];
     let mut b = FrameBuilder::with_capacity(2 + text.len());
     b.payload().put_u16(reason.code());
     b.payload().extend_from_slice(text);
@@ -148,5 +153,51 @@ mod tests {
         assert_eq!(&p[2..], b"slow consumer");
         assert_eq!(&close_reply(Some(1000))[..], &[0x88, 0x02, 0x03, 0xe8]);
         assert_eq!(&ping_frame()[..], &[0x89, 0x00]);
+    }
+
+    #[test]
+    fn close_reason_text_is_cut_at_a_character_boundary() {
+        // Found by fuzz/fuzz_targets/frame_codec.rs (fuzz/corpus/frame_codec/crash-close-reason-utf8):
+        // the target turns the input after its two parameter bytes into text, lossily. 41 U+FFFD
+        // (3 bytes each) and an `E` make 124 bytes; a cut at 123 bytes split the last character, and
+        // the peer's decoder refused the close frame as invalid UTF-8.
+        let input: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\x45\xff\xff\xff\xff\xff\xff\xff\xff\xff\
+            \xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\
+            \xff\xff\xff\xff\xff\xff\xff\xff\xff";
+        let text = String::from_utf8_lossy(&input[2..]);
+        assert_eq!(text.len(), 124);
+        for reason in CloseReason::ALL {
+            let f = close_frame_with(reason, &text);
+            let (h, p) = parse(&f);
+            assert_eq!(h.opcode, OpCode::Control(Control::Close));
+            assert_eq!(u16::from_be_bytes([p[0], p[1]]), reason.code());
+            let shown = std::str::from_utf8(&p[2..]).expect("reason is UTF-8");
+            assert_eq!(shown.len(), 121);
+            assert!(text.starts_with(shown));
+
+            // The decoder, as the peer, accepts it once masked.
+            let mut client = vec![0x88, 0x80 | p.len() as u8, 0, 0, 0, 0];
+            client.extend_from_slice(&p);
+            let limits = crate::ws::decode::DecodeLimits {
+                max_frame_bytes: 125,
+                max_message_bytes: 125,
+                max_fragments: 1,
+            };
+            let mut code = None;
+            crate::ws::decode::Decoder::default()
+                .feed(&mut client, limits, |ev| {
+                    if let crate::ws::decode::Event::Close(c) = ev {
+                        code = c;
+                    }
+                    crate::ws::decode::Flow::Stop
+                })
+                .expect("the close frame decodes");
+            assert_eq!(code, Some(reason.code()));
+        }
+        let ascii = "a".repeat(200);
+        assert_eq!(
+            close_frame_with(CloseReason::Restart, &ascii).len(),
+            2 + 125
+        );
     }
 }
