@@ -113,9 +113,28 @@ fn check_request(id: Option<&str>, request: &Request<'_>) {
             check_message(Some(channel), "sender", data);
             check_ack(id, "published", Some(0));
         }
-        Request::Subscribe { channel } | Request::Unsubscribe { channel } => {
+        Request::Subscribe { channel, since } => {
             name_ok(channel);
             check_ack(id, "subscribed", None);
+            if let Some(since) = since {
+                // The same position rules as identify's resume (docs/PROTOCOL.md, "since").
+                if let Some(epoch) = since.epoch {
+                    assert!(
+                        (1..=MAX_RESUME_TOKEN_BYTES).contains(&epoch.len()),
+                        "since epoch of {} bytes accepted",
+                        epoch.len()
+                    );
+                }
+                assert!(
+                    since.epoch.is_some() || since.seq == 0,
+                    "a since seq without its epoch accepted"
+                );
+                check_subscribed_resumed(id, since.seq);
+            }
+        }
+        Request::Unsubscribe { channel } => {
+            name_ok(channel);
+            check_ack(id, "unsubscribed", None);
         }
         Request::PresenceUsers { users } => {
             assert!(users.len() <= MAX_PRESENCE_USERS);
@@ -245,6 +264,34 @@ fn check_ready_resumed(id: Option<&str>, seq: u64) {
         assert!(outcome.epoch.is_some() || v["epoch"].is_null());
         assert_eq!(v["seq"].as_u64(), Some(outcome.seq));
         assert_eq!(v["replayed"].as_u64(), Some(outcome.replayed));
+    }
+}
+
+/// The `subscribed` ack of a subscribe with `since` reads back as an ack with the outcome's fields.
+fn check_subscribed_resumed(id: Option<&str>, seq: u64) {
+    for gap in [None, Some(Gap::TooOld), Some(Gap::NoHistory)] {
+        let outcome = match gap {
+            Some(Gap::NoHistory) => Outcome::not_kept(Gap::NoHistory),
+            _ => Outcome {
+                gap,
+                epoch: Some(Arc::from(format!("{seq:016x}"))),
+                seq,
+                replayed: seq % 501,
+            },
+        };
+        let frame = encode::subscribed_resumed(id, &outcome);
+        let mut payload = text_payload(&frame);
+        match ServerFrame::parse(&mut payload).expect("resumed ack parses") {
+            ServerFrame::Ack { id: got, .. } => assert_eq!(got.as_deref(), id),
+            other => panic!("resumed ack read back as {other:?}"),
+        }
+        use shards::protocol::client::simd_json::{self, prelude::*};
+        let mut payload = text_payload(&frame);
+        let v = simd_json::to_borrowed_value(&mut payload).expect("resumed ack is JSON");
+        assert_eq!(v["status"].as_str(), Some("subscribed"));
+        assert_eq!(v["resumed"].as_bool(), Some(gap.is_none()));
+        assert_eq!(v["reason"].as_str(), gap.map(|g| g.as_str()));
+        assert_eq!(v["seq"].as_u64(), Some(outcome.seq));
     }
 }
 
