@@ -585,7 +585,11 @@ fn deliver_user_local(
     for &conn in users.get(to) {
         shard.metrics.routed_local.increment(1);
         let bound = shard.config.outbound_queue_bytes;
-        crate::history::resume::deliver(resuming, conns, bound, conn, seq, frame.clone(), now);
+        let copy =
+            crate::history::resume::deliver(resuming, conns, bound, conn, seq, frame.clone(), now);
+        if copy {
+            shard.metrics.resume_duplicates.increment(1);
+        }
     }
 }
 
@@ -713,7 +717,7 @@ fn deliver_channel_local(
     for conn in channels.subscribers(channel) {
         if Some(conn) != exclude {
             shard.metrics.routed_local.increment(1);
-            crate::history::resume::deliver_channel(
+            let copy = crate::history::resume::deliver_channel(
                 resuming,
                 conns,
                 bound,
@@ -723,6 +727,9 @@ fn deliver_channel_local(
                 frame.clone(),
                 now,
             );
+            if copy {
+                shard.metrics.resume_duplicates.increment(1);
+            }
         }
     }
 }

@@ -10,8 +10,17 @@
 //! connections that are resuming have an entry, and only for that short window; the bytes held are
 //! bounded by the connection's outbound queue bound (a client that falls that far behind is closed as
 //! a slow consumer, as it would be anyway).
+//!
+//! The replay can also run *ahead* of the live path: in cluster mode the history is read on one Redis
+//! connection while live messages come over pub/sub on another, so a message the read returned may
+//! still be on its way live when the replay goes out. Each finished replay therefore leaves a
+//! [`Floor`] for a short while: a live message of that stream numbered up to the replay's end is a
+//! copy of one the client has, and is dropped.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 
@@ -27,6 +36,23 @@ use crate::{
 /// Longest a connection waits for its replay. The answer can be lost on the way (a shard inbox full
 /// under overload); the connection then gets its reply with `unavailable` rather than never.
 pub const RESUME_WAIT_MS: u64 = 10_000;
+
+/// How long a finished replay keeps dropping late live copies of what it carried. A live copy lags
+/// the history read by a Redis round trip or two; this leaves room for an overloaded node.
+pub const FLOOR_MS: u64 = 10_000;
+
+/// The end of a finished replay: live messages of the stream numbered up to `seq` in `epoch` are
+/// copies of replayed ones.
+#[derive(Debug)]
+struct Floor {
+    seq: u64,
+    epoch: Box<str>,
+    /// When it stops applying, ms.
+    until_ms: u64,
+}
+
+/// A stream of a connection: its user's (`None`) or a channel's.
+type StreamKey = Option<Arc<str>>;
 
 /// A connection waiting for its replay.
 #[derive(Debug, Default)]
@@ -49,6 +75,11 @@ pub struct Resuming {
     /// Connections resuming channel streams: (channel, waiting) per connection; a connection rarely
     /// resumes more than a few channels at once, so a short list is searched.
     by_sub: HashMap<ConnId, Vec<(Arc<str>, Waiting)>>,
+    /// Connections whose replay went out lately: the floor per stream (a connection rarely has more
+    /// than one or two).
+    floors: HashMap<ConnId, Vec<(StreamKey, Floor)>>,
+    /// When each floor lapses, in the order they were set (which is time order).
+    floor_deadlines: VecDeque<(u64, ConnId, StreamKey)>,
 }
 
 impl Resuming {
@@ -137,15 +168,94 @@ impl Resuming {
         Some(waiting)
     }
 
-    /// `conn` left `channel` (or is gone) before its replay arrived.
+    /// `conn` left `channel` (or is gone) before its replay arrived, or after.
     pub fn forget_channel(&mut self, conn: ConnId, channel: &str) {
         self.take_channel(conn, channel);
+        self.remove_floor(conn, Some(channel));
     }
 
     /// `conn` is gone.
     pub fn forget(&mut self, conn: ConnId) {
         self.by_conn.remove(&conn);
         self.by_sub.remove(&conn);
+        self.floors.remove(&conn);
+    }
+
+    /// The replay of `stream` for `conn` went out up to `seq` of `epoch`: late live copies are dropped
+    /// until `now + FLOOR_MS`.
+    fn set_floor(&mut self, conn: ConnId, stream: StreamKey, seq: u64, epoch: &str, now: u64) {
+        let until_ms = now + FLOOR_MS;
+        let floor = Floor {
+            seq,
+            epoch: epoch.into(),
+            until_ms,
+        };
+        let floors = self.floors.entry(conn).or_default();
+        match floors.iter_mut().find(|(k, _)| *k == stream) {
+            Some(slot) => slot.1 = floor,
+            None => floors.push((stream.clone(), floor)),
+        }
+        self.floor_deadlines.push_back((until_ms, conn, stream));
+    }
+
+    fn remove_floor(&mut self, conn: ConnId, stream: Option<&str>) {
+        let Some(floors) = self.floors.get_mut(&conn) else {
+            return;
+        };
+        floors.retain(|(k, _)| k.as_deref() != stream);
+        if floors.is_empty() {
+            self.floors.remove(&conn);
+        }
+    }
+
+    /// True when a live `frame` of `seq` on `stream` is a copy of one `conn`'s replay carried. A
+    /// channel's live publications come in `seq` order, so the first one past the floor lifts it.
+    fn below_floor(&mut self, conn: ConnId, stream: Option<&str>, seq: u64, frame: &[u8]) -> bool {
+        if self.floors.is_empty() || seq == 0 {
+            return false;
+        }
+        let Some(floors) = self.floors.get(&conn) else {
+            return false;
+        };
+        let Some((_, floor)) = floors.iter().find(|(k, _)| k.as_deref() == stream) else {
+            return false;
+        };
+        if !carries_epoch(frame, &floor.epoch) {
+            return false;
+        }
+        if seq <= floor.seq {
+            return true;
+        }
+        if stream.is_some() {
+            self.remove_floor(conn, stream);
+        }
+        false
+    }
+
+    /// Lifts the floors that have lapsed by `now`.
+    fn lapse_floors(&mut self, now: u64) {
+        while let Some(&(until_ms, conn, _)) = self.floor_deadlines.front() {
+            if until_ms > now {
+                break;
+            }
+            let Some((_, _, stream)) = self.floor_deadlines.pop_front() else {
+                break;
+            };
+            // Skip a floor replaced since (a later deadline) or already lifted.
+            let current = self
+                .floors
+                .get(&conn)
+                .and_then(|f| f.iter().find(|(k, _)| *k == stream))
+                .is_some_and(|(_, f)| f.until_ms <= now);
+            if current {
+                self.remove_floor(conn, stream.as_deref());
+            }
+        }
+    }
+
+    /// Floors in force (connections whose replay went out lately, per stream).
+    pub fn floors(&self) -> usize {
+        self.floors.values().map(Vec::len).sum()
     }
 
     /// Resumes waiting (user and channel streams).
@@ -172,7 +282,8 @@ impl Waiting {
 }
 
 /// Delivers a live message of `seq` to `conn`: held while the connection is resuming (up to `bound`
-/// bytes, beyond which it is closed as a slow consumer), queued otherwise.
+/// bytes, beyond which it is closed as a slow consumer), dropped when its replay already carried it,
+/// queued otherwise. Returns true when dropped as a copy.
 pub fn deliver(
     resuming: &mut Resuming,
     conns: &mut ConnTable,
@@ -181,19 +292,24 @@ pub fn deliver(
     seq: u64,
     frame: Bytes,
     now: u64,
-) {
+) -> bool {
     if resuming.contains(conn) {
         if !resuming.hold(conn, seq, frame, bound) {
             resuming.forget(conn);
             conns.close(conn, CloseReason::SlowConsumer, now);
         }
-        return;
+        return false;
+    }
+    if resuming.below_floor(conn, None, seq, &frame) {
+        return true;
     }
     conns.enqueue(conn, frame, now);
+    false
 }
 
 /// Delivers a live publication of `seq` on `channel` to `conn`: held while the connection is
-/// resuming that channel, queued otherwise.
+/// resuming that channel, dropped when its replay already carried it, queued otherwise. Returns true
+/// when dropped as a copy.
 #[allow(clippy::too_many_arguments)]
 pub fn deliver_channel(
     resuming: &mut Resuming,
@@ -204,20 +320,25 @@ pub fn deliver_channel(
     seq: u64,
     frame: Bytes,
     now: u64,
-) {
+) -> bool {
     if let Some(w) = resuming.channel_mut(conn, channel) {
         if !w.hold(seq, frame, bound) {
             resuming.forget(conn);
             conns.close(conn, CloseReason::SlowConsumer, now);
         }
-        return;
+        return false;
+    }
+    if resuming.below_floor(conn, Some(channel), seq, &frame) {
+        return true;
     }
     conns.enqueue(conn, frame, now);
+    false
 }
 
 /// Answers the resumes whose replay did not come within [`RESUME_WAIT_MS`] with `unavailable` (the
 /// held live messages follow): from the shard's tick.
 pub fn expire(shard: &Shard, st: &mut ShardState, now: u64) {
+    st.resuming.lapse_floors(now);
     if st.resuming.is_empty() {
         return;
     }
@@ -254,6 +375,10 @@ pub fn finish_channel(
     shard.metrics.resumes(true, outcome.gap, outcome.replayed);
     let dropped = replay(&mut st.conns, conn, &outcome, frames, waiting.held, now);
     shard.metrics.resume_duplicates.increment(dropped);
+    if let Some(epoch) = &outcome.epoch {
+        let stream = Some(Arc::from(channel));
+        st.resuming.set_floor(conn, stream, outcome.seq, epoch, now);
+    }
 }
 
 /// The replay for `conn` arrived: `ready` with the outcome, the replayed frames, then the held live
@@ -290,6 +415,9 @@ pub fn finish(
     shard.metrics.resumes(false, outcome.gap, outcome.replayed);
     let dropped = replay(&mut st.conns, conn, &outcome, frames, waiting.held, now);
     shard.metrics.resume_duplicates.increment(dropped);
+    if let Some(epoch) = &outcome.epoch {
+        st.resuming.set_floor(conn, None, outcome.seq, epoch, now);
+    }
 }
 
 /// Queues the replayed `frames`, then the `held` live ones the replay did not carry; returns how many
@@ -377,5 +505,58 @@ mod tests {
         assert!(!w.hold(2, Bytes::from_static(b"12345"), 8));
         assert!(r.channel_mut(conn(1), "other").is_none());
         assert!(r.channel_mut(conn(9), "c").is_none());
+    }
+
+    fn numbered(seq: u64, epoch: &str) -> Bytes {
+        let frame = crate::protocol::encode::backend_message(Some("c"), "1");
+        crate::history::sequenced(&frame, seq, epoch)
+    }
+
+    #[test]
+    fn late_live_copies_of_a_replay_are_dropped_until_the_floor_lapses() {
+        let mut r = Resuming::default();
+        let e = "00000000000000aa";
+        r.set_floor(conn(1), None, 10, e, 0);
+        r.set_floor(conn(1), Some(Arc::from("c")), 5, e, 100);
+        assert_eq!(r.floors(), 2);
+        // The user's stream: copies up to 10 are dropped, even after a later one (direct messages
+        // from two nodes can cross).
+        assert!(r.below_floor(conn(1), None, 9, &numbered(9, e)));
+        assert!(!r.below_floor(conn(1), None, 11, &numbered(11, e)));
+        assert!(r.below_floor(conn(1), None, 10, &numbered(10, e)));
+        // Another epoch, an unnumbered message or another connection: not a copy.
+        assert!(!r.below_floor(conn(1), None, 3, &numbered(3, "00000000000000bb")));
+        assert!(!r.below_floor(conn(1), None, 0, &numbered(0, e)));
+        assert!(!r.below_floor(conn(2), None, 3, &numbered(3, e)));
+        // A channel's publications come in order: the first past the floor lifts it.
+        assert!(r.below_floor(conn(1), Some("c"), 5, &numbered(5, e)));
+        assert!(!r.below_floor(conn(1), Some("c"), 6, &numbered(6, e)));
+        assert!(!r.below_floor(conn(1), Some("c"), 4, &numbered(4, e)));
+        assert_eq!(r.floors(), 1);
+        // Lapsed after FLOOR_MS.
+        r.lapse_floors(FLOOR_MS - 1);
+        assert_eq!(r.floors(), 1);
+        r.lapse_floors(FLOOR_MS);
+        assert_eq!(r.floors(), 0);
+        assert!(r.floors.is_empty() && r.floor_deadlines.len() == 1);
+        r.lapse_floors(FLOOR_MS + 100);
+        assert!(r.floor_deadlines.is_empty());
+    }
+
+    #[test]
+    fn a_floor_set_again_keeps_its_new_deadline_and_goes_with_its_connection() {
+        let mut r = Resuming::default();
+        let e = "00000000000000aa";
+        r.set_floor(conn(1), None, 10, e, 0);
+        r.set_floor(conn(1), None, 20, e, 5_000);
+        r.lapse_floors(FLOOR_MS);
+        assert!(r.below_floor(conn(1), None, 20, &numbered(20, e)));
+        r.lapse_floors(FLOOR_MS + 5_000);
+        assert_eq!(r.floors(), 0);
+        r.set_floor(conn(2), Some(Arc::from("c")), 1, e, 0);
+        r.forget_channel(conn(2), "c");
+        r.set_floor(conn(3), None, 1, e, 0);
+        r.forget(conn(3));
+        assert_eq!(r.floors(), 0);
     }
 }
