@@ -126,11 +126,16 @@ fn anonymous(
                 c.user = Some(user.clone());
                 c.session = session;
             }
+            if resume.is_some() {
+                // Before the connection is registered: registering can apply messages already in
+                // this shard's inbox (the owner's catch-up), and live messages for a resuming
+                // connection must be held from the first one on.
+                st.resuming.start(conn, id.map(Arc::from), now);
+            }
             route::user_connected(shard, st, &user, conn, now);
             if let Some(from) = resume {
                 // `ready` goes out with the replay, once the owner has answered.
                 tracing::debug!(user = %user, previous_session = ?from.session, seq = from.seq, "resume");
-                st.resuming.start(conn, id.map(Arc::from), now);
                 let req = ResumeRequest {
                     shard: shard.id,
                     conn,
