@@ -183,3 +183,52 @@ fn first_connection_gets_stored_messages() {
     let b = Node::start(NodeOpts::new().shards(2).cluster(&redis.url()));
     first_connection_gets_what_was_stored(&a, &b);
 }
+
+/// Senders on both nodes at once to one user connected on both nodes: both connections see the same
+/// messages under the same seqs, 1 to the total in order (no hole, nothing crossed on the way), and
+/// each sender's messages in the order sent.
+#[test]
+fn senders_on_two_nodes_make_one_order() {
+    const EACH: u64 = 300;
+    let redis = RedisServer::start();
+    let opts = || {
+        NodeOpts::new()
+            .shards(2)
+            .cluster(&redis.url())
+            .set("limits.rate_limit_per_sec", 0)
+    };
+    let a = Node::start(opts());
+    let b = Node::start(opts());
+    let (mut on_a, ready) = resume(&a, "carol", None, 0);
+    let epoch = ready["epoch"].as_str().unwrap().to_string();
+    let (mut on_b, ready) = resume(&b, "carol", None, 0);
+    assert_eq!(ready["epoch"], epoch.as_str(), "{ready}");
+    std::thread::scope(|s| {
+        for (i, node) in [&a, &b].into_iter().enumerate() {
+            s.spawn(move || {
+                let mut sender = node.identified(&format!("order-sender{i}"));
+                let statuses = send_many(&mut sender, "carol", 1 + i as u64 * EACH, EACH);
+                assert!(statuses.iter().all(|s| s == "delivered"), "{statuses:?}");
+            });
+        }
+    });
+    let mut seen: Option<Vec<(u64, u64)>> = None;
+    for carol in [&mut on_a, &mut on_b] {
+        let got = read_many(carol, 2 * EACH as usize, &epoch);
+        let seqs: Vec<u64> = got.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, (1..=2 * EACH).collect::<Vec<_>>());
+        for sender in 0..2 {
+            let mine: Vec<u64> = got
+                .iter()
+                .map(|(_, n)| *n)
+                .filter(|n| (n - 1) / EACH == sender)
+                .collect();
+            assert_eq!(mine.len() as u64, EACH);
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+        }
+        match &seen {
+            None => seen = Some(got),
+            Some(first) => assert_eq!(first, &got, "the connections disagree on the order"),
+        }
+    }
+}

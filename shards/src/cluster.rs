@@ -82,12 +82,14 @@ pub trait ClusterLink: Send + Sync {
     fn forward_publish(&self, channel: Arc<str>, frame: Bytes, local_conns: u64, origin: Origin);
     /// A direct message to `to` with history on: the link numbers it in the user's stream in Redis,
     /// delivers it to every node holding `to` (this one through its owner shard, as a `local_only`
-    /// route) and answers `origin` (`delivered`, or `stored` when no connection got it). Hands the
-    /// message back when Redis is down: the owner then delivers it here, unnumbered.
+    /// route, when Redis presence says so or `here`: this node's directory holds `to`) and answers
+    /// `origin` (`delivered`, or `stored` when no connection got it). Hands the message back when
+    /// Redis is down: the owner then delivers it here, unnumbered.
     fn sequence_user(
         &self,
         to: Arc<str>,
         frame: Bytes,
+        here: bool,
         origin: Origin,
     ) -> Result<(), (Bytes, Origin)>;
     /// A connection of `user` resumes: the link reads the stream in Redis once this node's presence

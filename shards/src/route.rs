@@ -422,7 +422,8 @@ fn route_user_at_owner(
         return answer(shard, st, reply_to, Ack { status, conns }, now);
     };
     let (frame, reply_to) = if history {
-        match link.sequence_user(to.clone(), frame, reply_to) {
+        let here = st.directory.holders(&to).is_some_and(|h| !h.is_empty());
+        match link.sequence_user(to.clone(), frame, here, reply_to) {
             Ok(()) => return,
             Err(back) => back,
         }

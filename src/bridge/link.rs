@@ -49,6 +49,8 @@ pub(super) enum Event {
     Sequence {
         to: Arc<str>,
         frame: Bytes,
+        /// This node holds `to`.
+        here: bool,
         origin: Origin,
     },
     /// A publication to a channel with history, to number in Redis and publish everywhere.
@@ -194,12 +196,18 @@ impl ClusterLink for BridgeLink {
         &self,
         to: Arc<str>,
         frame: Bytes,
+        here: bool,
         origin: Origin,
     ) -> Result<(), (Bytes, Origin)> {
         if !self.up() {
             return Err((frame, origin));
         }
-        self.push(Event::Sequence { to, frame, origin });
+        self.push(Event::Sequence {
+            to,
+            frame,
+            here,
+            origin,
+        });
         Ok(())
     }
 

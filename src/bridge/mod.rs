@@ -482,8 +482,13 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                 Some(s) => s.relay.publish(channel, frame, local, origin),
                 None => link.unpublished(local, origin),
             },
-            Event::Sequence { to, frame, origin } => match session {
-                Some(s) => s.relay.sequence(to, frame, origin),
+            Event::Sequence {
+                to,
+                frame,
+                here,
+                origin,
+            } => match session {
+                Some(s) => s.relay.sequence(to, frame, here, origin),
                 None => relay::outgoing::deliver_unnumbered(
                     to,
                     frame,

@@ -1,22 +1,20 @@
 //! Per-user message history in Redis: the cluster-wide form of `shards::history`.
 //!
-//! A user's messages may be sent from any node and received on any node, so numbering them needs one
-//! place every node agrees on: Redis. Each direct message goes through one Lua script
-//! (`history_append.lua`) that, atomically, takes the next `seq` of the user's stream (creating the
-//! stream with a new epoch when there is none), appends the frame to a Redis stream trimmed to
-//! `max_messages` entries (`MAXLEN`) and to `max_age` (`MINID` on the time-based entry ids), and returns
-//! the user's presence hash: the same round trip numbers, keeps and routes the message, so history
-//! costs no extra round trip per message. A resume reads the stream with `history_read.lua`.
+//! A user's messages may be sent from any node and received on any node, and a channel's published
+//! from any node, so numbering them needs one place every node agrees on: Redis. Each message goes
+//! through one Lua script (`append.lua`) that, atomically, takes the next `seq` of the stream
+//! (creating it with a new epoch when there is none), appends the frame to a Redis stream trimmed to
+//! `max_messages` entries (`MAXLEN`) and to `max_age` (`MINID` on the time-based entry ids), and
+//! publishes it: on the channel's topic, or on the node channel of every node holding the user (read
+//! from the user's presence hash in the same script). Numbering and publishing in one step is what
+//! makes every node receive a stream's messages in `seq` order, whichever nodes sent them; and the
+//! same round trip numbers, keeps and routes the message, so history costs no extra round trip. A
+//! resume reads the stream with `history_read.lua`.
 //!
 //! The metadata (epoch, last seq) lives [`META_TTL`] after the last message and the entries `max_age`,
 //! as in the embedded ring. When Redis loses the keys (a restart without persistence, a flush, an
 //! eviction) the next message starts a new epoch, and a client resuming from the old one is told
 //! `epoch_changed`: loss is reported, never silent.
-//!
-//! Channels with history (`history.channels`) have the same kind of stream under their own keys. Their
-//! append script (`channel_append.lua`) also publishes the numbered publication on the channel's
-//! topic: a channel is published to from many nodes, and numbering and publishing in one atomic step
-//! is what makes every node receive a channel's publications in `seq` order.
 //!
 //! Scripts travel by SHA; a batch answered NOSCRIPT is sent again with `SCRIPT LOAD` in front (both
 //! scripts are safe to run twice only in the sense that matters: a retried append is a new message,
@@ -33,8 +31,7 @@ use shards::history::{HistoryConfig, META_TTL, Outcome, Position, new_epoch, seq
 
 use super::keys;
 
-const APPEND: &str = include_str!("history_append.lua");
-const CHANNEL_APPEND: &str = include_str!("channel_append.lua");
+const APPEND: &str = include_str!("append.lua");
 const READ: &str = include_str!("history_read.lua");
 
 /// Whose stream: a user's or a channel's (same layout, different keys).
@@ -59,35 +56,22 @@ impl StreamOf {
     }
 }
 
-/// A publication numbered, kept and published by the channel append script.
-#[derive(Debug)]
-pub struct Published {
-    /// The channel stream's epoch.
-    pub epoch: Arc<str>,
-    /// The publication's number.
-    pub seq: u64,
-    /// Nodes that received it (PUBLISH/SPUBLISH's count).
-    pub receivers: u64,
-}
-
-/// A message numbered and kept by the append script.
+/// A message numbered, kept and published by the append script.
 #[derive(Debug)]
 pub struct Appended {
     /// The stream's epoch.
     pub epoch: Arc<str>,
     /// The message's number.
     pub seq: u64,
-    /// Redis time of the append, ms.
-    pub now_ms: u64,
-    /// The user's presence hash: node id → `"<count>:<ts_ms>"`.
-    pub presence: Vec<(String, String)>,
+    /// Nodes that received it: those listening to the channel's topic, or the nodes holding the user
+    /// (this one included) that listen to their node channel.
+    pub receivers: u64,
 }
 
 /// The history scripts and limits of one node.
 pub struct HistoryStore {
     config: HistoryConfig,
     append: Script,
-    channel_append: Script,
     read: Script,
     /// Whether Redis is believed to hold both scripts.
     loaded: AtomicBool,
@@ -99,7 +83,6 @@ impl HistoryStore {
         HistoryStore {
             config,
             append: Script::new(APPEND),
-            channel_append: Script::new(CHANNEL_APPEND),
             read: Script::new(READ),
             loaded: AtomicBool::new(false),
         }
@@ -114,7 +97,6 @@ impl HistoryStore {
     pub fn prepare(&self, pipe: &mut redis::Pipeline) {
         if !self.loaded.load(Ordering::Acquire) {
             pipe.load_script(&self.append).ignore();
-            pipe.load_script(&self.channel_append).ignore();
             pipe.load_script(&self.read).ignore();
         }
     }
@@ -135,22 +117,33 @@ impl HistoryStore {
         }
     }
 
-    /// Adds the append of `frame` to `user`'s stream to `pipe` (one reply, see [`parse_append`]).
-    pub fn append(&self, pipe: &mut redis::Pipeline, user: &str, frame: &[u8]) {
-        let mut call = self.append.key(keys::history_meta(user));
-        call.key(keys::history_stream(user))
-            .key(keys::presence(user))
-            .arg(frame)
-            .arg(self.config.max_messages)
-            .arg(self.age_ms())
-            .arg(&*new_epoch())
-            .arg(META_TTL.as_millis() as u64);
+    /// Adds the append of `frame` to `user`'s stream to `pipe`, publishing it with `PUBLISH` on the
+    /// node channel of every node holding `user` (its presence field younger than `presence_ttl`) as
+    /// `head` followed by `<seq>\n<epoch>\n<frame>` (one reply, see [`parse_append`](Self::parse_append)).
+    /// `me` is this node, published to also when `here` (it holds `user`, whatever Redis presence
+    /// says yet).
+    pub fn append(
+        &self,
+        pipe: &mut redis::Pipeline,
+        user: &str,
+        frame: &[u8],
+        (head, presence_ttl, me, here): (&[u8], std::time::Duration, &str, bool),
+    ) {
+        let (meta, stream) = StreamOf::User.keys(user);
+        let mut call = self.append.key(meta);
+        call.key(stream).key(keys::presence(user));
+        self.args(&mut call, frame, head)
+            .arg("PUBLISH")
+            .arg(keys::node_channel(""))
+            .arg(presence_ttl.as_millis() as u64)
+            .arg(me)
+            .arg(if here { "1" } else { "0" });
         pipe.invoke_script(&call);
     }
 
     /// Adds the append of `frame` to `channel`'s stream to `pipe`, publishing it on `topic` with
     /// `publish` (`PUBLISH` or `SPUBLISH`) as `head` followed by `<seq>\n<epoch>\n<frame>` (one
-    /// reply, see [`parse_channel_append`](Self::parse_channel_append)).
+    /// reply, see [`parse_append`](Self::parse_append)).
     pub fn append_channel(
         &self,
         pipe: &mut redis::Pipeline,
@@ -159,38 +152,34 @@ impl HistoryStore {
         (publish, topic, head): (&str, &str, &[u8]),
     ) {
         let (meta, stream) = StreamOf::Channel.keys(channel);
-        let mut call = self.channel_append.key(meta);
-        call.key(stream)
-            .arg(frame)
+        let mut call = self.append.key(meta);
+        call.key(stream);
+        self.args(&mut call, frame, head).arg(publish).arg(topic);
+        pipe.invoke_script(&call);
+    }
+
+    /// The arguments both appends start with.
+    fn args<'a, 's>(
+        &self,
+        call: &'a mut redis::ScriptInvocation<'s>,
+        frame: &[u8],
+        head: &[u8],
+    ) -> &'a mut redis::ScriptInvocation<'s> {
+        call.arg(frame)
             .arg(self.config.max_messages)
             .arg(self.age_ms())
             .arg(&*new_epoch())
             .arg(META_TTL.as_millis() as u64)
-            .arg(topic)
-            .arg(publish)
-            .arg(head);
-        pipe.invoke_script(&call);
-    }
-
-    /// Reads the channel append script's reply.
-    pub fn parse_channel_append(value: Value) -> RedisResult<Published> {
-        let (epoch, seq, receivers): (String, u64, u64) = redis::from_redis_value(value)?;
-        Ok(Published {
-            epoch: Arc::from(epoch),
-            seq,
-            receivers,
-        })
+            .arg(head)
     }
 
     /// Reads the append script's reply.
     pub fn parse_append(value: Value) -> RedisResult<Appended> {
-        let (epoch, seq, now_ms, presence): (String, u64, u64, Vec<(String, String)>) =
-            redis::from_redis_value(value)?;
+        let (epoch, seq, receivers): (String, u64, u64) = redis::from_redis_value(value)?;
         Ok(Appended {
             epoch: Arc::from(epoch),
             seq,
-            now_ms,
-            presence,
+            receivers,
         })
     }
 

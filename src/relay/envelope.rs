@@ -9,7 +9,8 @@
 //! |--------|----------------------|-----------------------------------------------------|
 //! | `dm`   | `gateway:node:<id>`  | `dm\n<corr>\n<origin node>\n<user>\n<frame>`        |
 //! | `pub`  | `gateway:ch:<name>`  | `pub\n<corr>\n<origin node>\n<channel>\n<frame>`    |
-//! | `hpub` | `gateway:ch:<name>`  | `hpub\n<corr>\n<origin node>\n<channel>\n<seq>\n<epoch>\n<frame>`: a publication to a channel with history, numbered; `<frame>` without `seq`/`epoch` (written by `channel_append.lua`) |
+//! | `hdm`  | `gateway:node:<id>`  | `hdm\n<corr>\n<origin node>\n<user>\n<seq>\n<epoch>\n<frame>`: a direct message with history, numbered; `<frame>` without `seq`/`epoch` (written by `append.lua`) |
+//! | `hpub` | `gateway:ch:<name>`  | `hpub\n<corr>\n<origin node>\n<channel>\n<seq>\n<epoch>\n<frame>`: a publication to a channel with history, numbered, as `hdm` |
 //! | `disc` | `gateway:node:<id>`  | `disc\n<corr>\n<origin node>\n<user>`               |
 //! | `ack`  | `gateway:node:<id>`  | `ack\n<corr>\n<conns>`: the answer to any of the above |
 
@@ -28,6 +29,16 @@ pub enum Envelope<'a> {
         corr: u64,
         origin: &'a str,
         channel: &'a str,
+        frame: &'a [u8],
+    },
+    /// A direct message for `to`'s connections on the receiving node, numbered `seq` in `to`'s stream
+    /// `epoch`; `frame` is unnumbered (the receiver inserts `seq` and `epoch`).
+    NumberedDm {
+        corr: u64,
+        origin: &'a str,
+        to: &'a str,
+        seq: u64,
+        epoch: &'a str,
         frame: &'a [u8],
     },
     /// A publication to `channel` (a channel with history) numbered `seq` in stream `epoch`; `frame`
@@ -60,10 +71,16 @@ pub fn publication(corr: u64, origin: &str, channel: &str, frame: &[u8]) -> Vec<
     with_payload("pub", corr, origin, channel, frame)
 }
 
-/// The head of an `hpub` envelope, `hpub\n<corr>\n<origin>\n<channel>\n`: the channel append script
-/// adds `<seq>\n<epoch>\n<frame>`.
+/// The head of an `hpub` envelope, `hpub\n<corr>\n<origin>\n<channel>\n`: the append script adds
+/// `<seq>\n<epoch>\n<frame>`.
 pub fn numbered_publication_head(corr: u64, origin: &str, channel: &str) -> Vec<u8> {
     format!("hpub\n{corr}\n{origin}\n{channel}\n").into_bytes()
+}
+
+/// The head of an `hdm` envelope, `hdm\n<corr>\n<origin>\n<user>\n`: the append script adds
+/// `<seq>\n<epoch>\n<frame>`.
+pub fn numbered_dm_head(corr: u64, origin: &str, to: &str) -> Vec<u8> {
+    format!("hdm\n{corr}\n{origin}\n{to}\n").into_bytes()
 }
 
 /// `disc\n<corr>\n<origin>\n<user>`.
@@ -111,14 +128,32 @@ pub fn parse(payload: &[u8]) -> Option<Envelope<'_>> {
                 }
             })
         }
-        b"hpub" => Some(Envelope::NumberedPub {
-            corr,
-            origin: text(parts.next()?)?,
-            channel: text(parts.next()?)?,
-            seq: text(parts.next()?)?.parse().ok()?,
-            epoch: text(parts.next()?)?,
-            frame: parts.next()?,
-        }),
+        b"hpub" | b"hdm" => {
+            let origin = text(parts.next()?)?;
+            let name = text(parts.next()?)?;
+            let seq = text(parts.next()?)?.parse().ok()?;
+            let epoch = text(parts.next()?)?;
+            let frame = parts.next()?;
+            Some(if kind == b"hdm" {
+                Envelope::NumberedDm {
+                    corr,
+                    origin,
+                    to: name,
+                    seq,
+                    epoch,
+                    frame,
+                }
+            } else {
+                Envelope::NumberedPub {
+                    corr,
+                    origin,
+                    channel: name,
+                    seq,
+                    epoch,
+                    frame,
+                }
+            })
+        }
         b"disc" => {
             let origin = text(parts.next()?)?;
             let user = text(parts.next()?)?;
@@ -184,6 +219,20 @@ mod tests {
                 frame
             })
         );
+        let mut numbered = numbered_dm_head(11, "node-b", "amy");
+        numbered.extend_from_slice(b"7\n00ee\n");
+        numbered.extend_from_slice(frame);
+        assert_eq!(
+            parse(&numbered),
+            Some(Envelope::NumberedDm {
+                corr: 11,
+                origin: "node-b",
+                to: "amy",
+                seq: 7,
+                epoch: "00ee",
+                frame
+            })
+        );
         // A frame with many newlines stays whole.
         let frame = b"a\nb\nc\nd\ne";
         assert_eq!(
@@ -207,5 +256,6 @@ mod tests {
         assert_eq!(parse(b"pub\n1\n\xff\nch\nframe"), None);
         assert_eq!(parse(b"hpub\n1\nn\nch\nx\ne\nframe"), None);
         assert_eq!(parse(b"hpub\n1\nn\nch\n3\ne"), None);
+        assert_eq!(parse(b"hdm\n1\nn\nu\n-3\ne\nframe"), None);
     }
 }

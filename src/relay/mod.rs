@@ -1,8 +1,12 @@
 //! Cross-node delivery, run by the bridge: direct messages, channel publications and disconnects go out
 //! over Redis pub/sub, the receiving nodes act and answer, and the origin gets one total.
 //!
-//! - **Direct message**: the owner shard delivered it locally; the relay looks the user up in Redis
-//!   presence and publishes a `dm` envelope on `gateway:node:<id>` of every other holding node.
+//! - **Direct message with history** (the default): one script numbers and keeps it, reads the user's
+//!   presence and publishes an `hdm` envelope on `gateway:node:<id>` of every holding node, this one
+//!   included; each delivers it to its connections of the user and answers.
+//! - **Direct message** (history off): the owner shard delivered it locally; the relay looks the user
+//!   up in Redis presence and publishes a `dm` envelope on `gateway:node:<id>` of every other holding
+//!   node.
 //! - **Publication with history** (a channel matching `history.channels`): one script numbers, keeps
 //!   and publishes it as an `hpub` envelope on the channel's topic; every listening node (this one
 //!   included) delivers it to its subscribers, publisher included, and answers.
@@ -157,12 +161,13 @@ impl Relay {
 
     /// Numbers and keeps a direct message in `to`'s stream, then delivers it to every node holding `to`
     /// (this one included) and answers `origin`. In order with forwards and publishes.
-    pub fn sequence(&self, to: Arc<str>, frame: Bytes, origin: Origin) {
+    pub fn sequence(&self, to: Arc<str>, frame: Bytes, here: bool, origin: Origin) {
         self.hand_over(Outgoing::Seq {
             to,
             frame,
-            seq: 0,
+            here,
             origin,
+            receivers: 0,
         });
     }
 
@@ -367,6 +372,31 @@ impl Relay {
                     warn!("owner shard inbox full; dropping a cross-node message");
                 }
             }
+            Some(Envelope::NumberedDm {
+                corr,
+                origin,
+                to,
+                seq,
+                epoch,
+                frame,
+            }) => {
+                if origin != self.node_id {
+                    metrics::counter!("gateway_cluster_messages_in_total").increment(1);
+                }
+                let to: Arc<str> = Arc::from(to);
+                let owner = owner_of(&to, self.inboxes.len());
+                let frame = sequenced(&Bytes::copy_from_slice(frame), seq, epoch);
+                let msg = ShardMsg::RouteUser {
+                    to,
+                    frame,
+                    reply: self.numbered_reply(origin, corr),
+                    local_only: true,
+                    seq,
+                };
+                if self.inboxes[owner].send(msg).is_err() {
+                    warn!("owner shard inbox full; dropping a numbered message (kept in history)");
+                }
+            }
             Some(Envelope::Pub { corr, origin, .. }) if origin == self.node_id => {
                 // Our own publication: local subscribers were served by the owner shard.
                 self.answered(corr, 0);
@@ -406,18 +436,10 @@ impl Relay {
                 let channel: Arc<str> = Arc::from(channel);
                 let owner = owner_of(&channel, self.inboxes.len());
                 let frame = sequenced(&Bytes::copy_from_slice(frame), seq, epoch);
-                // Our own publication is delivered here like the others' (that keeps every node's
-                // order the topic's); its answer needs no round trip through Redis.
-                let reply = if origin == self.node_id {
-                    let me = self.clone();
-                    Origin::External(Box::new(move |ack: Ack| me.answered(corr, ack.conns)))
-                } else {
-                    Origin::External(self.answer_to(origin, corr))
-                };
                 let msg = ShardMsg::RoutePublish {
                     channel,
                     frame,
-                    reply,
+                    reply: self.numbered_reply(origin, corr),
                     self_subscribed: false,
                     local_only: true,
                     seq,
@@ -433,6 +455,18 @@ impl Relay {
             }
             Some(Envelope::Ack { corr, conns }) => self.answered(corr, conns),
             None => warn!("malformed cluster message"),
+        }
+    }
+
+    /// The answer sink of a numbered message from `origin`. This node's own messages are delivered
+    /// here like the others' (that keeps every node's order the stream's); their answer needs no
+    /// round trip through Redis.
+    fn numbered_reply(self: &Arc<Self>, origin: &str, corr: u64) -> Origin {
+        if origin == self.node_id {
+            let me = self.clone();
+            Origin::External(Box::new(move |ack: Ack| me.answered(corr, ack.conns)))
+        } else {
+            Origin::External(self.answer_to(origin, corr))
         }
     }
 

@@ -9,19 +9,17 @@
 //! Redis delivers a connection's publishes in order, and each receiving node injects them into its owner
 //! shard in that order. The answers are then awaited off this task, in the same order.
 //!
-//! With history on, a direct message is numbered in the same first round trip: the append script
-//! (`cluster::history`) replaces the presence lookup for it and returns the presence hash itself; the
-//! numbered frame is then published to the other holders and handed to this node's owner shard.
-//!
-//! A publication to a channel with history goes through the channel append script in that same first
-//! round trip; the script publishes it too (see `cluster::history`), so it adds nothing to the
-//! second. Every node listening to the channel, this one included, delivers it from the topic.
+//! With history on, a direct message or a publication to a channel with history goes through the
+//! append script (`cluster::history`) in that same first round trip instead: the script numbers and
+//! keeps it and publishes it too (to every node holding the user, or on the channel's topic), so it
+//! adds nothing to the second. Every node that gets it, this one included, delivers it from its
+//! listening connection: that is what keeps a stream's `seq` order on every node, whichever nodes
+//! sent its messages.
 
 use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use shards::{
-    history::sequenced,
     ids::owner_of,
     inbox::Inbox,
     messages::{Ack, Origin, ShardMsg},
@@ -32,7 +30,7 @@ use tracing::warn;
 
 use super::{Relay, degraded_ack, degraded_publish_ack, envelope};
 use crate::cluster::{
-    history::{Appended, HistoryStore, Published},
+    history::{Appended, HistoryStore},
     keys,
     presence::live_fields,
 };
@@ -46,14 +44,16 @@ const BATCH: usize = 512;
 /// A message for the other nodes, already delivered to `local` connections of this node (`Seq`: not
 /// yet delivered anywhere).
 pub(super) enum Outgoing {
-    /// A direct message to `to` with history on: numbered and kept in Redis, then delivered to every
-    /// holding node, this one included.
+    /// A direct message to `to` with history on: numbered, kept and published to every holding node
+    /// (this one included) by one script; not yet delivered anywhere.
     Seq {
         to: Arc<str>,
         frame: Bytes,
-        /// Set once numbered.
-        seq: u64,
+        /// This node holds `to` (its owner shard's directory).
+        here: bool,
         origin: Origin,
+        /// Holding nodes that received it, once published.
+        receivers: u64,
     },
     /// A direct message to `to`.
     Dm {
@@ -194,88 +194,88 @@ pub(super) async fn run(relay: Arc<Relay>, mut rx: mpsc::UnboundedReceiver<Outgo
     }
 }
 
-/// What the first round trip learned: the holders of each plain direct message's recipient, the
-/// numbering of each direct message with history, and that of each publication with history, in
-/// queue order.
+/// What the first round trip learned: the holders of each plain direct message's recipient, and
+/// the numbering of each message with history (direct or channel), in queue order.
 struct Looked {
     holders: HashMap<Arc<str>, Vec<String>>,
     appended: std::vec::IntoIter<Appended>,
-    published: std::vec::IntoIter<Published>,
 }
 
-/// A publication with history for the first round trip: its channel, frame and envelope head.
+/// A message with history for the first round trip: its stream, frame and envelope head.
 struct ToNumber {
-    channel: Arc<str>,
+    stream: Stream,
     frame: Bytes,
     head: Vec<u8>,
 }
 
+/// Whose stream a message with history goes to.
+enum Stream {
+    /// A user's, and whether this node holds the user.
+    User(Arc<str>, bool),
+    Channel(Arc<str>),
+}
+
 /// Numbers (history) or looks up (no history) every direct message of `items`, then publishes every
-/// message in order; numbered messages are then delivered to this node's connections too.
+/// message without history in order (the append script published the others).
 async fn send(
     relay: &Arc<Relay>,
     mut items: Vec<Outgoing>,
 ) -> Result<Vec<Sent>, (redis::RedisError, Vec<Outgoing>)> {
     let mut users = Vec::new();
     let mut numbered = Vec::new();
-    let mut channels = Vec::new();
-    // Correlations of the publications with history, registered before the script publishes them.
-    let mut pub_corrs = Vec::new();
+    // Correlations of the messages with history, registered before the script publishes them.
+    let mut corrs = Vec::new();
     for item in &items {
-        match item {
-            Outgoing::Dm { to, .. } => users.push(to.clone()),
-            Outgoing::Seq { to, frame, .. } => numbered.push((to.clone(), frame.clone())),
-            Outgoing::Pub { .. } => {}
+        let (stream, frame, head) = match item {
+            Outgoing::Dm { to, .. } => {
+                users.push(to.clone());
+                continue;
+            }
+            Outgoing::Pub { .. } => continue,
+            Outgoing::Seq {
+                to, frame, here, ..
+            } => {
+                let corr = relay.expect();
+                corrs.push(corr);
+                let head = envelope::numbered_dm_head(corr, &relay.node_id, to);
+                (Stream::User(to.clone(), *here), frame, head)
+            }
             Outgoing::SeqPub { channel, frame, .. } => {
                 let corr = relay.expect();
-                pub_corrs.push(corr);
-                channels.push(ToNumber {
-                    channel: channel.clone(),
-                    frame: frame.clone(),
-                    head: envelope::numbered_publication_head(corr, &relay.node_id, channel),
-                });
+                corrs.push(corr);
+                let head = envelope::numbered_publication_head(corr, &relay.node_id, channel);
+                (Stream::Channel(channel.clone()), frame, head)
             }
-        }
+        };
+        numbered.push(ToNumber {
+            stream,
+            frame: frame.clone(),
+            head,
+        });
     }
-    let mut looked = match look_up(relay, users, numbered, channels).await {
+    let mut looked = match look_up(relay, users, numbered).await {
         Ok(l) => l,
         Err(e) => {
-            for corr in pub_corrs {
+            for corr in corrs {
                 relay.forget(corr);
             }
             return Err((e, items));
         }
     };
-    let mut pub_corrs = pub_corrs.into_iter();
+    let mut corrs = corrs.into_iter();
     let mut pipe = redis::pipe();
     let mut sent = Vec::with_capacity(items.len());
     // Per message: how many publishes it added to the pipeline.
     let mut publishes = Vec::with_capacity(items.len());
     for mut item in items.drain(..) {
         let (corr, count) = match &mut item {
-            Outgoing::Seq { to, frame, seq, .. } => {
-                let Some(a) = looked.appended.next() else {
+            Outgoing::Seq { receivers, .. } | Outgoing::SeqPub { receivers, .. } => {
+                let (Some(a), Some(corr)) = (looked.appended.next(), corrs.next()) else {
                     continue;
                 };
-                *frame = sequenced(frame, a.seq, &a.epoch);
-                *seq = a.seq;
-                let cutoff = a
-                    .now_ms
-                    .saturating_sub(relay.presence_ttl.as_millis() as u64);
-                let nodes: Vec<String> = live_fields(a.presence, cutoff)
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .filter(|n| *n != relay.node_id)
-                    .collect();
-                // Always a correlation: this node's own delivery answers it too.
-                let corr = relay.expect();
-                let env = envelope::dm(corr, &relay.node_id, to, frame);
-                for node in &nodes {
-                    pipe.cmd("PUBLISH")
-                        .arg(keys::node_channel(node))
-                        .arg(&env[..]);
-                }
-                (Some(corr), nodes.len())
+                *receivers = a.receivers;
+                // Published by the script already.
+                (Some(corr), 0)
             }
             Outgoing::Dm { to, frame, .. } => {
                 let nodes = &looked.holders[&**to];
@@ -299,14 +299,6 @@ async fn send(
                     .arg(keys::channel(channel))
                     .arg(&env[..]);
                 (Some(corr), 1)
-            }
-            Outgoing::SeqPub { receivers, .. } => {
-                let (Some(p), Some(corr)) = (looked.published.next(), pub_corrs.next()) else {
-                    continue;
-                };
-                *receivers = p.receivers;
-                // Published by the script already.
-                (Some(corr), 0)
             }
         };
         publishes.push(count);
@@ -343,67 +335,44 @@ async fn send(
         s.expected = match s.item {
             // A holding node nobody listens for (dead, not expired yet) will never answer.
             Outgoing::Dm { .. } => replies.iter().filter(|&&r| r > 0).count(),
-            // The other nodes as above, and this node's owner shard.
-            Outgoing::Seq { .. } => replies.iter().filter(|&&r| r > 0).count() + 1,
             // Every node listening to the topic answers, this one included (with 0).
             Outgoing::Pub { .. } => replies.iter().map(|&r| r.max(0) as usize).sum(),
-            // Every node listening answers, this one with the subscribers it delivered to.
-            Outgoing::SeqPub { receivers, .. } => receivers as usize,
+            // Every node that got it answers, this one with the connections it delivered to.
+            Outgoing::Seq { receivers, .. } | Outgoing::SeqPub { receivers, .. } => {
+                receivers as usize
+            }
         };
         match &s.item {
-            Outgoing::Dm { .. } | Outgoing::Seq { .. } => {
+            Outgoing::Dm { .. } => {
                 metrics::counter!("gateway_cluster_messages_out_total").increment(count as u64)
+            }
+            Outgoing::Seq { .. } => {
+                metrics::counter!("gateway_cluster_messages_out_total").increment(1)
             }
             Outgoing::Pub { .. } | Outgoing::SeqPub { .. } => {
                 metrics::counter!("gateway_cluster_publications_out_total").increment(1)
             }
         }
-        if let (Outgoing::Seq { to, frame, seq, .. }, Some(corr)) = (&s.item, s.corr) {
-            deliver_here(relay, to.clone(), frame.clone(), *seq, corr);
-        }
     }
     Ok(sent)
 }
 
-/// A numbered message for this node's connections of `to`, through its owner shard; the owner's count
-/// answers `corr` like another node's ack.
-fn deliver_here(relay: &Arc<Relay>, to: Arc<str>, frame: Bytes, seq: u64, corr: u64) {
-    let owner = owner_of(&to, relay.inboxes.len());
-    let answering = relay.clone();
-    let msg = ShardMsg::RouteUser {
-        to,
-        frame,
-        reply: Origin::External(Box::new(move |ack: Ack| {
-            answering.answered(corr, ack.conns)
-        })),
-        local_only: true,
-        seq,
-    };
-    if relay.inboxes[owner].send(msg).is_err() {
-        warn!("owner shard inbox full; a numbered message waits in history for resume");
-        relay.answered(corr, 0);
-    }
-}
-
 /// The first round trip of a batch: `TIME` and the presence of every plain direct message's
-/// recipient, the append script for every direct message with history and the channel append script
-/// for every publication with history (each in queue order).
+/// recipient, then the append script for every message with history, in queue order.
 async fn look_up(
     relay: &Relay,
     mut users: Vec<Arc<str>>,
-    numbered: Vec<(Arc<str>, Bytes)>,
-    channels: Vec<ToNumber>,
+    numbered: Vec<ToNumber>,
 ) -> redis::RedisResult<Looked> {
     users.sort_unstable();
     users.dedup();
-    if users.is_empty() && numbered.is_empty() && channels.is_empty() {
+    if users.is_empty() && numbered.is_empty() {
         return Ok(Looked {
             holders: HashMap::new(),
             appended: Vec::new().into_iter(),
-            published: Vec::new().into_iter(),
         });
     }
-    let scripts = !numbered.is_empty() || !channels.is_empty();
+    let scripts = !numbered.is_empty();
     let publish = if relay.sharded { "SPUBLISH" } else { "PUBLISH" };
     let mut replies: redis::RedisResult<Vec<redis::Value>> =
         Err(redis::RedisError::from(std::io::Error::other("not sent")));
@@ -416,17 +385,20 @@ async fn look_up(
         for user in &users {
             pipe.cmd("HGETALL").arg(keys::presence(user));
         }
-        for (to, frame) in &numbered {
-            relay.history.append(&mut pipe, to, frame);
-        }
-        for c in &channels {
-            let topic = keys::channel(&c.channel);
-            relay.history.append_channel(
-                &mut pipe,
-                &c.channel,
-                &c.frame,
-                (publish, &topic, &c.head),
-            );
+        for n in &numbered {
+            match &n.stream {
+                Stream::User(to, here) => {
+                    let how = (&n.head[..], relay.presence_ttl, &*relay.node_id, *here);
+                    relay.history.append(&mut pipe, to, &n.frame, how);
+                }
+                Stream::Channel(channel) => {
+                    let topic = keys::channel(channel);
+                    let how = (publish, topic.as_str(), &n.head[..]);
+                    relay
+                        .history
+                        .append_channel(&mut pipe, channel, &n.frame, how);
+                }
+            }
         }
         let mut conn = relay.conn.clone();
         replies = pipe.query_async(&mut conn).await;
@@ -450,17 +422,11 @@ async fn look_up(
         holders.insert(user, nodes);
     }
     let appended = replies
-        .by_ref()
-        .take(numbered.len())
         .map(HistoryStore::parse_append)
-        .collect::<redis::RedisResult<Vec<_>>>()?;
-    let published = replies
-        .map(HistoryStore::parse_channel_append)
         .collect::<redis::RedisResult<Vec<_>>>()?;
     Ok(Looked {
         holders,
         appended: appended.into_iter(),
-        published: published.into_iter(),
     })
 }
 

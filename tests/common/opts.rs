@@ -46,11 +46,15 @@ impl NodeOpts {
     }
 
     /// Cluster mode on `redis_url` with timings fit for tests: presence TTL 5 s refreshed every 300 ms,
-    /// a registry heartbeat every 200 ms and a node dead 1 s after its last one. Keys set afterwards
+    /// a registry heartbeat every 200 ms, a node dead 1 s after its last one, and `/readyz` only with
+    /// Redis reachable (so `Node::start` returns once the node is in the cluster). Keys set afterwards
     /// override these.
     #[allow(dead_code)]
     pub fn cluster(self, redis_url: &str) -> Self {
+        // Ready once the bridge's Redis session is up: a test's first cross-node step (a resume, a
+        // send to another node) must not race the connection to Redis.
         self.set_str("redis_url", redis_url)
+            .set("cluster.require_redis_for_ready", true)
             .set("cluster.presence_ttl_ms", 5_000)
             .set("cluster.presence_refresh_ms", 300)
             .set("cluster.heartbeat_interval_ms", 200)

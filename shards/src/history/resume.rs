@@ -209,7 +209,7 @@ impl Resuming {
     }
 
     /// True when a live `frame` of `seq` on `stream` is a copy of one `conn`'s replay carried. A
-    /// channel's live publications come in `seq` order, so the first one past the floor lifts it.
+    /// stream's live messages come in `seq` order, so the first one past the floor lifts it.
     fn below_floor(&mut self, conn: ConnId, stream: Option<&str>, seq: u64, frame: &[u8]) -> bool {
         if self.floors.is_empty() || seq == 0 {
             return false;
@@ -226,9 +226,7 @@ impl Resuming {
         if seq <= floor.seq {
             return true;
         }
-        if stream.is_some() {
-            self.remove_floor(conn, stream);
-        }
+        self.remove_floor(conn, stream);
         false
     }
 
@@ -519,16 +517,14 @@ mod tests {
         r.set_floor(conn(1), None, 10, e, 0);
         r.set_floor(conn(1), Some(Arc::from("c")), 5, e, 100);
         assert_eq!(r.floors(), 2);
-        // The user's stream: copies up to 10 are dropped, even after a later one (direct messages
-        // from two nodes can cross).
+        // The user's stream: copies up to 10 are dropped.
         assert!(r.below_floor(conn(1), None, 9, &numbered(9, e)));
-        assert!(!r.below_floor(conn(1), None, 11, &numbered(11, e)));
         assert!(r.below_floor(conn(1), None, 10, &numbered(10, e)));
         // Another epoch, an unnumbered message or another connection: not a copy.
         assert!(!r.below_floor(conn(1), None, 3, &numbered(3, "00000000000000bb")));
         assert!(!r.below_floor(conn(1), None, 0, &numbered(0, e)));
         assert!(!r.below_floor(conn(2), None, 3, &numbered(3, e)));
-        // A channel's publications come in order: the first past the floor lifts it.
+        // A stream's messages come in order: the first past the floor lifts it.
         assert!(r.below_floor(conn(1), Some("c"), 5, &numbered(5, e)));
         assert!(!r.below_floor(conn(1), Some("c"), 6, &numbered(6, e)));
         assert!(!r.below_floor(conn(1), Some("c"), 4, &numbered(4, e)));
