@@ -217,7 +217,7 @@ fn read_message(
             epoch,
             data: d,
         } => {
-            assert_eq!((f.as_ref(), c.as_deref()), (from, channel));
+            assert_eq!((f.as_deref(), c.as_deref()), (Some(from), channel));
             assert_eq!((seq, epoch.as_deref()), position.unzip());
             assert!(same_json(&d, data), "data changed: {data:?} became {d:?}");
         }

@@ -308,7 +308,7 @@ fn check_delivered(payload: &mut [u8], channel: Option<&str>, data: &serde_json:
             epoch: None,
             data: d,
         } => {
-            assert_eq!((from.as_ref(), c.as_deref()), ("alice", channel));
+            assert_eq!((from.as_deref(), c.as_deref()), (Some("alice"), channel));
             assert!(same(&d, data), "delivered data {d:?} is not {data}");
         }
         other => panic!("message frame read back as {other:?}"),

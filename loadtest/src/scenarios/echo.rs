@@ -144,13 +144,15 @@ fn on_data(
         Some(me) => {
             let mut buf = data.bytes().to_vec();
             match ServerFrame::parse(&mut buf) {
-                Ok(ServerFrame::Message { from, data, .. }) if from == me => match data.as_str() {
-                    Some(s) => {
-                        owned = s.as_bytes().to_vec();
-                        &owned
+                Ok(ServerFrame::Message { from, data, .. }) if from.as_deref() == Some(me) => {
+                    match data.as_str() {
+                        Some(s) => {
+                            owned = s.as_bytes().to_vec();
+                            &owned
+                        }
+                        None => return ctx.errors.add("echo_mismatch"),
                     }
-                    None => return ctx.errors.add("echo_mismatch"),
-                },
+                }
                 Ok(ServerFrame::Error { code, .. }) => {
                     ctx.errors.add(format!("server_{}", code.as_str()));
                     if code == ErrorCode::RateLimited {

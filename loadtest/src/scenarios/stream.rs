@@ -187,7 +187,7 @@ fn numbered(ctx: &Ctx, data: &Data, from: &str) -> Option<Numbered> {
         }
         return None;
     };
-    if f != from {
+    if f.as_deref() != Some(from) {
         return None;
     }
     if let Some(arr) = data.as_array()

@@ -211,11 +211,12 @@ pub enum ServerFrame<'a> {
     },
     /// A delivered `send` (no `channel`) or `publish` (with `channel`).
     Message {
-        /// The sending user.
-        from: Cow<'a, str>,
+        /// The sending user; `None` for a message a backend sent through the HTTP API.
+        from: Option<Cow<'a, str>>,
         /// The channel, for a published message.
         channel: Option<Cow<'a, str>>,
-        /// The message's number in the recipient's stream (direct messages with history on).
+        /// The message's number in its stream: the recipient's (direct messages, history on) or the
+        /// channel's (channels with history).
         seq: Option<u64>,
         /// The stream's epoch, with `seq`.
         epoch: Option<Cow<'a, str>>,
@@ -342,7 +343,7 @@ impl<'a> ServerFrame<'a> {
                 conns: f.opt_u64("conns")?,
             },
             "message" => ServerFrame::Message {
-                from: f.str("from")?,
+                from: f.opt_str("from")?,
                 channel: f.opt_str("channel")?,
                 seq: f.opt_u64("seq")?,
                 epoch: f.opt_str("epoch")?,
@@ -517,7 +518,10 @@ mod tests {
                 data,
                 ..
             } => {
-                assert_eq!((&*from, channel.as_deref()), ("alice", Some("room:1")));
+                assert_eq!(
+                    (from.as_deref(), channel.as_deref()),
+                    (Some("alice"), Some("room:1"))
+                );
                 assert_eq!(data[0].as_u64(), Some(7));
                 assert_eq!(data[1].as_str(), Some("x\"y"));
             }
@@ -537,6 +541,14 @@ mod tests {
         match ServerFrame::parse(&mut b).unwrap() {
             ServerFrame::Message { seq, epoch, .. } => {
                 assert_eq!((seq, epoch.as_deref()), (Some(9), Some("ab12")))
+            }
+            f => panic!("{f:?}"),
+        }
+        // A backend's message (HTTP API) has no `from`.
+        let mut b = payload(&encode::backend_message(Some("room:1"), r#"{"k":1}"#));
+        match ServerFrame::parse(&mut b).unwrap() {
+            ServerFrame::Message { from, channel, .. } => {
+                assert_eq!((from, channel.as_deref()), (None, Some("room:1")))
             }
             f => panic!("{f:?}"),
         }
