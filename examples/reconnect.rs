@@ -60,8 +60,8 @@ impl Position {
             match reason {
                 "no_history" => {}
                 _ => eprintln!(
-                    "{stream}: could not resume from {}/{} ({reason}): messages before the replay \
-                     of {replayed} are lost",
+                    "{stream}: messages after {}/{} are lost ({reason}); the {replayed} still kept \
+                     follow",
                     self.epoch.as_deref().unwrap_or("-"),
                     self.seq,
                 ),
