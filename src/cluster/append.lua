@@ -13,15 +13,7 @@
 -- Publishing here rather than after the script is what keeps a stream's messages in seq order on
 -- every node: scripts run one at a time, so numbering order is publishing order, and each node gets
 -- them over its one listening connection.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  -- A new stream (never written, forgotten, or lost with Redis): entries of an older one are not its.
-  epoch = ARGV[4]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-end
+-- After stream_open.lua: `now`, `epoch`.
 local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '*', 's', seq, 'f', ARGV[1])
 -- Entry ids are Redis-clock milliseconds: everything older than the age goes.

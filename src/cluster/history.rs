@@ -31,8 +31,12 @@ use shards::history::{HistoryConfig, META_TTL, Outcome, Position, new_epoch, seq
 
 use super::keys;
 
-const APPEND: &str = include_str!("append.lua");
-const READ: &str = include_str!("history_read.lua");
+/// Both scripts start with `stream_open.lua`.
+const APPEND: &str = concat!(include_str!("stream_open.lua"), include_str!("append.lua"));
+const READ: &str = concat!(
+    include_str!("stream_open.lua"),
+    include_str!("history_read.lua")
+);
 
 /// Whose stream: a user's or a channel's (same layout, different keys).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
