@@ -153,6 +153,10 @@ pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<Full<Bytes>> {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match state.status.readiness() {
             Ok(()) => match &state.cluster {
+                Some(c) if !c.reached_once() => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "waiting for the first redis session\n".into(),
+                ),
                 Some(c) if c.require_for_ready && !c.redis_up() => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "redis unavailable\n".into(),

@@ -65,6 +65,8 @@ pub struct Config {
     pub runtime: RuntimeSection,
     /// HTTP API for backends on the admin port.
     pub api: ApiSection,
+    /// `[channels]`: who may subscribe, publish, read presence and history, by channel family.
+    pub channels: channels::ChannelsSection,
 }
 
 /// `[cluster]`: presence and node registry in Redis (only with `redis_url`).
@@ -157,6 +159,13 @@ pub struct LimitsSection {
     /// WebSocket pings one connection may send per second (counted per second); over it the server
     /// closes with 1008. Pongs are not counted. Default 10; 0 disables the limit.
     pub max_pings_per_sec: u32,
+    /// Identified connections one user may hold on this node; the next `identify` gets error
+    /// `too_many_connections` and close 1008. Default 0: no limit.
+    pub max_connections_per_user: u32,
+    /// New TCP connections per second this node accepts (a token bucket with one second of burst,
+    /// split evenly over the shards); past it the upgrade is answered `503` with `Retry-After` before
+    /// any WebSocket state exists. Default 0: no limit.
+    pub max_connects_per_sec: u32,
 }
 
 /// `[heartbeat]`: server pings and the idle timeout.
@@ -182,6 +191,9 @@ pub struct AuthSection {
     /// PEM file with the RS256 public key, relative to the working directory. Default `""`; non-empty
     /// turns on JWT mode. Both keys may be set.
     pub jwt_rs256_public_key_file: PathBuf,
+    /// Who may send direct messages: `any`, `grant` (JWT claim `send_to`), `none` (HTTP API only).
+    /// Default `""`: `any` in dev mode, `none` in JWT mode.
+    pub client_send: String,
 }
 
 /// `[shutdown]`: graceful shutdown.
@@ -283,6 +295,7 @@ impl Default for Config {
             history: HistorySection::default(),
             runtime: RuntimeSection::default(),
             api: ApiSection::default(),
+            channels: channels::ChannelsSection::default(),
         }
     }
 }
@@ -309,6 +322,8 @@ impl Default for LimitsSection {
             max_subscriptions: 256,
             max_connections_per_ip: 0,
             max_pings_per_sec: 10,
+            max_connections_per_user: 0,
+            max_connects_per_sec: 0,
         }
     }
 }
@@ -328,6 +343,7 @@ impl Default for AuthSection {
             timeout_ms: 10_000,
             jwt_hs256_secret: String::new(),
             jwt_rs256_public_key_file: PathBuf::new(),
+            client_send: String::new(),
         }
     }
 }
@@ -365,6 +381,7 @@ impl fmt::Debug for AuthSection {
             .field("timeout_ms", &self.timeout_ms)
             .field("jwt_hs256_secret", &secret)
             .field("jwt_rs256_public_key_file", &self.jwt_rs256_public_key_file)
+            .field("client_send", &self.client_send)
             .finish()
     }
 }
@@ -664,6 +681,12 @@ impl Config {
             self.auth.timeout_ms > 0,
             "auth.timeout_ms must be greater than 0".into(),
         );
+        let access = channels::access(
+            &self.channels,
+            &self.auth.client_send,
+            self.auth.jwt_enabled(),
+        );
+        check(access.is_ok(), access.err().unwrap_or_default());
         check(
             self.runtime.inbox_capacity > 0,
             "runtime.inbox_capacity must be greater than 0".into(),
@@ -727,6 +750,8 @@ fn env_keys(table: &toml::Table) -> Vec<EnvKey> {
     let mut keys = Vec::new();
     for (name, value) in table {
         match value {
+            // Lists of tables (`[[channels.namespaces]]`): file only.
+            toml::Value::Table(_) if name == "channels" => {}
             toml::Value::Table(section) => keys.extend(section.keys().map(|key| EnvKey {
                 var: format!("{ENV_PREFIX}{}_{}", name.to_uppercase(), key.to_uppercase()),
                 section: Some(name.clone()),
@@ -792,6 +817,8 @@ fn hostname() -> String {
         _ => "localhost".to_owned(),
     }
 }
+
+pub mod channels;
 
 #[cfg(test)]
 mod tests;

@@ -218,6 +218,13 @@ fn shard_config(
     sc.close_grace = config.shutdown.close_grace();
     sc.inbox_capacity = config.runtime.inbox_capacity;
     sc.auth = Arc::new(auth_mode(config)?);
+    sc.access = Arc::new(crate::config::channels::access(
+        &config.channels,
+        &config.auth.client_send,
+        config.auth.jwt_enabled(),
+    )?);
+    sc.max_connections_per_user = config.limits.max_connections_per_user;
+    sc.max_connects_per_sec = config.limits.max_connects_per_sec;
     Ok(sc)
 }
 

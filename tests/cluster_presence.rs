@@ -491,18 +491,26 @@ fn sigkilled_node_expires_from_presence_and_turns_dead() {
 #[test]
 fn redis_down_at_start_then_up() {
     let port = free_port();
-    let node = Node::start(cluster_opts(&url(port)));
+    let node = Node::start(cluster_opts(&url(port)).no_wait_ready());
     let me = node.node_id.clone();
 
-    // Ready (Node::start waited for /readyz 200) and serving local traffic without Redis.
-    let mut alice = node.identified("alice");
+    // Not ready before the first Redis session (the start-up gate), yet serving local traffic: a
+    // client that comes anyway is told the cluster is degraded.
+    let mut alice = node.client();
+    let ready = alice.request(json!({"op": "identify", "id": "i", "user": "alice"}));
+    assert_eq!(
+        (ready["op"].as_str(), ready["cluster"].as_str()),
+        (Some("ready"), Some("degraded")),
+        "{ready}"
+    );
     let mut bob = node.identified("bob");
     assert_local_send(&mut alice, &mut bob, "m1");
     wait_redis_up(&node, 0.0, CHANGE_WAIT);
     let (status, body) = node.http_get("/readyz");
     assert_eq!(
-        status, 200,
-        "/readyz with Redis down and not required: {body}"
+        (status, body.as_str()),
+        (503, "waiting for the first redis session\n"),
+        "/readyz before the node ever reached Redis"
     );
 
     let mut redis = RedisServer::start_on(port);
@@ -511,6 +519,14 @@ fn redis_down_at_start_then_up() {
     wait_count(&redis, "alice", &node, 1, RECONNECT_WAIT);
     wait_count(&redis, "bob", &node, 1, RECONNECT_WAIT);
     wait_node_state(&node, &me, Some("alive"), Instant::now() + RECONNECT_WAIT);
+    eventually(
+        "/readyz 200 once Redis was reached",
+        CHANGE_WAIT,
+        || match node.http_get("/readyz") {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    );
     // And changes flow again.
     let _carol = node.identified("carol");
     wait_count(&redis, "carol", &node, 1, CHANGE_WAIT);

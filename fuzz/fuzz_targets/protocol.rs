@@ -28,7 +28,7 @@ use shards::{
         encode,
         parse::{
             MAX_ID_BYTES, MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_PRESENCE_USERS,
-            MAX_RESUME_TOKEN_BYTES, check_name,
+            MAX_RESUME_TOKEN_BYTES, MAX_TOKEN_BYTES, check_name,
         },
         parse_value,
     },
@@ -81,6 +81,15 @@ fn check_request(id: Option<&str>, request: &Request<'_>) {
         assert!((1..=MAX_NAME_BYTES).contains(&name.len()));
         assert!(!name.chars().any(char::is_control));
     };
+    let token_ok = |token: &Option<&str>| {
+        if let Some(t) = token {
+            assert!(
+                (1..=MAX_TOKEN_BYTES).contains(&t.len()),
+                "token of {} bytes",
+                t.len()
+            );
+        }
+    };
     match request {
         Request::Identify { resume, .. } => {
             let frame = encode::ready(id, "user", "0123456789abcdef", "node", 0, 25_000);
@@ -113,8 +122,13 @@ fn check_request(id: Option<&str>, request: &Request<'_>) {
             check_message(Some(channel), "sender", data);
             check_ack(id, "published", Some(0));
         }
-        Request::Subscribe { channel, since } => {
+        Request::Subscribe {
+            channel,
+            since,
+            token,
+        } => {
             name_ok(channel);
+            token_ok(token);
             check_ack(id, "subscribed", None);
             if let Some(since) = since {
                 // The same position rules as identify's resume (docs/PROTOCOL.md, "since").
@@ -157,8 +171,9 @@ fn check_request(id: Option<&str>, request: &Request<'_>) {
                 other => panic!("presence read back as {other:?}"),
             }
         }
-        Request::PresenceChannel { channel } => {
+        Request::PresenceChannel { channel, token } => {
             name_ok(channel);
+            token_ok(token);
             let users = ["alice", "bob"];
             let frame = encode::presence_channel(id, channel, &users);
             let mut payload = text_payload(&frame);
@@ -175,6 +190,7 @@ fn check_request(id: Option<&str>, request: &Request<'_>) {
                 other => panic!("presence read back as {other:?}"),
             }
         }
+        Request::Refresh { token } => token_ok(&Some(token)),
         Request::Ping => {
             let mut payload = text_payload(&encode::pong(id));
             let reply = ServerFrame::parse(&mut payload).expect("pong parses");

@@ -286,12 +286,22 @@ fn check_request(
             let mut payload = text_payload(&encode::channel_message(channel, "alice", d));
             check_delivered(&mut payload, Some(name), data);
         }
-        (Op::Subscribe, Request::Subscribe { channel, since }) => {
+        (
+            Op::Subscribe,
+            Request::Subscribe {
+                channel,
+                since,
+                token,
+            },
+        ) => {
             assert_eq!(*channel, name);
             assert!(since.is_none(), "a plain subscribe read a since: {since:?}");
+            assert!(token.is_none(), "a plain subscribe read a token: {token:?}");
         }
         (Op::Unsubscribe, Request::Unsubscribe { channel })
-        | (Op::PresenceChannel, Request::PresenceChannel { channel }) => assert_eq!(*channel, name),
+        | (Op::PresenceChannel, Request::PresenceChannel { channel, .. }) => {
+            assert_eq!(*channel, name)
+        }
         (Op::PresenceUsers, Request::PresenceUsers { users: got }) => assert_eq!(got, users),
         (Op::Ping, Request::Ping) => {}
         (op, request) => panic!("{op:?} parsed as {request:?}"),

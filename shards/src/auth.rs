@@ -21,7 +21,9 @@ use std::fmt;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::access::grants::Grants;
 
 /// Longest accepted user name, in bytes.
 pub const MAX_USER_BYTES: usize = 128;
@@ -43,21 +45,44 @@ impl AuthMode {
     ///   ignored (a token without a user is [`AuthError::MissingUser`]).
     /// - JWT mode: `user` must be absent ([`AuthError::UserNotAllowed`]), `token` is required
     ///   ([`AuthError::MissingToken`]) and verified with [`JwtVerifier::verify`].
-    pub fn identify(&self, user: Option<&str>, token: Option<&str>) -> Result<String, AuthError> {
+    pub fn identify(&self, user: Option<&str>, token: Option<&str>) -> Result<Identity, AuthError> {
         match self {
             AuthMode::Dev => {
                 let user = user.ok_or(AuthError::MissingUser)?;
                 validate_user(user).map_err(AuthError::InvalidUser)?;
-                Ok(user.to_owned())
+                Ok(Identity {
+                    user: user.to_owned(),
+                    exp: None,
+                    grants: Grants::default(),
+                })
             }
             AuthMode::Jwt(verifier) => {
                 if user.is_some() {
                     return Err(AuthError::UserNotAllowed);
                 }
-                verifier.verify(token.ok_or(AuthError::MissingToken)?)
+                verifier.verify_identity(token.ok_or(AuthError::MissingToken)?)
             }
         }
     }
+
+    /// The JWT verifier (`None` in dev mode).
+    pub fn verifier(&self) -> Option<&JwtVerifier> {
+        match self {
+            AuthMode::Dev => None,
+            AuthMode::Jwt(v) => Some(v),
+        }
+    }
+}
+
+/// Who a connection is, and what its token grants until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user name.
+    pub user: String,
+    /// The token's `exp`, in seconds since the Unix epoch (`None` in dev mode).
+    pub exp: Option<u64>,
+    /// The token's `channels`, `publish` and `send_to` claims (empty in dev mode).
+    pub grants: Grants,
 }
 
 /// Why an `identify` could not be turned into a user, or why a verifier could not be built.
@@ -141,13 +166,21 @@ pub fn validate_user(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The claims this gateway reads; `exp` (and `nbf`, if present) are checked by `jsonwebtoken`
-/// itself, other claims are ignored.
+/// The claims this gateway reads from a connection token; `exp` (and `nbf`, if present) are checked
+/// by `jsonwebtoken` itself, other claims are ignored.
 #[derive(Deserialize)]
 struct Claims {
     /// The user. Optional here so that its absence is reported as a missing claim rather than as a
     /// malformed token.
     sub: Option<String>,
+    /// Expiry (required by the validation), seconds since the Unix epoch.
+    exp: Option<u64>,
+    /// Channel patterns granted for subscribe, presence and history.
+    channels: Option<Vec<String>>,
+    /// Channel patterns granted for publish.
+    publish: Option<Vec<String>>,
+    /// User patterns granted for direct messages.
+    send_to: Option<Vec<String>>,
 }
 
 /// One accepted algorithm: its key and the validation settings that go with it.
@@ -237,6 +270,25 @@ impl JwtVerifier {
     /// and `sub` are required; `exp` (and `nbf` when present) are enforced with no leeway; `sub`
     /// must pass [`validate_user`].
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
+        self.verify_identity(token).map(|id| id.user)
+    }
+
+    /// Verifies `token` as [`JwtVerifier::verify`] does and reads its grants and expiry too; a grant
+    /// claim that is malformed or over its bound makes the token invalid.
+    pub fn verify_identity(&self, token: &str) -> Result<Identity, AuthError> {
+        let claims: Claims = self.decode(token)?;
+        let user = checked_sub(claims.sub)?;
+        let grants = Grants::from_claims(claims.channels, claims.publish, claims.send_to)
+            .map_err(AuthError::InvalidToken)?;
+        Ok(Identity {
+            user,
+            exp: claims.exp,
+            grants,
+        })
+    }
+
+    /// Checks `token`'s signature, algorithm, `exp` and `nbf`, and reads its claims as `C`.
+    pub fn decode<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| header_error(e.kind()))?;
         let keyed = match header.alg {
             Algorithm::HS256 => self.hs256.as_deref(),
@@ -244,16 +296,17 @@ impl JwtVerifier {
             _ => None,
         }
         .ok_or(AuthError::WrongAlgorithm)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &keyed.key, &keyed.validation)
+        let data = jsonwebtoken::decode::<C>(token, &keyed.key, &keyed.validation)
             .map_err(|e| decode_error(e.kind()))?;
-        let sub = data
-            .claims
-            .sub
-            .ok_or_else(|| AuthError::InvalidToken("missing claim sub".into()))?;
-        validate_user(&sub)
-            .map_err(|why| AuthError::InvalidToken(format!("bad sub claim: {why}")))?;
-        Ok(sub)
+        Ok(data.claims)
     }
+}
+
+/// The `sub` claim as a user name.
+pub fn checked_sub(sub: Option<String>) -> Result<String, AuthError> {
+    let sub = sub.ok_or_else(|| AuthError::InvalidToken("missing claim sub".into()))?;
+    validate_user(&sub).map_err(|why| AuthError::InvalidToken(format!("bad sub claim: {why}")))?;
+    Ok(sub)
 }
 
 /// Maps a failure to read the token header. A header that is well-formed JSON but does not fit
@@ -478,8 +531,11 @@ mod tests {
     #[test]
     fn dev_mode() {
         let dev = AuthMode::Dev;
-        assert_eq!(dev.identify(Some("alice"), None).unwrap(), "alice");
-        assert_eq!(dev.identify(Some("alice"), Some("x")).unwrap(), "alice");
+        assert_eq!(dev.identify(Some("alice"), None).unwrap().user, "alice");
+        assert_eq!(
+            dev.identify(Some("alice"), Some("x")).unwrap().user,
+            "alice"
+        );
         assert_eq!(dev.identify(None, Some("x")), Err(AuthError::MissingUser));
         assert_eq!(dev.identify(None, None), Err(AuthError::MissingUser));
         let empty = dev.identify(Some(""), None);
@@ -490,7 +546,9 @@ mod tests {
     fn jwt_mode() {
         let mode = AuthMode::Jwt(both());
         let token = hs(&valid("alice"), SECRET);
-        assert_eq!(mode.identify(None, Some(&token)).unwrap(), "alice");
+        let id = mode.identify(None, Some(&token)).unwrap();
+        assert_eq!((id.user.as_str(), id.grants.is_empty()), ("alice", true));
+        assert!(id.exp.is_some());
         let with_user = mode.identify(Some("alice"), Some(&token));
         assert_eq!(with_user, Err(AuthError::UserNotAllowed));
         let only_user = mode.identify(Some("alice"), None);

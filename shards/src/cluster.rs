@@ -119,6 +119,15 @@ pub trait ClusterLink: Send + Sync {
         channel: Arc<str>,
         req: crate::history::ResumeRequest,
     ) -> Result<(), crate::history::ResumeRequest>;
+    /// A connection of `user` identified on this node (its presence change was reported just
+    /// before): the link answers the connection's shard with `ShardMsg::Admitted` once that presence
+    /// is written to Redis, so the `ready` that follows means "reachable from every node". Hands the
+    /// request back when Redis is down (the owner answers degraded at once).
+    fn confirm_presence(
+        &self,
+        user: &Arc<str>,
+        req: crate::admit::ReadyRequest,
+    ) -> Result<(), crate::admit::ReadyRequest>;
     /// Takes a presence query to complete with the other nodes' answers from Redis and reply; hands it
     /// back when Redis is down, and the node then replies from what it knows itself.
     fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery>;

@@ -55,6 +55,12 @@ pub struct ShardConfig {
     pub max_connections_per_ip: u32,
     /// WebSocket pings per second one connection may send (close 1008 beyond); 0: no limit.
     pub max_pings_per_sec: u32,
+    /// Identified connections one user may hold on this node (the next identify gets error
+    /// `too_many_connections` and close 1008); 0: no limit.
+    pub max_connections_per_user: u32,
+    /// New TCP connections per second the node accepts, split over its shards (503 beyond, before
+    /// the upgrade); 0: no limit.
+    pub max_connects_per_sec: u32,
     /// Interval of server pings.
     pub heartbeat_interval: Duration,
     /// Silence after which a connection is closed with 4009.
@@ -63,6 +69,8 @@ pub struct ShardConfig {
     pub auth_timeout: Duration,
     /// How identities are checked.
     pub auth: Arc<AuthMode>,
+    /// What identified connections may do (channel rules, `client_send`).
+    pub access: Arc<crate::access::Access>,
     /// Time a closing connection has to flush and finish the close handshake.
     pub close_grace: Duration,
     /// Slots in each shard's cross-shard inbox.
@@ -96,10 +104,13 @@ impl ShardConfig {
             max_subscriptions: 256,
             max_connections_per_ip: 0,
             max_pings_per_sec: 10,
+            max_connections_per_user: 0,
+            max_connects_per_sec: 0,
             heartbeat_interval: Duration::from_secs(25),
             heartbeat_timeout: Duration::from_secs(50),
             auth_timeout: Duration::from_secs(10),
             auth: Arc::new(AuthMode::Dev),
+            access: Arc::new(crate::access::Access::open()),
             close_grace: Duration::from_secs(5),
             inbox_capacity: 65536,
             history: crate::history::HistoryConfig::default(),

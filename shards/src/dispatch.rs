@@ -8,6 +8,8 @@ use std::sync::Arc;
 use simd_json::BorrowedValue;
 
 use crate::{
+    access::rules::ChannelOp,
+    authorize,
     history::{Position, ResumeRequest},
     ids::ConnId,
     messages::{Origin, ReplyTo},
@@ -64,6 +66,9 @@ pub fn on_message(shard: &Shard, st: &mut ShardState, conn: ConnId, payload: &mu
             st.conns.enqueue(conn, encode::pong(id), now);
         }
         Request::Send { to, data } => {
+            if !authorize::send(shard, st, conn, id, to, now) {
+                return;
+            }
             let frame = encode::direct_message(&user, data);
             route::send_to_user(
                 shard,
@@ -75,10 +80,24 @@ pub fn on_message(shard: &Shard, st: &mut ShardState, conn: ConnId, payload: &mu
             );
         }
         Request::Publish { channel, data } => {
-            publish(shard, st, &user, channel, data, reply_to(), now)
+            let op = (id, ChannelOp::Publish);
+            if authorize::channel(shard, st, conn, &user, op, channel, None, now) {
+                publish(shard, st, &user, channel, data, reply_to(), now)
+            }
         }
-        Request::Subscribe { channel, since } => {
-            subscribe(shard, st, conn, user, (id, since), channel, now)
+        Request::Subscribe {
+            channel,
+            since,
+            token,
+        } => {
+            let allowed = |st: &mut ShardState, op| {
+                authorize::channel(shard, st, conn, &user, (id, op), channel, token, now)
+            };
+            if allowed(st, ChannelOp::Subscribe)
+                && (since.is_none() || allowed(st, ChannelOp::History))
+            {
+                subscribe(shard, st, conn, user.clone(), (id, since), channel, now)
+            }
         }
         Request::Unsubscribe { channel } => {
             let subscribed = st.conns.get_mut(conn).and_then(|c| {
@@ -95,9 +114,13 @@ pub fn on_message(shard: &Shard, st: &mut ShardState, conn: ConnId, payload: &mu
             let users = users.into_iter().map(Arc::from).collect();
             route::presence_users(shard, st, users, reply_to(), now);
         }
-        Request::PresenceChannel { channel } => {
-            route::presence_channel(shard, st, Arc::from(channel), reply_to(), now)
+        Request::PresenceChannel { channel, token } => {
+            let op = (id, ChannelOp::Presence);
+            if authorize::channel(shard, st, conn, &user, op, channel, token, now) {
+                route::presence_channel(shard, st, Arc::from(channel), reply_to(), now)
+            }
         }
+        Request::Refresh { token } => authorize::refresh(shard, st, conn, &user, (id, token), now),
     }
 }
 
@@ -119,20 +142,28 @@ fn anonymous(
         return;
     };
     match shard.config.auth.identify(user, token) {
-        Ok(name) => {
-            let user: Arc<str> = Arc::from(name);
+        Ok(identity) => {
+            let user: Arc<str> = Arc::from(identity.user.as_str());
             let session = shard.new_session(st);
             if let Some(c) = st.conns.get_mut(conn) {
                 c.user = Some(user.clone());
                 c.session = session;
             }
+            authorize::identified(st, conn, identity, now);
+            // Before the connection is registered: registering can apply messages already in this
+            // shard's inbox (the owner's catch-up), and live messages for a connection that waits for
+            // its replay or its admission must be held from the first one on.
+            let wait = crate::admit::must_wait(shard);
             if resume.is_some() {
-                // Before the connection is registered: registering can apply messages already in
-                // this shard's inbox (the owner's catch-up), and live messages for a resuming
-                // connection must be held from the first one on.
                 st.resuming.start(conn, id.map(Arc::from), now);
+            } else if wait {
+                st.resuming.start_ready(conn, id.map(Arc::from), now);
             }
-            route::user_connected(shard, st, &user, conn, now);
+            let admit = wait.then_some(crate::admit::Admit {
+                conn,
+                ready: resume.is_none(),
+            });
+            route::user_connected(shard, st, &user, conn, admit, now);
             if let Some(from) = resume {
                 // `ready` goes out with the replay, once the owner has answered.
                 tracing::debug!(user = %user, previous_session = ?from.session, seq = from.seq, "resume");
@@ -146,17 +177,12 @@ fn anonymous(
                 };
                 return route::resume_user(shard, st, user, req, now);
             }
-            let session = format!("{session:016x}");
-            let heartbeat_ms = shard.config.heartbeat_interval.as_millis() as u64;
-            let frame = encode::ready(
-                id,
-                &user,
-                &session,
-                &shard.config.node_id,
-                shard.id,
-                heartbeat_ms,
-            );
-            st.conns.enqueue(conn, frame, now);
+            if wait {
+                return; // `ready` comes with the owner's verdict
+            }
+            if let Some(frame) = crate::admit::ready_frame(shard, st, conn, id, None) {
+                st.conns.enqueue(conn, frame, now);
+            }
         }
         Err(e) => {
             let message = e.to_string();

@@ -5,13 +5,18 @@
 //! knows nothing of CLI, files or signals: the `gateway` crate fills a [`ShardConfig`] and calls
 //! [`DataPlane::start`].
 
+pub mod access;
+pub mod admit;
 pub mod auth;
+pub mod authorize;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod connect_rate;
 pub mod control;
 pub mod dispatch;
 pub mod drain;
+pub mod glob;
 pub mod history;
 pub mod ids;
 pub mod inbox;

@@ -58,8 +58,19 @@ impl std::fmt::Debug for Origin {
 
 /// A message for a shard.
 pub enum ShardMsg {
-    /// At the user's owner: one more connection of `user` on `shard`.
-    DirAdd { user: Arc<str>, shard: usize },
+    /// At the user's owner: one more connection of `user` on `shard`. With `admit`, the owner also
+    /// decides the new connection's admission (the per-user cap; in cluster mode, presence confirmed
+    /// in Redis) and answers its shard with [`ShardMsg::Admitted`].
+    DirAdd {
+        user: Arc<str>,
+        shard: usize,
+        admit: Option<crate::admit::Admit>,
+    },
+    /// At an identifying connection's shard: the owner's verdict on it (`ready`, or refused).
+    Admitted {
+        conn: ConnId,
+        verdict: crate::admit::Verdict,
+    },
     /// At the user's owner: one connection of `user` on `shard` is gone.
     DirRemove { user: Arc<str>, shard: usize },
     /// At the user's owner: deliver `frame` to every connection of `to`, then ack `reply`. On a single
@@ -172,7 +183,8 @@ pub enum ShardMsg {
 impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ShardMsg::DirAdd { user, shard } => write!(f, "DirAdd({user}, {shard})"),
+            ShardMsg::DirAdd { user, shard, .. } => write!(f, "DirAdd({user}, {shard})"),
+            ShardMsg::Admitted { conn, verdict } => write!(f, "Admitted({conn:?}, {verdict:?})"),
             ShardMsg::DirRemove { user, shard } => write!(f, "DirRemove({user}, {shard})"),
             ShardMsg::RouteUser { to, reply, .. } => write!(f, "RouteUser({to}, {reply:?})"),
             ShardMsg::DeliverUser { to, seq, .. } => write!(f, "DeliverUser({to}, {seq})"),

@@ -35,6 +35,17 @@ pub const HANDSHAKE_FAILURES: &str = "gateway_handshake_failures_total";
 pub const RATE_LIMITED: &str = "gateway_rate_limited_total";
 /// accept() failures by `reason` (`emfile`, `other`).
 pub const ACCEPT_ERRORS: &str = "gateway_accept_errors_total";
+/// Client operations refused by the channel rules, grants or `auth.client_send`, by `op`.
+pub const FORBIDDEN: &str = "gateway_forbidden_total";
+/// Identifies refused by `limits.max_connections_per_user`.
+pub const USER_CAP_REFUSED: &str = "gateway_user_cap_refused_total";
+/// Upgrades answered 503 by `limits.max_connects_per_sec`.
+pub const CONNECT_RATE_LIMITED: &str = "gateway_connect_rate_limited_total";
+/// `ready` sent with `"cluster":"degraded"` (Redis unreachable when the connection identified).
+pub const READY_DEGRADED: &str = "gateway_ready_degraded_total";
+
+/// `op` labels of [`FORBIDDEN`].
+pub const FORBIDDEN_OPS: [&str; 5] = ["subscribe", "publish", "presence", "history", "send"];
 
 /// Resumes by `stream` (`user`: identify with `resume`; `channel`: subscribe with `since`) and
 /// `outcome` (`resumed` or the gap's reason).
@@ -93,6 +104,10 @@ pub struct ShardMetrics {
     pub resume_duplicates: Counter,
     pub history_streams: Gauge,
     pub history_bytes: Gauge,
+    forbidden: Vec<Counter>,
+    pub too_many_connections: Counter,
+    pub connect_rate_limited: Counter,
+    pub ready_degraded: Counter,
 }
 
 impl ShardMetrics {
@@ -135,7 +150,14 @@ impl ShardMetrics {
             resume_replayed: counter!(RESUME_REPLAYED, "shard" => s.clone()),
             resume_duplicates: counter!(RESUME_DUPLICATES, "shard" => s.clone()),
             history_streams: gauge!(HISTORY_STREAMS, "shard" => s.clone()),
-            history_bytes: gauge!(HISTORY_BYTES, "shard" => s),
+            history_bytes: gauge!(HISTORY_BYTES, "shard" => s.clone()),
+            forbidden: FORBIDDEN_OPS
+                .iter()
+                .map(|op| counter!(FORBIDDEN, "shard" => s.clone(), "op" => *op))
+                .collect(),
+            too_many_connections: counter!(USER_CAP_REFUSED, "shard" => s.clone()),
+            connect_rate_limited: counter!(CONNECT_RATE_LIMITED, "shard" => s.clone()),
+            ready_degraded: counter!(READY_DEGRADED, "shard" => s),
         }
     }
 
@@ -153,6 +175,13 @@ impl ShardMetrics {
             self.resumes[at].increment(1);
         }
         self.resume_replayed.increment(replayed);
+    }
+
+    /// Counts a refused operation; `op` is one of [`FORBIDDEN_OPS`].
+    pub fn forbidden(&self, op: &str) {
+        if let Some(i) = FORBIDDEN_OPS.iter().position(|o| *o == op) {
+            self.forbidden[i].increment(1);
+        }
     }
 
     /// Counts a failed handshake; `reason` is one of [`HANDSHAKE_REASONS`].

@@ -22,9 +22,16 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         ShardMsg::DirAdd {
             user,
             shard: holder,
+            admit,
         } => {
             st.directory.add(user.clone(), holder);
             report_presence(shard, st, &user);
+            if let Some(admit) = admit {
+                crate::admit::at_owner(shard, st, &user, holder, admit, now);
+            }
+        }
+        ShardMsg::Admitted { conn, verdict } => {
+            crate::admit::on_verdict(shard, st, conn, verdict, now)
         }
         ShardMsg::DirRemove {
             user,
@@ -315,8 +322,16 @@ pub fn reply(shard: &Shard, st: &mut ShardState, reply: &ReplyTo, frame: Bytes, 
     }
 }
 
-/// A connection of `user` is now identified on this shard.
-pub fn user_connected(shard: &Shard, st: &mut ShardState, user: &Arc<str>, conn: ConnId, now: u64) {
+/// A connection of `user` is now identified on this shard; with `admit`, the owner answers with its
+/// verdict on the connection ([`crate::admit`]).
+pub fn user_connected(
+    shard: &Shard,
+    st: &mut ShardState,
+    user: &Arc<str>,
+    conn: ConnId,
+    admit: Option<crate::admit::Admit>,
+    now: u64,
+) {
     st.users.add(user.clone(), conn);
     let owner = owner_of(user, shard.config.shards);
     to_owner(
@@ -326,6 +341,7 @@ pub fn user_connected(shard: &Shard, st: &mut ShardState, user: &Arc<str>, conn:
         ShardMsg::DirAdd {
             user: user.clone(),
             shard: shard.id,
+            admit,
         },
         now,
     );

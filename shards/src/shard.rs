@@ -101,6 +101,8 @@ pub struct ShardState {
     pub channel_history: crate::history::ring::Streams,
     /// Connections of this shard waiting for their resume replay.
     pub resuming: crate::history::resume::Resuming,
+    /// This shard's share of `limits.max_connects_per_sec` (rate 0: no limit).
+    pub connects: TokenBucket,
 }
 
 /// Reusable I/O buffers of a shard, shared by all its connections one poll at a time.
@@ -195,6 +197,10 @@ pub async fn run(
         history: crate::history::ring::Streams::new(config.history),
         channel_history: crate::history::ring::Streams::new(config.history),
         resuming: Default::default(),
+        connects: {
+            let rate = crate::connect_rate::share(config.max_connects_per_sec, config.shards, id);
+            TokenBucket::new(rate, rate, 0)
+        },
     };
     let shard = Rc::new(Shard {
         id,
@@ -265,6 +271,19 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// Registers an accepted socket and starts its task.
 fn admit(shard: &Rc<Shard>, stream: glommio::net::TcpStream) {
     shard.metrics.accepted.increment(1);
+    {
+        let mut st = shard.state.borrow_mut();
+        if !st.connects.take(shard.now_ms()) {
+            shard.metrics.connect_rate_limited.increment(1);
+            if st.rejecting >= MAX_REJECTING {
+                return; // dropping the stream closes it
+            }
+            st.rejecting += 1;
+            drop(st);
+            glommio::spawn_local(crate::connect_rate::refuse(shard.clone(), stream)).detach();
+            return;
+        }
+    }
     let admission = admission(shard, &stream);
     let mut st = shard.state.borrow_mut();
     if let Err(reason) = admission {
@@ -427,6 +446,10 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
                 ping = true;
             }
             let mut next = (conn.last_ping_ms + interval).min(silence_deadline);
+            if crate::authorize::expired(conn, now, &mut next) {
+                st.conns.close(id, CloseReason::TokenExpired, now);
+                return;
+            }
             if must_identify {
                 next = next.min(auth_deadline);
             }

@@ -40,6 +40,11 @@ impl TimerWheel {
         tick
     }
 
+    /// The tick a visit at `at_ms` would get (before the horizon's clamp).
+    pub fn tick_of(&self, at_ms: u64) -> u64 {
+        at_ms.div_ceil(self.tick_ms)
+    }
+
     /// Moves the wheel to `now_ms`, appending every id due (with its tick) to `due`.
     pub fn advance(&mut self, now_ms: u64, due: &mut Vec<(ConnId, u64)>) {
         let now_tick = now_ms / self.tick_ms;

@@ -10,10 +10,12 @@ use std::sync::{
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use shards::{
+    admit::{ClusterState, ReadyRequest, Verdict},
     cluster::{ClusterLink, PresenceQuery},
     history::ResumeRequest,
     inbox::Inbox,
     messages::Origin,
+    messages::ShardMsg,
     route::answer_from_outside,
 };
 use tokio::sync::{Notify, oneshot};
@@ -66,6 +68,8 @@ pub(super) enum Event {
     },
     /// A connection of `user` resumes its stream (queued after the user's presence change).
     Resume { user: Arc<str>, req: ResumeRequest },
+    /// A connection waits for its user's presence to be in Redis before its `ready`.
+    Confirm(ReadyRequest),
     /// A client's presence query to complete with the other nodes.
     Query(PresenceQuery),
     /// The HTTP API asks which other nodes hold `user` (None: Redis failed).
@@ -90,6 +94,8 @@ pub struct BridgeLink {
     pub(super) overflowed: AtomicBool,
     /// True while the bridge's last Redis operation succeeded (read by shards to fail fast).
     pub(super) redis_up: AtomicBool,
+    /// Set for good once the first Redis session is up and this node's state restored.
+    pub(super) reached_once: AtomicBool,
     /// Every shard's inbox, set once the shards run: where `unavailable` acks go when Redis is down.
     pub(super) inboxes: std::sync::OnceLock<Arc<[Arc<Inbox>]>>,
 }
@@ -102,6 +108,7 @@ impl BridgeLink {
             notify: Notify::new(),
             overflowed: AtomicBool::new(false),
             redis_up: AtomicBool::new(false),
+            reached_once: AtomicBool::new(false),
             inboxes: std::sync::OnceLock::new(),
         }
     }
@@ -244,6 +251,15 @@ impl ClusterLink for BridgeLink {
         Ok(())
     }
 
+    fn confirm_presence(&self, _user: &Arc<str>, req: ReadyRequest) -> Result<(), ReadyRequest> {
+        if !self.up() {
+            return Err(req);
+        }
+        // Queued after the user's presence change, so the bridge sees that change first.
+        self.push(Event::Confirm(req));
+        Ok(())
+    }
+
     fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery> {
         if !self.up() {
             return Err(query);
@@ -263,6 +279,25 @@ impl BridgeLink {
     /// Answers a forwarded publish without the other nodes: see [`relay::degraded_publish_ack`].
     pub(super) fn unpublished(&self, local: u64, origin: Origin) {
         self.answer(origin, relay::degraded_publish_ack(local));
+    }
+
+    /// Answers waiting connections: `ready` with their cluster state.
+    pub(super) fn admitted(&self, reqs: Vec<ReadyRequest>, state: ClusterState) {
+        let Some(inboxes) = self.inboxes.get() else {
+            return;
+        };
+        for req in reqs {
+            let msg = ShardMsg::Admitted {
+                conn: req.conn,
+                verdict: Verdict::Ready {
+                    cluster: Some(state),
+                },
+            };
+            if inboxes[req.shard].send(msg).is_err() {
+                // The connection answers itself degraded once its wait runs out.
+                tracing::warn!("shard inbox full; a ready waits for its timeout");
+            }
+        }
     }
 
     fn answer(&self, origin: Origin, ack: shards::messages::Ack) {

@@ -33,6 +33,7 @@ use std::{
 use metrics::{counter, gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shards::{
+    admit::ClusterState,
     control,
     history::{HistoryConfig, Outcome, ResumeRequest},
     ids::owner_of,
@@ -88,6 +89,13 @@ impl ClusterView {
     /// True while Redis answers.
     pub fn redis_up(&self) -> bool {
         self.link.redis_up.load(Ordering::Acquire)
+    }
+
+    /// True once the node's first Redis session was up and its state restored: the start-up gate of
+    /// `/readyz` (a node that never reached the cluster gets no clients; afterwards readiness follows
+    /// `require_for_ready`).
+    pub fn reached_once(&self) -> bool {
+        self.link.reached_once.load(Ordering::Acquire)
     }
 
     /// The cluster's nodes as of the last heartbeat.
@@ -259,7 +267,7 @@ async fn run(
         // answer requests without the other nodes, and let held subscribe acks go.
         drain_events(&shared.link, &mut state, None);
         release_confirms(&mut state, &inboxes);
-        fail_resumes(&mut state, &inboxes);
+        fail_resumes(&shared.link, &mut state, &inboxes);
         let delay = backoff.next();
         counter!("gateway_redis_disconnected_ms_total").increment(delay.as_millis() as u64);
         tokio::select! {
@@ -289,6 +297,8 @@ struct BridgeState {
     forget: HashSet<Arc<str>>,
     /// Resuming connections whose stream is read once the presence writes before them are done.
     resumes: Vec<(StreamOf, Arc<str>, ResumeRequest)>,
+    /// Identified connections whose `ready` goes out once the presence writes before them are done.
+    readies: Vec<shards::admit::ReadyRequest>,
 }
 
 /// Why [`serve`] returned.
@@ -419,6 +429,11 @@ async fn serve(
                             // Presence before these resumes is in Redis: read their streams.
                             session.relay.resume(std::mem::take(&mut state.resumes));
                         }
+                        if written.is_ok() && !state.readies.is_empty() {
+                            // Presence before these identifies is in Redis: `ready` goes out.
+                            let readies = std::mem::take(&mut state.readies);
+                            shared.link.admitted(readies, ClusterState::Confirmed);
+                        }
                         written
                     }
                 }
@@ -528,6 +543,10 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                     Vec::new(),
                 ),
             },
+            Event::Confirm(req) => match session {
+                Some(_) => state.readies.push(req),
+                None => link.admitted(vec![req], ClusterState::Degraded),
+            },
             Event::Query(query) => match session {
                 Some(s) => s.queries.presence(query),
                 None => queries::reply_local(query, link.inboxes.get().map_or(&[], |i| &i[..])),
@@ -583,11 +602,13 @@ async fn sync_channels(
     Ok(())
 }
 
-/// Answers resumes still waiting when the Redis connection failed: `unavailable`.
-fn fail_resumes(state: &mut BridgeState, inboxes: &[Arc<Inbox>]) {
+/// Answers resumes still waiting when the Redis connection failed (`unavailable`), and identifies
+/// (`ready` degraded).
+fn fail_resumes(link: &BridgeLink, state: &mut BridgeState, inboxes: &[Arc<Inbox>]) {
     for (_, _, req) in state.resumes.drain(..) {
         relay::send_resumed(inboxes, req, Outcome::unavailable(), Vec::new());
     }
+    link.admitted(std::mem::take(&mut state.readies), ClusterState::Degraded);
 }
 
 /// Tells the owner shards their channels are listened to (or that Redis is down, which does not
@@ -805,6 +826,9 @@ async fn timed<T>(op: impl Future<Output = redis::RedisResult<T>>) -> redis::Red
 /// Records the link's state for readiness and metrics.
 fn set_up(view: &ClusterView, up: bool) {
     let was = view.link.redis_up.swap(up, Ordering::AcqRel);
+    if up {
+        view.link.reached_once.store(true, Ordering::Release);
+    }
     gauge!("gateway_redis_up").set(if up { 1.0 } else { 0.0 });
     if was && !up {
         warn!("Redis link down: local traffic goes on; presence is re-asserted when it is back");

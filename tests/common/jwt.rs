@@ -41,3 +41,19 @@ pub fn rs256_token(private_pem: &Path, sub: &str, exp_offset: i64) -> String {
     let claims = json!({"sub": sub, "exp": unix_now() + exp_offset, "iat": unix_now()});
     encode(&Header::new(Algorithm::RS256), &claims, &key).expect("encode RS256 token")
 }
+
+/// An HS256 JWT for `sub` expiring `exp_offset` seconds from now, with `extra` claims merged in
+/// (grants: `channels`, `publish`, `send_to`; a subscription token's `channel`).
+pub fn hs256_claims(secret: &str, sub: &str, exp_offset: i64, extra: serde_json::Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let mut claims = json!({"sub": sub, "exp": unix_now() + exp_offset, "iat": unix_now()});
+    if let (Some(all), Some(more)) = (claims.as_object_mut(), extra.as_object()) {
+        all.extend(more.clone());
+    }
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode HS256 token")
+}

@@ -18,7 +18,7 @@ pub use admin::{http_request, metric_sum, try_http_get};
 #[allow(unused_imports)]
 pub use client::{Client, CloseInfo, IO_TIMEOUT, Incoming, assert_error};
 #[allow(unused_imports)]
-pub use jwt::{fixture, hs256_token, rs256_token, unix_now};
+pub use jwt::{fixture, hs256_claims, hs256_token, rs256_token, unix_now};
 #[allow(unused_imports)]
 pub use opts::{NodeOpts, toml_string};
 #[allow(unused_imports)]

@@ -72,7 +72,8 @@ fn ack_failure(status: AckStatus) -> Option<&'static str> {
         AckStatus::Delivered
         | AckStatus::Published
         | AckStatus::Subscribed
-        | AckStatus::Unsubscribed => None,
+        | AckStatus::Unsubscribed
+        | AckStatus::Refreshed => None,
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Conn {
     pub user: Option<Arc<str>>,
     /// Session id given in `ready`.
     pub session: u64,
+    /// JWT mode: what the connection's token grants and when it expires; `None` in dev mode.
+    pub auth: Option<Box<crate::access::ConnAuth>>,
     /// Incomplete frame or fragmented message; empty while idle.
     pub decoder: Decoder,
     /// Frames waiting to be written.
@@ -85,6 +87,7 @@ impl Conn {
             phase: Phase::Handshake(Vec::new()),
             user: None,
             session: 0,
+            auth: None,
             decoder: Decoder::default(),
             out: OutQueue::default(),
             subs: Vec::new(),
@@ -116,12 +119,15 @@ impl Conn {
     /// Heap bytes held by this connection's record (for the memory budget).
     pub fn heap_bytes(&self) -> usize {
         let user = self.user.as_ref().map_or(0, |u| u.len() + 16);
+        let auth = self.auth.as_ref().map_or(0, |a| {
+            std::mem::size_of::<crate::access::ConnAuth>() + a.grants.heap_bytes()
+        });
         let subs = self.subs.capacity() * std::mem::size_of::<Arc<str>>();
         let handshake = match &self.phase {
             Phase::Handshake(b) => b.capacity(),
             _ => 0,
         };
-        user + subs + handshake + self.decoder.heap_bytes() + self.out.heap_bytes()
+        user + auth + subs + handshake + self.decoder.heap_bytes() + self.out.heap_bytes()
     }
 }
 

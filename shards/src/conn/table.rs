@@ -97,6 +97,15 @@ impl ConnTable {
         }
     }
 
+    /// Brings `id`'s next visit forward to `at_ms` when it is due later than that (a new deadline,
+    /// such as a token's expiry); a later `at_ms` changes nothing.
+    pub fn schedule_by(&mut self, id: ConnId, at_ms: u64) {
+        let due = self.get(id).map(|c| c.timer_at);
+        if due.is_some_and(|t| self.wheel.tick_of(at_ms) < t) {
+            self.schedule(id, at_ms);
+        }
+    }
+
     /// Queues `frame` to `id`, enforcing the outbound bound, and wakes its task.
     pub fn enqueue(&mut self, id: ConnId, frame: Bytes, now_ms: u64) -> Enqueued {
         let limit = self.outbound_limit;

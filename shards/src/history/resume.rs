@@ -65,6 +65,8 @@ pub struct Waiting {
     held: Vec<(u64, Bytes)>,
     /// Bytes in `held`.
     bytes: usize,
+    /// Waiting for its admission (`ready` alone, [`crate::admit`]), not for a replay.
+    ready_only: bool,
 }
 
 /// The connections of a shard waiting for their replay.
@@ -93,6 +95,41 @@ impl Resuming {
                 ..Default::default()
             },
         );
+    }
+
+    /// `conn` waits for its admission before `ready` ([`crate::admit`]); its live messages are held
+    /// meanwhile as a resuming connection's are.
+    pub fn start_ready(&mut self, conn: ConnId, id: Option<Arc<str>>, now: u64) {
+        self.by_conn.insert(
+            conn,
+            Waiting {
+                id,
+                since_ms: now,
+                ready_only: true,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Takes `conn`'s wait for its admission (`None` when it has none).
+    pub fn take_ready(&mut self, conn: ConnId) -> Option<Waiting> {
+        if !self.by_conn.get(&conn)?.ready_only {
+            return None;
+        }
+        self.by_conn.remove(&conn)
+    }
+
+    /// The `id` of the request `conn` waits to be answered for (identify's), and ends every wait of
+    /// `conn` (it is refused).
+    pub fn refuse(&mut self, conn: ConnId) -> Option<Arc<str>> {
+        let id = self.by_conn.remove(&conn).and_then(|w| w.id);
+        self.forget(conn);
+        id
+    }
+
+    /// True when `conn` waits for its admission rather than a replay.
+    fn waits_ready(&self, conn: ConnId) -> bool {
+        self.by_conn.get(&conn).is_some_and(|w| w.ready_only)
     }
 
     /// The resumes that have waited longer than [`RESUME_WAIT_MS`]: (connection, `None` for its
@@ -268,6 +305,11 @@ impl Resuming {
 }
 
 impl Waiting {
+    /// The live messages held meanwhile, in arrival order: (`seq`, frame).
+    pub fn into_held(self) -> Vec<(u64, Bytes)> {
+        self.held
+    }
+
     /// Holds `frame`; false when that would exceed `bound` bytes.
     fn hold(&mut self, seq: u64, frame: Bytes, bound: usize) -> bool {
         if self.bytes + frame.len() > bound {
@@ -348,6 +390,10 @@ pub fn expire(shard: &Shard, st: &mut ShardState, now: u64) {
         );
         let outcome = Outcome::unavailable();
         match channel {
+            None if st.resuming.waits_ready(conn) => {
+                let degraded = Some(crate::admit::ClusterState::Degraded);
+                crate::admit::finish_ready(shard, st, conn, degraded, now)
+            }
             None => finish(shard, st, conn, outcome, Vec::new(), now),
             Some(ch) => finish_channel(shard, st, conn, &ch, outcome, Vec::new(), now),
         }

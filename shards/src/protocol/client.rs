@@ -150,6 +150,8 @@ pub enum AckStatus {
     Published,
     /// Cluster mode with Redis unreachable: only this node's connections were reached (`conns`).
     Unavailable,
+    /// `refresh` done: the connection's token was replaced.
+    Refreshed,
 }
 
 impl AckStatus {
@@ -163,6 +165,7 @@ impl AckStatus {
             "unsubscribed" => AckStatus::Unsubscribed,
             "published" => AckStatus::Published,
             "unavailable" => AckStatus::Unavailable,
+            "refreshed" => AckStatus::Refreshed,
             _ => return None,
         })
     }
@@ -177,6 +180,8 @@ pub fn error_code(s: &str) -> Option<ErrorCode> {
         ErrorCode::Unauthorized,
         ErrorCode::TooLarge,
         ErrorCode::RateLimited,
+        ErrorCode::Forbidden,
+        ErrorCode::TooManyConnections,
     ]
     .into_iter()
     .find(|c| c.as_str() == s)

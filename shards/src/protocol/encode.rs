@@ -103,6 +103,23 @@ pub fn ready(
     ))
 }
 
+/// `ready` in cluster mode: `"cluster":"ok"` once the connection's presence is confirmed in Redis (a
+/// message sent to the user from any node from now on reaches it), `"degraded"` when Redis cannot be
+/// reached (this node's traffic only).
+pub fn ready_cluster(
+    id: Option<&str>,
+    user: &str,
+    session: &str,
+    node: &str,
+    shard: usize,
+    heartbeat_ms: u64,
+    cluster: &str,
+) -> Bytes {
+    let mut b = ready_fields(id, user, session, node, shard, heartbeat_ms, 24);
+    field_str(b.payload(), "cluster", cluster);
+    finish(b)
+}
+
 /// `ready` up to its `heartbeat_ms`, with room for `more` bytes of further fields.
 fn ready_fields(
     id: Option<&str>,

@@ -17,6 +17,11 @@ pub enum ErrorCode {
     TooLarge,
     /// The connection's message rate is over its token bucket.
     RateLimited,
+    /// The connection may not do this (channel rules, grants, `auth.client_send`); it stays open.
+    Forbidden,
+    /// The user already holds `limits.max_connections_per_user` connections on this node (followed
+    /// by close 1008).
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -29,6 +34,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 }

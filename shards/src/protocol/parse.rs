@@ -37,6 +37,8 @@ pub enum Request<'a> {
     Subscribe {
         channel: &'a str,
         since: Option<ResumeFrom<'a>>,
+        /// A subscription token (JWT mode, channels whose rule is `grant`).
+        token: Option<&'a str>,
     },
     /// Leave a channel.
     Unsubscribe { channel: &'a str },
@@ -47,8 +49,13 @@ pub enum Request<'a> {
     },
     /// Which of `users` are online.
     PresenceUsers { users: Vec<&'a str> },
-    /// Who is subscribed to `channel`.
-    PresenceChannel { channel: &'a str },
+    /// Who is subscribed to `channel` (`token`: a subscription token for it, as on subscribe).
+    PresenceChannel {
+        channel: &'a str,
+        token: Option<&'a str>,
+    },
+    /// Replace the connection's JWT before it expires (same `sub`): new expiry, new grants.
+    Refresh { token: &'a str },
     /// Application-level ping.
     Ping,
 }
@@ -143,6 +150,7 @@ impl<'a> Request<'a> {
                 channel: name("channel", "\"channel\" must be a string")?,
                 since: position(obj.get("since"), &SINCE)
                     .map_err(|msg| err(ErrorCode::BadRequest, msg))?,
+                token: optional_token(obj).map_err(|msg| err(ErrorCode::BadRequest, msg))?,
             },
             "unsubscribe" => Request::Unsubscribe {
                 channel: name("channel", "\"channel\" must be a string")?,
@@ -153,6 +161,11 @@ impl<'a> Request<'a> {
             },
             "presence" => presence(obj, id)?,
             "ping" => Request::Ping,
+            "refresh" => Request::Refresh {
+                token: optional_token(obj)
+                    .map_err(|msg| err(ErrorCode::BadRequest, msg))?
+                    .ok_or_else(|| err(ErrorCode::BadRequest, "refresh needs a \"token\""))?,
+            },
             _ => return Err(err(ErrorCode::UnknownOp, "unknown op")),
         };
         Ok((id, req))
@@ -191,12 +204,31 @@ fn presence<'a>(
     match obj.get("channel").and_then(|v| v.as_str()) {
         Some(channel) => {
             check_name(channel).map_err(|(code, msg)| err(code, msg))?;
-            Ok(Request::PresenceChannel { channel })
+            let token = optional_token(obj).map_err(|msg| err(ErrorCode::BadRequest, msg))?;
+            Ok(Request::PresenceChannel { channel, token })
         }
         None => Err(err(
             ErrorCode::BadRequest,
             "presence needs \"users\" or \"channel\"",
         )),
+    }
+}
+
+/// Longest token accepted in `subscribe`, `presence` and `refresh` (a JWT with a few dozen grant
+/// patterns fits many times over).
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Reads an optional `token` string (absent or `null`: none).
+fn optional_token<'a>(
+    obj: &'a simd_json::borrowed::Object<'a>,
+) -> Result<Option<&'a str>, &'static str> {
+    match obj.get("token") {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => match v.as_str() {
+            Some(t) if !t.is_empty() && t.len() <= MAX_TOKEN_BYTES => Ok(Some(t)),
+            _ => Err("\"token\" must be a string of 1 to 8192 bytes"),
+        },
     }
 }
 

@@ -39,13 +39,15 @@ pub enum CloseReason {
     HeartbeatTimeout,
     /// 4010: a backend disconnected this user (`POST /v1/disconnect`).
     Disconnected,
+    /// 4011: the connection's JWT expired without a `refresh` (reconnect with a fresh token).
+    TokenExpired,
     /// No close frame: the peer reset or closed the TCP connection, or the handshake failed.
     PeerGone,
 }
 
 impl CloseReason {
     /// Every reason, for registering one metric handle each.
-    pub const ALL: [CloseReason; 17] = [
+    pub const ALL: [CloseReason; 18] = [
         CloseReason::Normal,
         CloseReason::GoingAway,
         CloseReason::ProtocolError,
@@ -62,6 +64,7 @@ impl CloseReason {
         CloseReason::SlowConsumer,
         CloseReason::HeartbeatTimeout,
         CloseReason::Disconnected,
+        CloseReason::TokenExpired,
         CloseReason::PeerGone,
     ];
 
@@ -81,6 +84,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => 4008,
             CloseReason::HeartbeatTimeout => 4009,
             CloseReason::Disconnected => 4010,
+            CloseReason::TokenExpired => 4011,
         }
     }
 
@@ -103,6 +107,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::Disconnected => "disconnected by the server",
+            CloseReason::TokenExpired => "token expired",
         }
     }
 
@@ -125,6 +130,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
             CloseReason::Disconnected => "disconnected",
+            CloseReason::TokenExpired => "token_expired",
             CloseReason::PeerGone => "peer_gone",
         }
     }
