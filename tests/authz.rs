@@ -302,3 +302,61 @@ fn an_invalid_rule_stops_the_start_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+#[test]
+fn grants_are_enforced_where_the_client_is_connected_across_nodes() {
+    let redis = common::redis::RedisServer::start();
+    let opts = || {
+        NodeOpts::new()
+            .shards(2)
+            .cluster(&redis.url())
+            .set_str("auth.jwt_hs256_secret", SECRET)
+            .set("channels.namespaces", NAMESPACES)
+    };
+    let a = Node::start(opts());
+    let b = Node::start(opts());
+    let grants = json!({"channels": ["chat:*"], "publish": ["chat:*"]});
+    let mut alice = connect(&a, "alice", grants.clone());
+    let mut bob = connect(&b, "bob", grants);
+    let mut eve = connect(&b, "eve", json!({"channels": ["lobby"]}));
+    // Several channels, so that both shards of each node own some of them.
+    for n in 0..4 {
+        let channel = format!("chat:{n}");
+        subscribed(&mut alice, subscribe(&channel));
+        subscribed(&mut bob, subscribe(&channel));
+        refused(&mut eve, subscribe(&channel));
+        refused(
+            &mut eve,
+            json!({"op": "presence", "id": format!("p{n}"), "channel": channel}),
+        );
+        refused(
+            &mut eve,
+            json!({"op": "publish", "id": format!("x{n}"), "channel": channel, "data": n}),
+        );
+        let ack = reply(
+            &mut alice,
+            json!({"op": "publish", "id": format!("m{n}"), "channel": channel, "data": n}),
+        );
+        assert_eq!(
+            (ack["status"].as_str(), ack["conns"].as_u64()),
+            (Some("published"), Some(1)),
+            "{ack}"
+        );
+        let got = bob.recv_json();
+        assert_eq!(
+            (got["channel"].as_str(), got["data"].as_i64()),
+            (Some(channel.as_str()), Some(n)),
+            "{got}"
+        );
+    }
+    // eve got nothing: the next frame she reads is her own pong.
+    eve.ping_pong("nothing-leaked");
+    // A subscription token signed for eve opens one channel on B.
+    let token = hs256_claims(SECRET, "eve", 60, json!({"channel": "chat:0"}));
+    subscribed(
+        &mut eve,
+        json!({"op": "subscribe", "id": "tok", "channel": "chat:0", "token": token}),
+    );
+    assert_eq!(b.metric_sum("gateway_forbidden_total", &[]), 12.0);
+    assert_eq!(a.metric_sum("gateway_forbidden_total", &[]), 0.0);
+}

@@ -25,7 +25,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Open --connections, identify each, hold them for --duration; report the server's RSS per
-    /// connection (needs --pid).
+    /// connection (needs --pid) and each connection's set-up time (connect to `ready`). --url may be
+    /// given once per node: the connections are spread over them.
     Idle(Options),
     /// Round trips of --size bytes, --window in flight per connection, every echo checked.
     Echo(Options),
@@ -242,13 +243,14 @@ impl Options {
     }
 }
 
-/// Checks the number of servers: two or more distinct ones for crossnode, exactly one otherwise.
+/// Checks the number of servers: two or more distinct ones for crossnode, one or more distinct ones
+/// for idle (connections spread over them), exactly one otherwise.
 fn check_nodes(s: Scenario, targets: &[Target]) -> Result<(), String> {
-    if s != Scenario::Crossnode {
+    if s != Scenario::Crossnode && (s != Scenario::Idle || targets.len() < 2) {
         return match targets.len() {
             1 => Ok(()),
             n => Err(format!(
-                "{} takes one --url (given {n}); several nodes are for crossnode",
+                "{} takes one --url (given {n}); several nodes are for crossnode and idle",
                 s.name()
             )),
         };
@@ -259,8 +261,10 @@ fn check_nodes(s: Scenario, targets: &[Target]) -> Result<(), String> {
     for (i, t) in targets.iter().enumerate() {
         if targets[..i].iter().any(|o| o.addr == t.addr) {
             return Err(format!(
-                "--url {:?}: {} is given twice; crossnode needs distinct nodes",
-                t.url, t.addr
+                "--url {:?}: {} is given twice; {} needs distinct nodes",
+                t.url,
+                t.addr,
+                s.name()
             ));
         }
     }
