@@ -17,37 +17,65 @@ fn python() -> String {
 
 #[test]
 fn python_websockets_client_round_trip() {
+    if !python_available("python_websockets_client_round_trip") {
+        return;
+    }
+    let node = Node::start(NodeOpts::new().shards(2));
+    run_script("python_client.py", &[format!("ws://{}", node.ws_addr)]);
+}
+
+/// True when the Python `websockets` sync client can be imported; panics under CI when it cannot.
+fn python_available(test: &str) -> bool {
     let py = python();
     let probe = Command::new(&py)
         .args(["-c", "import websockets.sync.client"])
         .output();
-    let available = matches!(&probe, Ok(out) if out.status.success());
-    if !available {
-        let why = match &probe {
-            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-            Err(e) => e.to_string(),
-        };
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but `{py} -c 'import websockets.sync.client'` failed: {why}");
-        }
-        eprintln!(
-            "SKIP python_websockets_client_round_trip: `websockets` not importable by {py}: {why}"
-        );
+    if matches!(&probe, Ok(out) if out.status.success()) {
+        return true;
+    }
+    let why = match &probe {
+        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        Err(e) => e.to_string(),
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but `{py} -c 'import websockets.sync.client'` failed: {why}");
+    }
+    eprintln!("SKIP {test}: `websockets` not importable by {py}: {why}");
+    false
+}
+
+#[test]
+fn python_application_in_jwt_mode() {
+    if !python_available("python_application_in_jwt_mode") {
         return;
     }
-
-    let node = Node::start(NodeOpts::new().shards(2));
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/python_client.py"
+    let secret = "python-authz-secret";
+    let node = Node::start(
+        NodeOpts::new()
+            .set_str("auth.jwt_hs256_secret", secret)
+            .set(
+                "channels.namespaces",
+                r#"[{ pattern = "chat:*", subscribe = "grant" }]"#,
+            ),
     );
+    run_script(
+        "python_authz.py",
+        &[format!("ws://{}", node.ws_addr), secret.to_string()],
+    );
+}
+
+/// Runs tests/clients/`script` with `args`; asserts it exits 0 and prints `<name>: OK`.
+fn run_script(script: &str, args: &[String]) {
+    let py = python();
+    let name = script.trim_end_matches(".py");
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(&py)
-        .arg(script)
-        .arg(format!("ws://{}", node.ws_addr))
+        .arg(&path)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {py} {script}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {py} {path}: {e}"));
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_t = thread::spawn(move || {
@@ -68,7 +96,7 @@ fn python_websockets_client_round_trip() {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("python client did not finish within 60 s");
+            panic!("{name} did not finish within 60 s");
         }
         thread::sleep(Duration::from_millis(20));
     };
@@ -76,10 +104,10 @@ fn python_websockets_client_round_trip() {
     let stderr = err_t.join().unwrap_or_default();
     assert!(
         status.success(),
-        "python client failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{name} failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.contains("python_client: OK"),
-        "python client did not report OK:\n{stdout}\n{stderr}"
+        stdout.contains(&format!("{name}: OK")),
+        "{name} did not report OK:\n{stdout}\n{stderr}"
     );
 }
