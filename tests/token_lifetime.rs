@@ -76,6 +76,10 @@ fn a_refused_refresh_keeps_the_old_expiry() {
         ("other-user", hs256_token(SECRET, "bob", 60)),
         ("expired", hs256_token(SECRET, "alice", -5)),
         ("forged", hs256_token("not-the-secret", "alice", 60)),
+        (
+            "subscription-token",
+            hs256_claims(SECRET, "alice", 60, json!({"channel": "room:1"})),
+        ),
     ] {
         let reply = c.request(json!({"op": "refresh", "id": id, "token": token}));
         assert_error(&reply, "unauthorized", Some(id));

@@ -181,6 +181,8 @@ struct Claims {
     publish: Option<Vec<String>>,
     /// User patterns granted for direct messages.
     send_to: Option<Vec<String>>,
+    /// Present only in subscription tokens, which are refused here.
+    channel: Option<serde::de::IgnoredAny>,
 }
 
 /// One accepted algorithm: its key and the validation settings that go with it.
@@ -277,6 +279,12 @@ impl JwtVerifier {
     /// claim that is malformed or over its bound makes the token invalid.
     pub fn verify_identity(&self, token: &str) -> Result<Identity, AuthError> {
         let claims: Claims = self.decode(token)?;
+        if claims.channel.is_some() {
+            // A subscription token opens one channel; it must not open a connection too.
+            return Err(AuthError::InvalidToken(
+                "a subscription token (claim channel) is not a connection token".into(),
+            ));
+        }
         let user = checked_sub(claims.sub)?;
         let grants = Grants::from_claims(claims.channels, claims.publish, claims.send_to)
             .map_err(AuthError::InvalidToken)?;
@@ -439,6 +447,13 @@ mod tests {
         assert!(is_invalid(both().verify(&number)));
         assert!(is_invalid(both().verify(&hs(&valid(""), SECRET))));
         assert!(is_invalid(both().verify(&hs(&valid("a\nb"), SECRET))));
+    }
+
+    #[test]
+    fn a_subscription_token_is_no_connection_token() {
+        let mut claims = valid("alice");
+        claims["channel"] = json!("room:1");
+        assert!(is_invalid(both().verify(&hs(&claims, SECRET))));
     }
 
     #[test]

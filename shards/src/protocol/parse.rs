@@ -138,7 +138,12 @@ impl<'a> Request<'a> {
         let req = match op {
             "identify" => Request::Identify {
                 user: obj.get("user").and_then(|v| v.as_str()),
-                token: obj.get("token").and_then(|v| v.as_str()),
+                token: match obj.get("token").and_then(|v| v.as_str()) {
+                    Some(t) if t.len() > MAX_TOKEN_BYTES => {
+                        return Err(err(ErrorCode::TooLarge, "\"token\" over 8192 bytes"));
+                    }
+                    t => t,
+                },
                 resume: position(obj.get("resume"), &RESUME)
                     .map_err(|msg| err(ErrorCode::BadRequest, msg))?,
             },
