@@ -86,36 +86,55 @@ pub fn at_owner(
     now: u64,
 ) {
     let cap = shard.config.max_connections_per_user;
-    let verdict = if cap > 0 && st.directory.connections(user) > u64::from(cap) {
-        Verdict::TooMany
-    } else if !admit.ready {
-        return;
-    } else {
-        match &shard.config.cluster {
-            None => Verdict::Ready { cluster: None },
-            Some(link) => {
-                let req = ReadyRequest {
-                    shard: holder,
-                    conn: admit.conn,
-                };
-                match link.confirm_presence(user, req) {
-                    Ok(()) => return,
-                    Err(_) => Verdict::Ready {
-                        cluster: Some(ClusterState::Degraded),
-                    },
-                }
+    let conns = st.directory.connections(user);
+    if cap > 0 && conns > u64::from(cap) {
+        crate::route::report_presence(shard, st, user);
+        return answer(shard, st, holder, admit.conn, Verdict::TooMany, now);
+    }
+    if !admit.ready {
+        crate::route::report_presence(shard, st, user);
+        return; // a resume: its replay brings `ready`
+    }
+    let cluster = match &shard.config.cluster {
+        None => None,
+        Some(link) => {
+            // The presence change and the request to confirm it travel as one report, so the
+            // bridge cannot see the one without the other.
+            let req = ReadyRequest {
+                shard: holder,
+                conn: admit.conn,
+            };
+            match link.confirm_presence(user, conns, req) {
+                Ok(()) => return,
+                Err(_) => Some(ClusterState::Degraded),
             }
         }
     };
+    answer(
+        shard,
+        st,
+        holder,
+        admit.conn,
+        Verdict::Ready { cluster },
+        now,
+    );
+}
+
+/// Sends `verdict` to the connection's shard (in place when it is this one).
+fn answer(
+    shard: &Shard,
+    st: &mut ShardState,
+    holder: usize,
+    conn: ConnId,
+    verdict: Verdict,
+    now: u64,
+) {
     if holder == shard.id {
-        on_verdict(shard, st, admit.conn, verdict, now);
+        on_verdict(shard, st, conn, verdict, now);
     } else {
         st.mesh.send(
             holder,
-            crate::messages::ShardMsg::Admitted {
-                conn: admit.conn,
-                verdict,
-            },
+            crate::messages::ShardMsg::Admitted { conn, verdict },
         );
     }
 }

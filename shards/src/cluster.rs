@@ -119,13 +119,15 @@ pub trait ClusterLink: Send + Sync {
         channel: Arc<str>,
         req: crate::history::ResumeRequest,
     ) -> Result<(), crate::history::ResumeRequest>;
-    /// A connection of `user` identified on this node (its presence change was reported just
-    /// before): the link answers the connection's shard with `ShardMsg::Admitted` once that presence
-    /// is written to Redis, so the `ready` that follows means "reachable from every node". Hands the
-    /// request back when Redis is down (the owner answers degraded at once).
+    /// A connection of `user` identified on this node, which now has `conns` of them (a presence
+    /// change, as [`ClusterLink::presence_changed`]): the link answers the connection's shard with
+    /// `ShardMsg::Admitted` once that presence is written to Redis, so the `ready` that follows
+    /// means "reachable from every node". When Redis is down it records the change and hands the
+    /// request back (the owner answers degraded at once).
     fn confirm_presence(
         &self,
         user: &Arc<str>,
+        conns: u64,
         req: crate::admit::ReadyRequest,
     ) -> Result<(), crate::admit::ReadyRequest>;
     /// Takes a presence query to complete with the other nodes' answers from Redis and reply; hands it

@@ -25,9 +25,10 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             admit,
         } => {
             st.directory.add(user.clone(), holder);
-            report_presence(shard, st, &user);
-            if let Some(admit) = admit {
-                crate::admit::at_owner(shard, st, &user, holder, admit, now);
+            match admit {
+                // Reports the presence change itself (with the confirmation, in cluster mode).
+                Some(admit) => crate::admit::at_owner(shard, st, &user, holder, admit, now),
+                None => report_presence(shard, st, &user),
             }
         }
         ShardMsg::Admitted { conn, verdict } => {
@@ -280,7 +281,7 @@ fn ack_subscribed(shard: &Shard, st: &mut ShardState, acks: Vec<ReplyTo>, now: u
 }
 
 /// Tells the cluster link (if any) how many connections `user` now has on this node.
-fn report_presence(shard: &Shard, st: &ShardState, user: &Arc<str>) {
+pub(crate) fn report_presence(shard: &Shard, st: &ShardState, user: &Arc<str>) {
     if let Some(link) = &shard.config.cluster {
         link.presence_changed(user, st.directory.connections(user));
     }

@@ -68,8 +68,9 @@ pub(super) enum Event {
     },
     /// A connection of `user` resumes its stream (queued after the user's presence change).
     Resume { user: Arc<str>, req: ResumeRequest },
-    /// A connection waits for its user's presence to be in Redis before its `ready`.
-    Confirm(ReadyRequest),
+    /// A user's connection count on this node, and a connection that waits for it to be in Redis
+    /// before its `ready`.
+    Confirm(Arc<str>, u64, ReadyRequest),
     /// A client's presence query to complete with the other nodes.
     Query(PresenceQuery),
     /// The HTTP API asks which other nodes hold `user` (None: Redis failed).
@@ -251,12 +252,17 @@ impl ClusterLink for BridgeLink {
         Ok(())
     }
 
-    fn confirm_presence(&self, _user: &Arc<str>, req: ReadyRequest) -> Result<(), ReadyRequest> {
+    fn confirm_presence(
+        &self,
+        user: &Arc<str>,
+        conns: u64,
+        req: ReadyRequest,
+    ) -> Result<(), ReadyRequest> {
         if !self.up() {
+            self.push(Event::Presence(user.clone(), conns));
             return Err(req);
         }
-        // Queued after the user's presence change, so the bridge sees that change first.
-        self.push(Event::Confirm(req));
+        self.push(Event::Confirm(user.clone(), conns, req));
         Ok(())
     }
 

@@ -421,7 +421,11 @@ async fn serve(
                 match sync_channels(&mut session, state, inboxes).await {
                     Err(e) => Err(e),
                     Ok(()) => {
-                        if !state.pending.is_empty() || !state.members.is_empty() {
+                        // A client waiting for its `ready` (or its replay) waits for this write:
+                        // no coalescing window then. Writes still batch by themselves: whatever
+                        // arrives while one is in flight goes out in the next.
+                        let waiting = !state.readies.is_empty() || !state.resumes.is_empty();
+                        if !waiting && (!state.pending.is_empty() || !state.members.is_empty()) {
                             tokio::time::sleep(BATCH_WINDOW).await;
                         }
                         let written = write_pending(&mut session, shared, inboxes, state).await;
@@ -543,10 +547,13 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                     Vec::new(),
                 ),
             },
-            Event::Confirm(req) => match session {
-                Some(_) => state.readies.push(req),
-                None => link.admitted(vec![req], ClusterState::Degraded),
-            },
+            Event::Confirm(user, conns, req) => {
+                state.pending.insert(user, conns);
+                match session {
+                    Some(_) => state.readies.push(req),
+                    None => link.admitted(vec![req], ClusterState::Degraded),
+                }
+            }
             Event::Query(query) => match session {
                 Some(s) => s.queries.presence(query),
                 None => queries::reply_local(query, link.inboxes.get().map_or(&[], |i| &i[..])),
