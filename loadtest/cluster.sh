@@ -6,12 +6,52 @@
 #   PIDS     an array its trap kills: every process started here is appended to it
 #   GATEWAY  the gateway binary
 #
+# loadtest/cross-node.sh and loadtest/identify-latency.sh set those with `cluster_setup` instead.
+#
+#   cluster_setup NAME PROFILE
+#                         checks for redis-server and redis-cli, builds gateway and loadtest (PROFILE
+#                         release or debug), sets BIN, GATEWAY (unless already set), WORK and PIDS, and
+#                         traps EXIT to stop every process in PIDS (last started first) and remove WORK
 #   start_redis           starts redis-server on a free port; sets REDIS_PORT
 #   start_node NAME ...   starts a node on that Redis (extra arguments go to `gateway serve`), per-connection
 #                         rate limit off; appends ws://ADDR/ws to NODE_URLS once its /readyz answers 200
 #                         (with GATEWAY_CLUSTER_REQUIRE_REDIS_FOR_READY=true: only once Redis is reachable)
 
 NODE_URLS=()
+
+cluster_setup() {
+    local name=$1 profile=$2 cmd
+    for cmd in redis-server redis-cli; do
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            echo "$name: $cmd not found (Debian: apt-get install redis-server)" >&2
+            exit 2
+        fi
+    done
+    printf '==> building gateway and loadtest (%s)\n' "$profile"
+    if [[ $profile == release ]]; then
+        cargo build -q --release -p gateway -p loadtest
+    else
+        cargo build -q -p gateway -p loadtest
+    fi
+    BIN=${CARGO_TARGET_DIR:-target}/$profile
+    GATEWAY=${GATEWAY:-$BIN/gateway}
+    WORK=$(mktemp -d)
+    PIDS=()
+    trap cluster_cleanup EXIT
+}
+
+# Stops the nodes before Redis (last started, first stopped): a node removes its presence on the way out.
+# shellcheck disable=SC2317 # run by the EXIT trap
+cluster_cleanup() {
+    local i pid
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[i]}
+        kill "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
 
 # A port another process holds is skipped: the answer to INFO must come from our own server (its pid).
 start_redis() {

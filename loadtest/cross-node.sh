@@ -40,38 +40,9 @@ done
 
 say() { printf '==> %s\n' "$*"; }
 
-for cmd in redis-server redis-cli; do
-    if ! command -v "$cmd" >/dev/null 2>&1; then
-        echo "cross-node.sh: $cmd not found (Debian: apt-get install redis-server)" >&2
-        exit 2
-    fi
-done
-
-say "building gateway and loadtest ($PROFILE)"
-if [[ $PROFILE == release ]]; then
-    cargo build -q --release -p gateway -p loadtest
-else
-    cargo build -q -p gateway -p loadtest
-fi
-BIN=${CARGO_TARGET_DIR:-target}/$PROFILE
-GATEWAY=$BIN/gateway
-WORK=$(mktemp -d)
-PIDS=()
-# Stops the nodes before Redis (last started, first stopped): a node removes its presence on the way out.
-# shellcheck disable=SC2317 # run by the EXIT trap
-cleanup() {
-    local i pid
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[i]}
-        kill "$pid" 2>/dev/null || continue
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 # shellcheck source=loadtest/cluster.sh
 source loadtest/cluster.sh
+cluster_setup cross-node.sh "$PROFILE"
 
 # Redis's user + system CPU seconds so far.
 redis_cpu() {

@@ -65,12 +65,11 @@ pub fn channel(
     token: Option<&str>,
     now: u64,
 ) -> bool {
-    let grants = st
-        .conns
-        .get(conn)
-        .and_then(|c| c.auth.as_deref())
-        .map(|a| &a.grants);
-    let refusal = match shard.config.access.channel(op, channel, user, grants) {
+    let decided = shard
+        .config
+        .access
+        .channel(op, channel, user, grants_of(st, conn));
+    let refusal = match decided {
         Ok(()) => return true,
         Err(r) => r,
     };
@@ -99,12 +98,7 @@ pub fn send(
     to: &str,
     now: u64,
 ) -> bool {
-    let grants = st
-        .conns
-        .get(conn)
-        .and_then(|c| c.auth.as_deref())
-        .map(|a| &a.grants);
-    match shard.config.access.send(to, grants) {
+    match shard.config.access.send(to, grants_of(st, conn)) {
         Ok(()) => true,
         Err(r) => {
             forbid(shard, st, conn, id, "send", r.message(), now);
@@ -146,6 +140,11 @@ pub fn refresh(
         },
     };
     st.conns.enqueue(conn, reply, now);
+}
+
+/// What `conn`'s token grants (`None` in dev mode).
+fn grants_of(st: &ShardState, conn: ConnId) -> Option<&crate::access::grants::Grants> {
+    st.conns.get(conn)?.auth.as_deref().map(|a| &a.grants)
 }
 
 /// Answers a refused request and counts it.

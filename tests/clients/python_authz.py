@@ -18,9 +18,8 @@ import sys
 import time
 
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
-TIMEOUT = 10
+from python_client import TIMEOUT, open_conn  # the same connection settings as the round-trip test
 
 
 def fail(msg):
@@ -38,13 +37,6 @@ def sign(secret, claims):
     body = b64(json.dumps(claims).encode())
     mac = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{b64(mac)}"
-
-
-def open_conn(url):
-    try:
-        return connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, proxy=None)
-    except TypeError:
-        return connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT)
 
 
 def request(ws, frame):

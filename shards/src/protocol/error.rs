@@ -2,7 +2,8 @@
 
 use std::borrow::Cow;
 
-/// The `code` of an `{"op":"error"}` frame. Every one leaves the connection open.
+/// The `code` of an `{"op":"error"}` frame. Every one leaves the connection open, but for the two
+/// that say they are followed by a close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     /// Malformed JSON, a missing or mistyped field, a name over its limit.
@@ -11,7 +12,8 @@ pub enum ErrorCode {
     UnknownOp,
     /// Any op but `identify` (and `ping`) before `identify`.
     NotIdentified,
-    /// The identity was refused (followed by close 1008).
+    /// The identity was refused: at `identify`, followed by close 1008; at `refresh`, the connection
+    /// keeps its current token.
     Unauthorized,
     /// A field or list over its documented size.
     TooLarge,
