@@ -92,7 +92,7 @@ fn check_request(id: Option<&str>, request: &Request<'_>) {
     };
     match request {
         Request::Identify { resume, .. } => {
-            let frame = encode::ready(id, "user", "0123456789abcdef", "node", 0, 25_000);
+            let frame = encode::ready(id, "user", "0123456789abcdef", "node", (0, 25_000), None);
             let mut payload = text_payload(&frame);
             let reply = ServerFrame::parse(&mut payload).expect("ready parses");
             assert_eq!(reply.id(), id);

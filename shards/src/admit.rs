@@ -194,10 +194,13 @@ pub fn ready_frame(
     let session = format!("{:016x}", c.session);
     let heartbeat_ms = shard.config.heartbeat_interval.as_millis() as u64;
     let (node, at) = (&*shard.config.node_id, shard.id);
-    Some(match cluster {
-        None => encode::ready(id, user, &session, node, at, heartbeat_ms),
-        Some(state) => {
-            encode::ready_cluster(id, user, &session, node, at, heartbeat_ms, state.as_str())
-        }
-    })
+    let cluster = cluster.map(ClusterState::as_str);
+    Some(encode::ready(
+        id,
+        user,
+        &session,
+        node,
+        (at, heartbeat_ms),
+        cluster,
+    ))
 }

@@ -477,7 +477,14 @@ mod tests {
 
     #[test]
     fn reads_every_server_frame_the_encoder_writes() {
-        let mut b = payload(&encode::ready(Some("i1"), "alice", "00ab", "n1", 1, 25000));
+        let mut b = payload(&encode::ready(
+            Some("i1"),
+            "alice",
+            "00ab",
+            "n1",
+            (1, 25000),
+            None,
+        ));
         match ServerFrame::parse(&mut b).unwrap() {
             ServerFrame::Ready {
                 id,

@@ -83,40 +83,21 @@ fn finish(mut b: FrameBuilder) -> Bytes {
     b.finish_text()
 }
 
-/// The identify reply.
+/// The reply to `identify`. `cluster` (cluster mode only): `"ok"` once the connection's presence is
+/// confirmed in Redis (a message sent to the user from any node from now on reaches it), `"degraded"`
+/// when Redis cannot be reached (this node's traffic only).
 pub fn ready(
     id: Option<&str>,
     user: &str,
     session: &str,
     node: &str,
-    shard: usize,
-    heartbeat_ms: u64,
-) -> Bytes {
-    finish(ready_fields(
-        id,
-        user,
-        session,
-        node,
-        shard,
-        heartbeat_ms,
-        0,
-    ))
-}
-
-/// `ready` in cluster mode: `"cluster":"ok"` once the connection's presence is confirmed in Redis (a
-/// message sent to the user from any node from now on reaches it), `"degraded"` when Redis cannot be
-/// reached (this node's traffic only).
-pub fn ready_cluster(
-    id: Option<&str>,
-    user: &str,
-    session: &str,
-    node: &str,
-    shard: usize,
-    heartbeat_ms: u64,
-    cluster: &str,
+    (shard, heartbeat_ms): (usize, u64),
+    cluster: Option<&str>,
 ) -> Bytes {
     let mut b = ready_fields(id, user, session, node, shard, heartbeat_ms, 24);
-    field_str(b.payload(), "cluster", cluster);
+    if let Some(state) = cluster {
+        field_str(b.payload(), "cluster", state);
+    }
     finish(b)
 }
 
@@ -289,7 +270,7 @@ mod tests {
 
     #[test]
     fn frames_match_the_protocol() {
-        let r = json(&ready(Some("i1"), "alice", "00ab", "n1", 1, 25000));
+        let r = json(&ready(Some("i1"), "alice", "00ab", "n1", (1, 25000), None));
         assert_eq!(
             r,
             serde_json::json!({"op":"ready","id":"i1","user":"alice","session":"00ab","node":"n1","shard":1,"heartbeat_ms":25000})
