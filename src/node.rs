@@ -143,6 +143,14 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
         ws = %ws_addr, admin = %admin_addr, shards, node = %node_id, max_connections,
         nofile = limits.nofile, memlock = ?limits.memlock, "gateway listening"
     );
+    if mode == Mode::Protocol && !config.auth.jwt_enabled() && !ws_addr.ip().is_loopback() {
+        warn!(
+            ws = %ws_addr,
+            "dev mode on a non-loopback address: identify trusts any user name and every channel \
+             is open; set auth.jwt_hs256_secret or auth.jwt_rs256_public_key_file before exposing \
+             it (docs/SECURITY.md)"
+        );
+    }
     if max_connections < 1000 {
         warn!(
             nofile = limits.nofile,
