@@ -26,6 +26,7 @@ pub mod mesh;
 pub mod messages;
 pub mod metrics;
 pub mod protocol;
+pub mod pusher;
 pub mod route;
 pub mod routing;
 pub mod runtime;
