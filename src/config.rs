@@ -67,6 +67,8 @@ pub struct Config {
     pub api: ApiSection,
     /// `[channels]`: who may subscribe, publish, read presence and history, by channel family.
     pub channels: channels::ChannelsSection,
+    /// `[pusher]`: the Pusher apps served on `/app/{key}` and `/apps/{id}/...`.
+    pub pusher: pusher::PusherSection,
 }
 
 /// `[cluster]`: presence and node registry in Redis (only with `redis_url`).
@@ -296,6 +298,7 @@ impl Default for Config {
             runtime: RuntimeSection::default(),
             api: ApiSection::default(),
             channels: channels::ChannelsSection::default(),
+            pusher: pusher::PusherSection::default(),
         }
     }
 }
@@ -522,7 +525,9 @@ impl Config {
     pub fn env_names() -> Vec<String> {
         let table =
             toml::Table::try_from(Config::default()).expect("the default config serializes");
-        env_keys(&table).into_iter().map(|k| k.var).collect()
+        let mut names: Vec<String> = env_keys(&table).into_iter().map(|k| k.var).collect();
+        names.push(pusher::APPS_ENV.to_owned());
+        names
     }
 
     /// Applies the `GATEWAY_*` overrides in `env` (sorted by name, so errors are deterministic).
@@ -534,6 +539,12 @@ impl Config {
             .into_iter()
             .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name != LOG_ENV)
             .collect();
+        // A list of tables, set from one `id:key:secret,...` value.
+        if let Some(at) = vars.iter().position(|(name, _)| name == pusher::APPS_ENV) {
+            let (var, raw) = vars.swap_remove(at);
+            self.pusher.apps =
+                pusher::parse_env(&raw).map_err(|message| ConfigError::Env { var, message })?;
+        }
         if vars.is_empty() {
             return Ok(());
         }
@@ -711,6 +722,7 @@ impl Config {
                 self.redis_url
             ),
         );
+        problems.extend(pusher::problems(&self.pusher));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -751,7 +763,7 @@ fn env_keys(table: &toml::Table) -> Vec<EnvKey> {
     for (name, value) in table {
         match value {
             // Lists of tables (`[[channels.namespaces]]`): file only.
-            toml::Value::Table(_) if name == "channels" => {}
+            toml::Value::Table(_) if name == "channels" || name == "pusher" => {}
             toml::Value::Table(section) => keys.extend(section.keys().map(|key| EnvKey {
                 var: format!("{ENV_PREFIX}{}_{}", name.to_uppercase(), key.to_uppercase()),
                 section: Some(name.clone()),
@@ -819,6 +831,7 @@ fn hostname() -> String {
 }
 
 pub mod channels;
+pub mod pusher;
 
 #[cfg(test)]
 mod tests;

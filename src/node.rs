@@ -233,6 +233,8 @@ fn shard_config(
     )?);
     sc.max_connections_per_user = config.limits.max_connections_per_user;
     sc.max_connects_per_sec = config.limits.max_connects_per_sec;
+    let apps = config.pusher.apps.iter().map(|a| a.to_shards()).collect();
+    sc.pusher = Arc::new(shards::pusher::apps::Apps::new(apps));
     Ok(sc)
 }
 

@@ -81,6 +81,8 @@ pub struct ShardConfig {
     pub channel_history: crate::history::patterns::ChannelPatterns,
     /// Where owner shards report presence and channel interest in cluster mode; `None`: embedded.
     pub cluster: Option<Arc<dyn crate::cluster::ClusterLink>>,
+    /// The Pusher apps served on `/app/{key}` and `/apps/{id}/...`; none: those answer as unknown.
+    pub pusher: Arc<crate::pusher::apps::Apps>,
 }
 
 impl ShardConfig {
@@ -116,6 +118,7 @@ impl ShardConfig {
             history: crate::history::HistoryConfig::default(),
             channel_history: Default::default(),
             cluster: None,
+            pusher: Default::default(),
         }
     }
 

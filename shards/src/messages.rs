@@ -45,6 +45,9 @@ pub enum Origin {
     Conn(ReplyTo),
     /// The control plane (HTTP API, cluster bridge): it gets the [`Ack`] values.
     External(AckSink),
+    /// A connection whose publication is acked to no one but skips it all the same: a Pusher client
+    /// event, or a Pusher HTTP trigger naming the `socket_id` to exclude.
+    Silent(ReplyTo),
 }
 
 impl std::fmt::Debug for Origin {
@@ -52,6 +55,7 @@ impl std::fmt::Debug for Origin {
         match self {
             Origin::Conn(r) => f.debug_tuple("Conn").field(r).finish(),
             Origin::External(_) => f.write_str("External"),
+            Origin::Silent(r) => f.debug_tuple("Silent").field(r).finish(),
         }
     }
 }

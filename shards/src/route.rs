@@ -94,7 +94,7 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
                 Some(entry) => entry.release(),
                 None => Default::default(),
             };
-            ack_subscribed(shard, st, acks, now);
+            ack_subscribed(shard, st, &channel, acks, now);
             for req in resumes {
                 resume_channel_at_owner(shard, st, channel.clone(), req, now);
             }
@@ -181,7 +181,7 @@ fn chan_sub_at_owner(
     };
     match st.index.get_mut(&channel) {
         Some(entry) if entry.is_waiting() => entry.hold(ack),
-        _ => ack_subscribed(shard, st, vec![ack], now),
+        _ => ack_subscribed(shard, st, &channel, vec![ack], now),
     }
 }
 
@@ -269,14 +269,23 @@ fn chan_unsub_at_owner(
             link.channel_interest(&channel, false);
         }
     }
-    ack_subscribed(shard, st, released, now);
+    ack_subscribed(shard, st, &channel, released, now);
 }
 
-/// Sends `subscribed` acks.
-fn ack_subscribed(shard: &Shard, st: &mut ShardState, acks: Vec<ReplyTo>, now: u64) {
+/// Sends the acks of subscriptions to `channel`.
+fn ack_subscribed(shard: &Shard, st: &mut ShardState, channel: &str, acks: Vec<ReplyTo>, now: u64) {
     for ack in acks {
-        let frame = encode::ack(ack.id.as_deref(), "subscribed", None);
+        let frame = subscribed_frame(channel, ack.id.as_deref());
         reply(shard, st, &ack, frame, now);
+    }
+}
+
+/// The ack of a subscription to `channel`: protocol v1's `subscribed`, or Pusher's
+/// `subscription_succeeded` for an app's channel.
+fn subscribed_frame(channel: &str, id: Option<&str>) -> Bytes {
+    match crate::pusher::names::external(channel) {
+        Some((_, name)) => crate::pusher::frames::subscription_succeeded(name),
+        None => encode::ack(id, "subscribed", None),
     }
 }
 
@@ -569,6 +578,7 @@ pub fn answer_from_outside(
             }
         }
         Origin::External(sink) => sink(ack),
+        Origin::Silent(_) => {}
     }
 }
 
@@ -581,6 +591,7 @@ fn answer(shard: &Shard, st: &mut ShardState, origin: Origin, ack: Ack, now: u64
             reply(shard, st, &reply_to, frame, now);
         }
         Origin::External(sink) => sink(ack),
+        Origin::Silent(_) => {}
     }
 }
 
@@ -621,7 +632,7 @@ pub fn publish(
     now: u64,
 ) {
     let self_subscribed = match &reply {
-        Origin::Conn(r) => st.channels.contains(&channel, r.conn),
+        Origin::Conn(r) | Origin::Silent(r) => st.channels.contains(&channel, r.conn),
         Origin::External(_) => false,
     };
     let owner = owner_of(&channel, shard.config.shards);
@@ -680,7 +691,7 @@ fn publish_at_owner(
     for &(target, _) in &targets {
         let target = target as usize;
         let exclude = match &reply_to {
-            Origin::Conn(r) if r.shard == target && !numbered => Some(r.conn),
+            Origin::Conn(r) | Origin::Silent(r) if r.shard == target && !numbered => Some(r.conn),
             _ => None,
         };
         if target == shard.id {
@@ -781,7 +792,7 @@ pub fn subscribed(
         }
         (None, Some(_)) => (Some(ack), None),
         (None, None) => {
-            let frame = encode::ack(ack.id.as_deref(), "subscribed", None);
+            let frame = subscribed_frame(&channel, ack.id.as_deref());
             st.conns.enqueue(ack.conn, frame, now);
             (None, None)
         }

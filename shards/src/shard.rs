@@ -429,7 +429,8 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
         }
         Phase::Open => {
             let auth_deadline = conn.opened_ms + cfg.auth_timeout.as_millis() as u64;
-            let must_identify = conn.user.is_none() && cfg.mode == Mode::Protocol;
+            let pusher = conn.pusher.is_some();
+            let must_identify = conn.user.is_none() && !pusher && cfg.mode == Mode::Protocol;
             if must_identify && now >= auth_deadline {
                 st.conns.close(id, CloseReason::IdentifyTimeout, now);
                 return;
@@ -453,9 +454,12 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
             if must_identify {
                 next = next.min(auth_deadline);
             }
-            if ping
-                && st.conns.enqueue(id, crate::ws::encode::ping_frame(), now) != Enqueued::Queued
-            {
+            let ping_frame = if pusher {
+                crate::pusher::frames::ping() // Pusher clients answer `pusher:pong`
+            } else {
+                crate::ws::encode::ping_frame()
+            };
+            if ping && st.conns.enqueue(id, ping_frame, now) != Enqueued::Queued {
                 return; // closing now, with its own deadline scheduled
             }
             next

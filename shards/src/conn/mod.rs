@@ -52,6 +52,8 @@ pub struct Conn {
     pub session: u64,
     /// JWT mode: what the connection's token grants and when it expires; `None` in dev mode.
     pub auth: Option<Box<crate::access::ConnAuth>>,
+    /// A Pusher protocol connection (`/app/{key}`): its app; `None` for protocol v1.
+    pub pusher: Option<Box<crate::pusher::conn::PusherConn>>,
     /// Incomplete frame or fragmented message; empty while idle.
     pub decoder: Decoder,
     /// Frames waiting to be written.
@@ -88,6 +90,7 @@ impl Conn {
             user: None,
             session: 0,
             auth: None,
+            pusher: None,
             decoder: Decoder::default(),
             out: OutQueue::default(),
             subs: Vec::new(),
@@ -122,12 +125,15 @@ impl Conn {
         let auth = self.auth.as_ref().map_or(0, |a| {
             std::mem::size_of::<crate::access::ConnAuth>() + a.grants.heap_bytes()
         });
+        let pusher = self.pusher.as_ref().map_or(0, |_| {
+            std::mem::size_of::<crate::pusher::conn::PusherConn>()
+        });
         let subs = self.subs.capacity() * std::mem::size_of::<Arc<str>>();
         let handshake = match &self.phase {
             Phase::Handshake(b) => b.capacity(),
             _ => 0,
         };
-        user + auth + subs + handshake + self.decoder.heap_bytes() + self.out.heap_bytes()
+        user + auth + pusher + subs + handshake + self.decoder.heap_bytes() + self.out.heap_bytes()
     }
 }
 

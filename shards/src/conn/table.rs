@@ -150,7 +150,12 @@ impl ConnTable {
                 if reason == CloseReason::SlowConsumer {
                     conn.out.drop_unstarted();
                 }
-                conn.out.push(frame.unwrap_or_else(|| close_frame(reason)));
+                let frame = match (&conn.pusher, frame) {
+                    // A Pusher client reads Pusher's codes (a drain's 4200, not 1012).
+                    (Some(_), _) => crate::pusher::conn::close_frame(reason),
+                    (None, frame) => frame.unwrap_or_else(|| close_frame(reason)),
+                };
+                conn.out.push(frame);
                 conn.phase = Phase::Closing {
                     reason,
                     deadline_ms,

@@ -219,6 +219,9 @@ fn handshake_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], 
     let Phase::Handshake(buf) = &mut conn.phase else {
         return;
     };
+    if crate::pusher::http::is_api(buf, data) {
+        return crate::pusher::http::on_bytes(shard, st, id, data, now);
+    }
     // Never hold more than one byte over the limit (enough to tell "too large"); what a read brought
     // past it can only be frames pipelined after a complete head, kept aside in `tail`.
     let room = (cfg.max_header_bytes + 1).saturating_sub(buf.len());
@@ -251,7 +254,16 @@ fn handshake_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], 
             // First visit: identify and heartbeat deadlines from now on.
             let first = now + cfg.auth_timeout.min(cfg.heartbeat_interval).as_millis() as u64;
             st.conns.schedule(id, first);
-            if let Some(reason) = refused {
+            if upgrade.pusher.is_some() && !origin_ok {
+                st.conns.close(id, CloseReason::Policy, now);
+            } else if let Some(target) = &upgrade.pusher {
+                // Pusher's own refusals (4001, 4003, 4100, ...) come with `pusher:error`.
+                let protocol = target.protocol.as_deref();
+                crate::pusher::conn::open(shard, st, id, (&target.key, protocol), now);
+                if st.conns.get(id).is_some_and(|c| c.pusher.is_some()) && !rest.is_empty() {
+                    frames(shard, st, id, &mut rest, now);
+                }
+            } else if let Some(reason) = refused {
                 st.conns.close(id, reason, now);
             } else if !origin_ok {
                 st.conns.close(id, CloseReason::Policy, now);
@@ -321,6 +333,9 @@ fn on_event(shard: &Shard, st: &mut ShardState, id: ConnId, ev: Event<'_>, now: 
             st.conns
                 .enqueue(id, frame(OpCode::Data(Data::Binary), payload), now);
         }
+        Event::Text(payload) | Event::Binary(payload) if conn.pusher.is_some() => {
+            crate::pusher::dispatch::on_message(shard, st, id, payload, now)
+        }
         Event::Text(payload) | Event::Binary(payload) => {
             dispatch::on_message(shard, st, id, payload, now)
         }
@@ -383,8 +398,10 @@ fn finish(shard: &Shard, st: &mut ShardState, id: ConnId, reason: CloseReason) {
     {
         shard.status.per_ip().release(key);
     }
+    let now = shard.now_ms();
     if let Some(user) = conn.user {
-        let now = shard.now_ms();
         crate::route::conn_gone(shard, st, id, user, conn.subs, now);
+    } else if let Some(pusher) = conn.pusher {
+        crate::pusher::conn::gone(shard, st, id, *pusher, conn.subs, now);
     }
 }

@@ -1,6 +1,19 @@
-//! Pusher Channels protocol 7 compatibility (issue 13), built up in steps. This first step holds the
-//! signatures every part of it rests on ([`signature`]): channel authorization (private and presence
-//! channels), user authentication (`pusher:signin`), the signed HTTP API requests of the server SDKs,
-//! and webhook bodies. The WebSocket endpoint, the HTTP API and webhooks come in later steps.
+//! Pusher Channels protocol 7 compatibility (issue 13): pusher-js, Laravel Echo and the Pusher server
+//! SDKs pointed at the gateway unchanged, served by the same shards, routing and bridge as protocol v1.
+//!
+//! - [`apps`]: the apps (tenants) a node serves, by key and id;
+//! - [`names`]: channel name rules, the internal names that keep apps apart, socket ids;
+//! - [`conn`]: a Pusher connection's record, opening, close codes and cleanup;
+//! - [`dispatch`]: the client's frames (`pusher:subscribe`, `pusher:ping`, ...);
+//! - [`frames`]: the server's frames, encoded once;
+//! - [`http`] and [`api`]: the HTTP API on the WebSocket listener;
+//! - [`signature`]: channel authorization, user authentication, signed API requests, webhooks.
 
+pub mod api;
+pub mod apps;
+pub mod conn;
+pub mod dispatch;
+pub mod frames;
+pub mod http;
+pub mod names;
 pub mod signature;

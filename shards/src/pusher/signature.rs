@@ -195,6 +195,16 @@ pub fn verify_api_request(
         }
     }
     let signature = one("auth_signature")?;
+    let signed = string_to_sign(method, path, query);
+    if verify(secret.as_bytes(), &[signed.as_bytes()], signature) {
+        Ok(())
+    } else {
+        Err(ApiAuthError::Signature)
+    }
+}
+
+/// `"<METHOD>\n<path>\n<query>"`: every parameter but `auth_signature`, keys lower-cased, sorted.
+fn string_to_sign(method: &str, path: &str, query: &[(&str, &str)]) -> String {
     let mut params: Vec<(String, &str)> = query
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature"))
@@ -210,11 +220,37 @@ pub fn verify_api_request(
         signed.push('=');
         signed.push_str(v);
     }
-    if verify(secret.as_bytes(), &[signed.as_bytes()], signature) {
-        Ok(())
-    } else {
-        Err(ApiAuthError::Signature)
+    signed
+}
+
+/// The query string of a signed HTTP API request (as the server SDKs build it): `params`, then
+/// `auth_key`, `auth_timestamp` (`now`, Unix seconds), `auth_version`, `body_md5` (for a body) and
+/// `auth_signature`. Values are not escaped: give them in the URL-safe form they are sent in.
+pub fn sign_api_request(
+    (key, secret): (&str, &str),
+    (method, path): (&str, &str),
+    params: &[(&str, &str)],
+    body: &[u8],
+    now: u64,
+) -> String {
+    let now = now.to_string();
+    let md5 = hex(&Md5::digest(body));
+    let mut query: Vec<(&str, &str)> = params.to_vec();
+    query.extend([
+        ("auth_key", key),
+        ("auth_timestamp", now.as_str()),
+        ("auth_version", "1.0"),
+    ]);
+    if !body.is_empty() {
+        query.push(("body_md5", md5.as_str()));
     }
+    let signed = string_to_sign(method, path, &query);
+    let signature = hex(&mac(secret.as_bytes(), &[signed.as_bytes()])
+        .finalize()
+        .into_bytes());
+    let mut out: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    out.push(format!("auth_signature={signature}"));
+    out.join("&")
 }
 
 #[cfg(test)]
@@ -315,6 +351,12 @@ mod tests {
         let at = ("POST", "/apps/3/events");
         let now = 1353088179 + 30;
         assert_eq!(verify_api_request(creds, at, &query, body, now), Ok(()));
+        // Signing gives the documentation's signature.
+        let signed = sign_api_request(creds, at, &[], body, 1353088179);
+        assert!(
+            signed.ends_with(&format!("&auth_signature={sig}")),
+            "{signed}"
+        );
         // Parameter order does not matter.
         let mut reversed = query;
         reversed.reverse();

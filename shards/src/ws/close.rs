@@ -41,13 +41,25 @@ pub enum CloseReason {
     Disconnected,
     /// 4011: the connection's JWT expired without a `refresh` (reconnect with a fresh token).
     TokenExpired,
+    /// Pusher 4001: no app has the key of `/app/{key}`.
+    PusherAppUnknown,
+    /// Pusher 4003: the app is disabled.
+    PusherAppDisabled,
+    /// Pusher 4006: the `protocol` query parameter is not a number.
+    PusherProtocolMalformed,
+    /// Pusher 4007: a protocol version other than 5 to 7.
+    PusherProtocolUnsupported,
+    /// Pusher 4008: no `protocol` query parameter.
+    PusherProtocolMissing,
+    /// Pusher 4100: the app or the node is at its connection cap (pusher-js backs off and retries).
+    PusherOverCapacity,
     /// No close frame: the peer reset or closed the TCP connection, or the handshake failed.
     PeerGone,
 }
 
 impl CloseReason {
     /// Every reason, for registering one metric handle each.
-    pub const ALL: [CloseReason; 18] = [
+    pub const ALL: [CloseReason; 24] = [
         CloseReason::Normal,
         CloseReason::GoingAway,
         CloseReason::ProtocolError,
@@ -65,6 +77,12 @@ impl CloseReason {
         CloseReason::HeartbeatTimeout,
         CloseReason::Disconnected,
         CloseReason::TokenExpired,
+        CloseReason::PusherAppUnknown,
+        CloseReason::PusherAppDisabled,
+        CloseReason::PusherProtocolMalformed,
+        CloseReason::PusherProtocolUnsupported,
+        CloseReason::PusherProtocolMissing,
+        CloseReason::PusherOverCapacity,
         CloseReason::PeerGone,
     ];
 
@@ -85,6 +103,12 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout => 4009,
             CloseReason::Disconnected => 4010,
             CloseReason::TokenExpired => 4011,
+            CloseReason::PusherAppUnknown => 4001,
+            CloseReason::PusherAppDisabled => 4003,
+            CloseReason::PusherProtocolMalformed => 4006,
+            CloseReason::PusherProtocolUnsupported => 4007,
+            CloseReason::PusherProtocolMissing => 4008,
+            CloseReason::PusherOverCapacity => 4100,
         }
     }
 
@@ -108,6 +132,12 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::Disconnected => "disconnected by the server",
             CloseReason::TokenExpired => "token expired",
+            CloseReason::PusherAppUnknown => "app does not exist",
+            CloseReason::PusherAppDisabled => "app disabled",
+            CloseReason::PusherProtocolMalformed => "invalid protocol version format",
+            CloseReason::PusherProtocolUnsupported => "unsupported protocol version",
+            CloseReason::PusherProtocolMissing => "no protocol version supplied",
+            CloseReason::PusherOverCapacity => "over capacity",
         }
     }
 
@@ -131,6 +161,12 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
             CloseReason::Disconnected => "disconnected",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::PusherAppUnknown => "pusher_app_unknown",
+            CloseReason::PusherAppDisabled => "pusher_app_disabled",
+            CloseReason::PusherProtocolMalformed => "pusher_protocol_malformed",
+            CloseReason::PusherProtocolUnsupported => "pusher_protocol_unsupported",
+            CloseReason::PusherProtocolMissing => "pusher_protocol_missing",
+            CloseReason::PusherOverCapacity => "pusher_over_capacity",
             CloseReason::PeerGone => "peer_gone",
         }
     }

@@ -6,8 +6,9 @@
 //! [`reject_response`]. Keeping this free of I/O lets every rule (path, method, headers, size
 //! limit, pipelined bytes) be unit-tested directly, and keeps the connection task small.
 //!
-//! Rules: the request line must be `GET <path> HTTP/1.1` with path `/` or `/ws` (optionally
-//! followed by `?query`); `Upgrade` must contain `websocket`, `Connection` must contain the token
+//! Rules: the request line must be `GET <path> HTTP/1.1` with path `/` or `/ws` (protocol v1), or
+//! `/app/{key}` (the Pusher protocol; [`Upgrade::pusher`] carries the key and the `protocol` query
+//! parameter), optionally followed by `?query`; `Upgrade` must contain `websocket`, `Connection` must contain the token
 //! `upgrade` (both case-insensitive), `Sec-WebSocket-Version` must be `13` and `Sec-WebSocket-Key`
 //! must have the shape of the base64 encoding of 16 bytes. `Origin` is not judged here; it is
 //! returned for the caller's allow-list check. `Host` is not required.
@@ -33,6 +34,17 @@ pub struct Upgrade {
     pub accept_key: String,
     /// The `Origin` header, if sent (trimmed), for the caller's allow-list check.
     pub origin: Option<String>,
+    /// A Pusher client (`/app/{key}`); `None` for protocol v1.
+    pub pusher: Option<PusherTarget>,
+}
+
+/// What the path of a Pusher client's upgrade names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PusherTarget {
+    /// The app key of `/app/{key}`.
+    pub key: String,
+    /// The `protocol` query parameter, if given (the caller checks it: 4006, 4007, 4008).
+    pub protocol: Option<String>,
 }
 
 /// Outcome of parsing the bytes received so far.
@@ -131,9 +143,11 @@ pub fn parse_request(buf: &[u8], limits: &HandshakeLimits) -> Result<Parse, Reje
     if req.version != Some(1) {
         return Err(Reject::BadRequest("HTTP/1.1 required"));
     }
-    if !path_ok(req.path.unwrap_or("")) {
-        return Err(Reject::NotFound);
-    }
+    let pusher = match target(req.path.unwrap_or("")) {
+        Some(Target::Native) => None,
+        Some(Target::Pusher(t)) => Some(t),
+        None => return Err(Reject::NotFound),
+    };
     if req.method != Some("GET") {
         return Err(Reject::MethodNotAllowed);
     }
@@ -183,6 +197,7 @@ pub fn parse_request(buf: &[u8], limits: &HandshakeLimits) -> Result<Parse, Reje
         upgrade: Upgrade {
             accept_key: derive_accept_key(key),
             origin,
+            pusher,
         },
         consumed,
     })
@@ -237,10 +252,41 @@ pub fn reject_response(reject: &Reject) -> &'static [u8] {
     }
 }
 
-/// Whether the request target is `/` or `/ws`, optionally followed by a query string.
-fn path_ok(target: &str) -> bool {
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    path == "/" || path == "/ws"
+/// What a request target names.
+enum Target {
+    /// `/` or `/ws`: protocol v1.
+    Native,
+    /// `/app/{key}`: the Pusher protocol.
+    Pusher(PusherTarget),
+}
+
+/// Longest app key accepted in a Pusher path.
+const MAX_KEY_BYTES: usize = 128;
+
+/// The endpoint of a request target (`/`, `/ws` or `/app/{key}`, optionally followed by a query
+/// string); `None`: not found.
+fn target(target: &str) -> Option<Target> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/" || path == "/ws" {
+        return Some(Target::Native);
+    }
+    let key = path.strip_prefix("/app/")?;
+    let key_ok = !key.is_empty()
+        && key.len() <= MAX_KEY_BYTES
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !key_ok {
+        return None;
+    }
+    let protocol = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("protocol="))
+        .map(str::to_owned);
+    Some(Target::Pusher(PusherTarget {
+        key: key.to_owned(),
+        protocol,
+    }))
 }
 
 /// Whether the comma-separated header value contains `token` (ASCII case-insensitive).
@@ -344,6 +390,22 @@ mod tests {
     fn paths() {
         for target in ["/", "/ws", "/?a=b", "/ws?token=x&y", "/ws?"] {
             assert_eq!(done(&request(target, "")).0.origin, None);
+        }
+        for target in ["/app/k1?protocol=7&client=js", "/app/a-b_c.9"] {
+            let pusher = done(&request(target, ""))
+                .0
+                .pusher
+                .expect("a Pusher target");
+            assert!(pusher.key == "k1" || pusher.key == "a-b_c.9");
+            assert_eq!(pusher.protocol.is_some(), pusher.key == "k1");
+        }
+        assert_eq!(done(&request("/ws", "")).0.pusher, None);
+        for target in ["/app/", "/app", "/app/k/x", "/app/k%20", "/apps/k"] {
+            assert_eq!(
+                parse(&request(target, "")),
+                Err(Reject::NotFound),
+                "{target}"
+            );
         }
         for target in ["/wss", "/ws/", "/foo", "//", "/WS", "http://h/ws", "*"] {
             assert_eq!(

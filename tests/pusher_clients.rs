@@ -1,0 +1,88 @@
+//! Pusher conformance with the real client libraries from the registries: pusher-js 8 (its Node
+//! build), laravel-echo 2 and the `pusher` 5 server SDK (tests/clients/pusher/conformance.js, pinned by
+//! its package-lock.json). Needs `node` and `npm ci` in tests/clients/pusher (scripts/test runs it);
+//! skipped outside CI when either is missing.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Node, NodeOpts};
+
+/// The conformance driver's directory.
+fn driver_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pusher")
+}
+
+/// True when node and the driver's packages are there; panics under CI when they are not.
+fn node_available(test: &str) -> bool {
+    let node = Command::new("node").arg("--version").output();
+    let installed = driver_dir().join("node_modules/pusher-js").exists();
+    if matches!(&node, Ok(out) if out.status.success()) && installed {
+        return true;
+    }
+    let why = if installed {
+        "`node --version` failed".to_owned()
+    } else {
+        "tests/clients/pusher/node_modules is missing (run `npm ci` there, or scripts/test)"
+            .to_owned()
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but the Pusher clients cannot run: {why}");
+    }
+    eprintln!("SKIP {test}: {why}");
+    false
+}
+
+/// Runs the driver's `cases` against `node`; asserts every case reports `ok`.
+fn run_cases(node: &Node, app: (&str, &str, &str), cases: &[&str]) {
+    let out = Command::new("node")
+        .current_dir(driver_dir())
+        .arg("conformance.js")
+        .args(cases)
+        .env("GATEWAY_HOST", node.ws_addr.ip().to_string())
+        .env("GATEWAY_PORT", node.ws_addr.port().to_string())
+        .env("PUSHER_APP_ID", app.0)
+        .env("PUSHER_KEY", app.1)
+        .env("PUSHER_SECRET", app.2)
+        .output()
+        .expect("run node conformance.js");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for case in cases {
+        let ok = stdout
+            .lines()
+            .any(|l| l == format!("ok {case}") || l.starts_with(&format!("ok {case} ")));
+        assert!(
+            ok,
+            "case {case} did not pass:\n{stdout}\n{stderr}\nnode log:\n{}",
+            node.stderr_tail(4000)
+        );
+    }
+    assert!(out.status.success(), "driver failed:\n{stdout}\n{stderr}");
+}
+
+#[test]
+fn pusher_js_echo_and_the_server_sdk_on_one_node() {
+    if !node_available("pusher_js_echo_and_the_server_sdk_on_one_node") {
+        return;
+    }
+    let node = Node::start(
+        NodeOpts::new()
+            .shards(2)
+            .env("GATEWAY_PUSHER_APPS", "app-1:key-1:secret-1"),
+    );
+    let cases = [
+        "connect",
+        "public",
+        "private_ok",
+        "private_bad",
+        "batch",
+        "exclusion",
+        "unknown_key",
+        "bad_signature_http",
+        "echo_public",
+    ];
+    run_cases(&node, ("app-1", "key-1", "secret-1"), &cases);
+}
