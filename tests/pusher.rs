@@ -6,6 +6,8 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::pusher::{api, connect as pusher, subscribe};
+
 use common::{Client, Node, NodeOpts, http_request};
 use serde_json::{Value, json};
 use shards::pusher::signature::{channel_auth, sign_api_request};
@@ -18,58 +20,6 @@ fn node() -> Node {
             { id = "2", key = "k2", secret = "s2", max_connections = 1 },
             { id = "3", key = "k3", secret = "s3", enabled = false }]"#,
     ))
-}
-
-/// A Pusher client on `path`, past `connection_established`; returns it with its socket id.
-fn pusher(node: &Node, key: &str) -> (Client, String) {
-    let path = format!("/app/{key}?protocol=7&client=js&version=8.6.0&flash=false");
-    let mut c = Client::try_connect(node.ws_addr, &path, Duration::from_secs(5)).expect("connect");
-    let hello = c.recv_json();
-    assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
-    let data: Value =
-        serde_json::from_str(hello["data"].as_str().expect("data is a string")).unwrap();
-    let socket_id = data["socket_id"].as_str().expect("socket_id").to_owned();
-    let (a, b) = socket_id.split_once('.').expect("n.n");
-    assert!(
-        a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok(),
-        "{socket_id}"
-    );
-    assert!(
-        data["activity_timeout"].as_u64().is_some_and(|t| t > 0),
-        "{data}"
-    );
-    (c, socket_id)
-}
-
-/// Subscribes and waits for `subscription_succeeded`.
-fn subscribe(c: &mut Client, channel: &str, auth: Option<&str>) {
-    c.send_json(&json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth.unwrap_or("")}}));
-    let ok = c.recv_json();
-    assert_eq!(
-        ok["event"], "pusher_internal:subscription_succeeded",
-        "{ok}"
-    );
-    assert_eq!(ok["channel"], channel);
-}
-
-/// Sends a signed API request; returns (status, body).
-fn api(
-    node: &Node,
-    (id, key, secret): (&str, &str, &str),
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (u16, Value) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let full = format!("/apps/{id}{path}");
-    let query = sign_api_request((key, secret), (method, &full), &[], body.as_bytes(), now);
-    let (status, text) =
-        http_request(node.ws_addr, method, &format!("{full}?{query}"), &[], body).expect("request");
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value)
 }
 
 /// The close code after a `pusher:error` with the same code.

@@ -133,4 +133,7 @@ pub trait ClusterLink: Send + Sync {
     /// Takes a presence query to complete with the other nodes' answers from Redis and reply; hands it
     /// back when Redis is down, and the node then replies from what it knows itself.
     fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery>;
+    /// Closes every connection of `user` on the other nodes (a Pusher `terminate_connections`; this
+    /// node closes its own). Fire and forget: nothing is answered.
+    fn disconnect_remote(&self, user: Arc<str>);
 }

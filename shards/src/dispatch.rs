@@ -249,7 +249,7 @@ fn subscribe(
         epoch: from.epoch.map(Arc::from),
         seq: from.seq,
     });
-    route::subscribed(shard, st, channel, user, ack, since, now);
+    route::subscribed(shard, st, channel, (user, None), ack, since, now);
 }
 
 /// Publishes `data` on `channel`, encoded once here.

@@ -112,6 +112,8 @@ pub enum ShardMsg {
     ChanSub {
         channel: Arc<str>,
         user: Arc<str>,
+        /// A Pusher presence member's `user_info` (JSON text); `None` for every other subscription.
+        info: Option<Arc<str>>,
         shard: usize,
         ack: Option<ReplyTo>,
         since: Option<Box<crate::history::ResumeRequest>>,

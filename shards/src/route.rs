@@ -72,10 +72,11 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         ShardMsg::ChanSub {
             channel,
             user,
+            info,
             shard: holder,
             ack,
             since,
-        } => chan_sub_at_owner(shard, st, channel, user, holder, (ack, since), now),
+        } => chan_sub_at_owner(shard, st, channel, (user, info), holder, (ack, since), now),
         ShardMsg::ChanResumed {
             conn,
             channel,
@@ -153,12 +154,34 @@ fn chan_sub_at_owner(
     shard: &Shard,
     st: &mut ShardState,
     channel: Arc<str>,
-    user: Arc<str>,
+    (user, info): (Arc<str>, Option<Arc<str>>),
     holder: usize,
     (ack, since): (Option<ReplyTo>, Option<Box<crate::history::ResumeRequest>>),
     now: u64,
 ) {
     let joined = st.index.subscribe(channel.clone(), user.clone(), holder);
+    if let Some(info) = info {
+        use crate::pusher::presence;
+        let member = (&user, info);
+        if !presence::joined(
+            shard,
+            st,
+            &channel,
+            member,
+            joined.user_joined,
+            ack.as_ref(),
+            now,
+        ) {
+            // The presence channel is full: undone before anyone outside this shard saw it.
+            let mut released = Vec::new();
+            st.index.unsubscribe(&channel, &user, holder, &mut released);
+            ack_subscribed(shard, st, &channel, released, now);
+            if let Some(ack) = ack {
+                presence::refuse(shard, st, channel, ack, now);
+            }
+            return;
+        }
+    }
     if let Some(link) = &shard.config.cluster {
         if joined.user_joined {
             link.channel_member(&channel, &user, true);
@@ -261,6 +284,9 @@ fn chan_unsub_at_owner(
 ) {
     let mut released = Vec::new();
     let left = st.index.unsubscribe(&channel, &user, holder, &mut released);
+    if left.user_left && crate::pusher::presence::is_presence(&channel) {
+        crate::pusher::presence::left(shard, st, &channel, &user, now);
+    }
     if let Some(link) = &shard.config.cluster {
         if left.user_left {
             link.channel_member(&channel, &user, false);
@@ -275,7 +301,12 @@ fn chan_unsub_at_owner(
 /// Sends the acks of subscriptions to `channel`.
 fn ack_subscribed(shard: &Shard, st: &mut ShardState, channel: &str, acks: Vec<ReplyTo>, now: u64) {
     for ack in acks {
-        let frame = subscribed_frame(channel, ack.id.as_deref());
+        let frame = if crate::pusher::presence::is_presence(channel) {
+            // The member list as this shard knows it now, the joining member included.
+            crate::pusher::presence::succeeded(channel, &st.pusher_members.of(channel))
+        } else {
+            subscribed_frame(channel, ack.id.as_deref())
+        };
         reply(shard, st, &ack, frame, now);
     }
 }
@@ -772,7 +803,7 @@ pub fn subscribed(
     shard: &Shard,
     st: &mut ShardState,
     channel: Arc<str>,
-    user: Arc<str>,
+    (user, info): (Arc<str>, Option<Arc<str>>),
     ack: ReplyTo,
     since: Option<crate::history::Position>,
     now: u64,
@@ -790,6 +821,8 @@ pub fn subscribed(
             };
             (None, Some(Box::new(req)))
         }
+        // A presence channel's ack carries the member list, which its owner holds.
+        (None, Some(_)) | (None, None) if info.is_some() => (Some(ack), None),
         (None, Some(_)) => (Some(ack), None),
         (None, None) => {
             let frame = subscribed_frame(&channel, ack.id.as_deref());
@@ -804,6 +837,7 @@ pub fn subscribed(
         ShardMsg::ChanSub {
             channel,
             user,
+            info,
             shard: shard.id,
             ack,
             since,

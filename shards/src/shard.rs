@@ -103,6 +103,8 @@ pub struct ShardState {
     pub resuming: crate::history::resume::Resuming,
     /// This shard's share of `limits.max_connects_per_sec` (rate 0: no limit).
     pub connects: TokenBucket,
+    /// Members (and their `user_info`) of the Pusher presence channels this shard owns.
+    pub pusher_members: crate::pusher::presence::Members,
 }
 
 /// Reusable I/O buffers of a shard, shared by all its connections one poll at a time.
@@ -201,6 +203,7 @@ pub async fn run(
             let rate = crate::connect_rate::share(config.max_connects_per_sec, config.shards, id);
             TokenBucket::new(rate, rate, 0)
         },
+        pusher_members: Default::default(),
     };
     let shard = Rc::new(Shard {
         id,

@@ -173,6 +173,14 @@ impl ClusterLink for BridgeLink {
         self.push(Event::Member(channel.clone(), user.clone(), member));
     }
 
+    fn disconnect_remote(&self, user: Arc<str>) {
+        if self.up() {
+            // Nobody waits for the count: the receiver is dropped.
+            let (reply, _) = oneshot::channel();
+            self.push(Event::Disconnect { user, reply });
+        }
+    }
+
     fn forward_user(&self, to: Arc<str>, frame: Bytes, local: u64, origin: Origin) {
         if !self.up() {
             // Fail fast: no waiting on a Redis that is known to be down.

@@ -9,6 +9,7 @@ mod admin;
 mod client;
 mod jwt;
 mod opts;
+pub mod pusher;
 pub mod raw;
 pub mod redis;
 mod wire;

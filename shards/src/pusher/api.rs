@@ -14,6 +14,7 @@ use super::{
     frames,
     http::{Request, Response},
     names, signature,
+    subscribe::SERVER_TO_USER,
 };
 use crate::{
     messages::{Origin, ReplyTo},
@@ -75,10 +76,8 @@ pub fn answer(shard: &Shard, st: &mut ShardState, req: &Request<'_>, now: u64) -
             "channel queries are not served by this gateway version",
         ),
         ("POST", r) if r.starts_with("users/") && r.ends_with("/terminate_connections") => {
-            Response::error(
-                501,
-                "terminate_connections is not served by this gateway version",
-            )
+            let user = &r["users/".len()..r.len() - "/terminate_connections".len()];
+            terminate(shard, st, &app, user, now)
         }
         (_, "events" | "batch_events") => Response::error(405, "use POST"),
         _ => Response::error(404, "not found"),
@@ -177,7 +176,11 @@ fn check_event<'v>(v: &'v BorrowedValue<'v>, channels: &[&str]) -> Result<Event<
             _ => return Err("socket_id must look like 123.456"),
         },
     };
-    if !channels.iter().all(|c| names::channel_ok(c)) {
+    let valid = |c: &str| match c.strip_prefix(SERVER_TO_USER) {
+        Some(user) => user_ok(user),
+        None => names::channel_ok(c),
+    };
+    if !channels.iter().all(|c| valid(c)) {
         return Err("invalid channel name");
     }
     Ok(Event {
@@ -185,6 +188,37 @@ fn check_event<'v>(v: &'v BorrowedValue<'v>, channels: &[&str]) -> Result<Event<
         data,
         socket_id,
     })
+}
+
+/// Whether `user` may be a user id in a path or a `#server-to-user-` channel.
+fn user_ok(user: &str) -> bool {
+    !user.is_empty() && user.len() <= 128 && !user.chars().any(|c| c.is_control() || c == '/')
+}
+
+/// `POST /apps/{id}/users/{user}/terminate_connections`: every socket signed in as `user` is closed
+/// (4009: pusher-js does not reconnect), on every shard of this node and, in cluster mode, on the
+/// other nodes.
+fn terminate(shard: &Shard, st: &mut ShardState, app: &App, user: &str, now: u64) -> Response {
+    if !user_ok(user) {
+        return Response::error(400, "invalid user id");
+    }
+    let user: Arc<str> = Arc::from(names::user(&app.id, user));
+    for target in 0..shard.config.shards {
+        let name = user.clone();
+        let close: crate::messages::Invocation = Box::new(move |_, st, now| {
+            crate::control::disconnect_user(st, &name, crate::ws::CloseReason::Disconnected, now);
+        });
+        if target == shard.id {
+            close(shard, st, now);
+        } else {
+            st.mesh
+                .send(target, crate::messages::ShardMsg::Invoke(close));
+        }
+    }
+    if let Some(link) = &shard.config.cluster {
+        link.disconnect_remote(user);
+    }
+    Response::ok("{}")
 }
 
 /// Publishes `event` on `channels` of `app`, skipping its `socket_id` when it is on this node.
@@ -201,6 +235,19 @@ fn publish(
         .and_then(|s| super::conn::local_socket(shard, s));
     for channel in channels {
         let frame = frames::event(event.name, channel, event.data, None);
+        if let Some(user) = channel.strip_prefix(SERVER_TO_USER) {
+            // `sendToUser`: every socket signed in as the user, on every node.
+            let to: Arc<str> = Arc::from(names::user(&app.id, user));
+            route::send_to_user(
+                shard,
+                st,
+                to,
+                frame,
+                Origin::External(Box::new(|_| {})),
+                now,
+            );
+            continue;
+        }
         let internal: Arc<str> = Arc::from(names::internal(&app.id, channel));
         let origin = match skip {
             Some((on, conn)) => Origin::Silent(ReplyTo {

@@ -12,10 +12,14 @@ use bytes::Bytes;
 
 use super::{apps::App, frames, names};
 use crate::{
+    conn::ratelimit::TokenBucket,
     ids::ConnId,
     shard::{Shard, ShardState},
     ws::{CloseReason, encode::FrameBuilder},
 };
+
+/// `client-*` events per second one socket may send (Pusher's own limit); 4301 beyond.
+pub const CLIENT_EVENTS_PER_SEC: u32 = 10;
 
 /// Protocol versions served (pusher-js 8 speaks 7).
 const PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
@@ -29,6 +33,22 @@ pub struct PusherConn {
     pub index: u16,
     /// The app's anonymous subscriber name, under which this socket's subscriptions are counted.
     pub anonymous: Arc<str>,
+    /// Presence channels (internal names) and the member name each is counted under.
+    pub presence: Vec<(Arc<str>, Arc<str>)>,
+    /// The signed-in user (`pusher:signin`), app-scoped; `None` until then.
+    pub user: Option<Arc<str>>,
+    /// `client-*` events this socket may send (10 per second by default).
+    pub client_events: TokenBucket,
+}
+
+impl PusherConn {
+    /// The name `channel`'s subscription of this socket is counted under.
+    pub fn member_of(&self, channel: &Arc<str>) -> Arc<str> {
+        self.presence
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map_or_else(|| self.anonymous.clone(), |(_, m)| m.clone())
+    }
 }
 
 /// Opens a Pusher connection right after its upgrade to `/app/{key}?protocol=..`: refuses it with
@@ -67,6 +87,9 @@ pub fn open(
                 app,
                 index,
                 anonymous,
+                presence: Vec::new(),
+                user: None,
+                client_events: TokenBucket::new(CLIENT_EVENTS_PER_SEC, CLIENT_EVENTS_PER_SEC, now),
             }));
             let timeout = shard.config.heartbeat_interval.as_secs().max(1);
             let frame = frames::connection_established(&socket_id, timeout);
@@ -137,6 +160,11 @@ pub fn gone(
 ) {
     shard.config.pusher.disconnected(pusher.index);
     for channel in subs {
-        crate::route::unsubscribed(shard, st, channel, pusher.anonymous.clone(), id, now);
+        let user = pusher.member_of(&channel);
+        crate::route::unsubscribed(shard, st, channel, user, id, now);
+    }
+    if let Some(user) = pusher.user {
+        // The user's other sockets, here and on other nodes, stay reachable.
+        crate::route::conn_gone(shard, st, id, user, Vec::new(), now);
     }
 }

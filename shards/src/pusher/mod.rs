@@ -11,9 +11,13 @@
 
 pub mod api;
 pub mod apps;
+pub mod client_events;
 pub mod conn;
 pub mod dispatch;
 pub mod frames;
 pub mod http;
 pub mod names;
+pub mod presence;
 pub mod signature;
+pub mod signin;
+pub mod subscribe;

@@ -109,6 +109,14 @@ pub fn verify_channel_auth(
     verify(secret.as_bytes(), &parts, sig)
 }
 
+/// `<key>:<signature>` signing `socket_id` in as `user_data` (what a backend's user authentication
+/// endpoint returns).
+pub fn user_auth(key: &str, secret: &str, socket_id: &str, user_data: &str) -> String {
+    let parts = [socket_id.as_bytes(), b"::user::", user_data.as_bytes()];
+    let sig = mac(secret.as_bytes(), &parts).finalize().into_bytes();
+    format!("{key}:{}", hex(&sig))
+}
+
 /// Checks a `pusher:signin`'s `auth` over `socket_id::user::user_data`.
 pub fn verify_user_auth(
     key: &str,
@@ -318,6 +326,10 @@ mod tests {
         ));
         let user = r#"{"id":"12345"}"#;
         let sig = "4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba";
+        assert_eq!(
+            user_auth(KEY, SECRET, "1234.1234", user),
+            format!("{KEY}:{sig}")
+        );
         assert!(verify_user_auth(
             KEY,
             SECRET,
