@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::redis::RedisServer;
 use common::{Node, NodeOpts};
 
 /// The conformance driver's directory.
@@ -35,9 +36,14 @@ fn node_available(test: &str) -> bool {
     false
 }
 
-/// Runs the driver's `cases` against `node`; asserts every case reports `ok`.
-fn run_cases(node: &Node, app: (&str, &str, &str), cases: &[&str]) {
-    let out = Command::new("node")
+/// Runs the driver's `cases` against `node` (and `node_b` for the cross-node cases); asserts every
+/// case reports `ok`.
+fn run_cases(node: &Node, node_b: Option<&Node>, app: (&str, &str, &str), cases: &[&str]) {
+    let mut cmd = Command::new("node");
+    if let Some(b) = node_b {
+        cmd.env("GATEWAY_PORT_B", b.ws_addr.port().to_string());
+    }
+    let out = cmd
         .current_dir(driver_dir())
         .arg("conformance.js")
         .args(cases)
@@ -83,6 +89,37 @@ fn pusher_js_echo_and_the_server_sdk_on_one_node() {
         "unknown_key",
         "bad_signature_http",
         "echo_public",
+        "presence",
+        "presence_bad",
+        "client_events",
+        "client_events_public",
+        "client_rate",
+        "signin_send_to_user",
+        "terminate",
     ];
-    run_cases(&node, ("app-1", "key-1", "secret-1"), &cases);
+    run_cases(&node, None, ("app-1", "key-1", "secret-1"), &cases);
+}
+
+#[test]
+fn pusher_js_and_the_server_sdk_across_two_nodes_on_one_redis() {
+    if !node_available("pusher_js_and_the_server_sdk_across_two_nodes_on_one_redis") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let start = || {
+        Node::start(
+            NodeOpts::new()
+                .shards(2)
+                .cluster(&redis.url())
+                .env("GATEWAY_PUSHER_APPS", "app-1:key-1:secret-1"),
+        )
+    };
+    let (a, b) = (start(), start());
+    let cases = [
+        "cross_trigger",
+        "cross_presence",
+        "cross_client_events",
+        "cross_send_to_user",
+    ];
+    run_cases(&a, Some(&b), ("app-1", "key-1", "secret-1"), &cases);
 }

@@ -35,6 +35,13 @@ pub enum PresenceQuery {
         users: Vec<Arc<str>>,
         reply: ReplyTo,
     },
+    /// The members of the Pusher presence `channel` (member, user_info) for a joining socket's
+    /// `subscription_succeeded`: `members` are this node's.
+    PusherMembers {
+        channel: Arc<str>,
+        members: Vec<(Arc<str>, Arc<str>)>,
+        reply: ReplyTo,
+    },
 }
 
 impl PresenceQuery {
@@ -57,6 +64,16 @@ impl PresenceQuery {
                     encode::presence_channel(reply.id.as_deref(), &channel, &names),
                     reply,
                 )
+            }
+            PresenceQuery::PusherMembers {
+                channel,
+                mut members,
+                reply,
+            } => {
+                members.sort_unstable();
+                members.dedup_by(|a, b| a.0 == b.0);
+                let refs: Vec<_> = members.iter().map(|(m, i)| (m, i)).collect();
+                (crate::pusher::presence::succeeded(&channel, &refs), reply)
             }
         }
     }
@@ -133,6 +150,17 @@ pub trait ClusterLink: Send + Sync {
     /// Takes a presence query to complete with the other nodes' answers from Redis and reply; hands it
     /// back when Redis is down, and the node then replies from what it knows itself.
     fn query_presence(&self, query: PresenceQuery) -> Result<(), PresenceQuery>;
+    /// A Pusher presence `member` joined `channel` on this node with `info` (its first socket here), or
+    /// left it (`None`: its last socket here). The link decides across the cluster whether that is the
+    /// member's first join or last leave anywhere and, if so, sends `member_added` (not to `joiner`,
+    /// the joining socket) or `member_removed` to the channel through its owner shard.
+    fn presence_member(
+        &self,
+        channel: &Arc<str>,
+        member: &Arc<str>,
+        info: Option<Arc<str>>,
+        joiner: Option<ReplyTo>,
+    );
     /// Closes every connection of `user` on the other nodes (a Pusher `terminate_connections`; this
     /// node closes its own). Fire and forget: nothing is answered.
     fn disconnect_remote(&self, user: Arc<str>);

@@ -45,9 +45,12 @@ pub enum Origin {
     Conn(ReplyTo),
     /// The control plane (HTTP API, cluster bridge): it gets the [`Ack`] values.
     External(AckSink),
-    /// A connection whose publication is acked to no one but skips it all the same: a Pusher client
-    /// event, or a Pusher HTTP trigger naming the `socket_id` to exclude.
+    /// A connection of this node whose publication is acked to no one but skips it all the same (a
+    /// Pusher client event or member event).
     Silent(ReplyTo),
+    /// A publication that skips the Pusher socket `socket` wherever in the cluster it is (an HTTP
+    /// trigger's `socket_id`); `then` gets the ack.
+    Skip { socket: Arc<str>, then: AckSink },
 }
 
 impl std::fmt::Debug for Origin {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for Origin {
             Origin::Conn(r) => f.debug_tuple("Conn").field(r).finish(),
             Origin::External(_) => f.write_str("External"),
             Origin::Silent(r) => f.debug_tuple("Silent").field(r).finish(),
+            Origin::Skip { socket, .. } => f.debug_tuple("Skip").field(socket).finish(),
         }
     }
 }

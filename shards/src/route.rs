@@ -160,6 +160,8 @@ fn chan_sub_at_owner(
     now: u64,
 ) {
     let joined = st.index.subscribe(channel.clone(), user.clone(), holder);
+    // A presence member's cluster record carries its info: written by `pusher::presence`.
+    let presence = info.is_some();
     if let Some(info) = info {
         use crate::pusher::presence;
         let member = (&user, info);
@@ -183,7 +185,7 @@ fn chan_sub_at_owner(
         }
     }
     if let Some(link) = &shard.config.cluster {
-        if joined.user_joined {
+        if joined.user_joined && !presence {
             link.channel_member(&channel, &user, true);
         }
         if joined.first
@@ -284,11 +286,12 @@ fn chan_unsub_at_owner(
 ) {
     let mut released = Vec::new();
     let left = st.index.unsubscribe(&channel, &user, holder, &mut released);
-    if left.user_left && crate::pusher::presence::is_presence(&channel) {
+    let presence = crate::pusher::presence::is_presence(&channel);
+    if left.user_left && presence {
         crate::pusher::presence::left(shard, st, &channel, &user, now);
     }
     if let Some(link) = &shard.config.cluster {
-        if left.user_left {
+        if left.user_left && !presence {
             link.channel_member(&channel, &user, false);
         }
         if left.last {
@@ -300,8 +303,26 @@ fn chan_unsub_at_owner(
 
 /// Sends the acks of subscriptions to `channel`.
 fn ack_subscribed(shard: &Shard, st: &mut ShardState, channel: &str, acks: Vec<ReplyTo>, now: u64) {
+    let presence = crate::pusher::presence::is_presence(channel);
     for ack in acks {
-        let frame = if crate::pusher::presence::is_presence(channel) {
+        if presence && let Some(link) = &shard.config.cluster {
+            // This node's members, completed with the other nodes' in Redis by the bridge.
+            let members = st.pusher_members.of(channel);
+            let query = crate::cluster::PresenceQuery::PusherMembers {
+                channel: Arc::from(channel),
+                members: members
+                    .into_iter()
+                    .map(|(m, i)| (m.clone(), i.clone()))
+                    .collect(),
+                reply: ack,
+            };
+            if let Err(query) = link.query_presence(query) {
+                let (frame, to) = query.local_answer();
+                reply(shard, st, &to, frame, now);
+            }
+            continue;
+        }
+        let frame = if presence {
             // The member list as this shard knows it now, the joining member included.
             crate::pusher::presence::succeeded(channel, &st.pusher_members.of(channel))
         } else {
@@ -608,7 +629,7 @@ pub fn answer_from_outside(
                 });
             }
         }
-        Origin::External(sink) => sink(ack),
+        Origin::External(sink) | Origin::Skip { then: sink, .. } => sink(ack),
         Origin::Silent(_) => {}
     }
 }
@@ -621,7 +642,7 @@ fn answer(shard: &Shard, st: &mut ShardState, origin: Origin, ack: Ack, now: u64
             let frame = encode::ack(reply_to.id.as_deref(), ack.status, Some(ack.conns));
             reply(shard, st, &reply_to, frame, now);
         }
-        Origin::External(sink) => sink(ack),
+        Origin::External(sink) | Origin::Skip { then: sink, .. } => sink(ack),
         Origin::Silent(_) => {}
     }
 }
@@ -664,7 +685,7 @@ pub fn publish(
 ) {
     let self_subscribed = match &reply {
         Origin::Conn(r) | Origin::Silent(r) => st.channels.contains(&channel, r.conn),
-        Origin::External(_) => false,
+        Origin::External(_) | Origin::Skip { .. } => false,
     };
     let owner = owner_of(&channel, shard.config.shards);
     to_owner(
@@ -719,11 +740,15 @@ fn publish_at_owner(
         None => Default::default(),
     };
     let numbered = seq != 0;
+    let skip = match &reply_to {
+        Origin::Skip { socket, .. } => crate::pusher::conn::local_socket(shard, socket),
+        _ => None,
+    };
     for &(target, _) in &targets {
         let target = target as usize;
         let exclude = match &reply_to {
             Origin::Conn(r) | Origin::Silent(r) if r.shard == target && !numbered => Some(r.conn),
-            _ => None,
+            _ => skip.filter(|(on, _)| *on == target).map(|(_, conn)| conn),
         };
         if target == shard.id {
             deliver_channel_local(shard, st, &channel, &frame, (exclude, seq), now);

@@ -33,6 +33,9 @@ pub(super) enum Event {
     Channel(Arc<str>, bool),
     /// Channel membership of a user on this node: (channel, user, member).
     Member(Arc<str>, Arc<str>, bool),
+    /// A Pusher presence member's first join (with its info) or last leave on this node, for the
+    /// cluster-wide decision (see [`super::pusher`]).
+    PresenceMember(super::pusher::MemberChange),
     /// A direct message delivered to `local` connections here, for the other nodes.
     Forward {
         to: Arc<str>,
@@ -171,6 +174,21 @@ impl ClusterLink for BridgeLink {
 
     fn channel_member(&self, channel: &Arc<str>, user: &Arc<str>, member: bool) {
         self.push(Event::Member(channel.clone(), user.clone(), member));
+    }
+
+    fn presence_member(
+        &self,
+        channel: &Arc<str>,
+        member: &Arc<str>,
+        info: Option<Arc<str>>,
+        joiner: Option<shards::messages::ReplyTo>,
+    ) {
+        self.push(Event::PresenceMember(super::pusher::MemberChange {
+            channel: channel.clone(),
+            member: member.clone(),
+            info,
+            joiner,
+        }));
     }
 
     fn disconnect_remote(&self, user: Arc<str>) {

@@ -46,7 +46,7 @@ use tracing::{info, warn};
 use crate::{
     cluster::{
         ChannelMembers, Liveness, NodeInfo, NodeState, NodeStats, NodeView, PresenceStore,
-        Registry,
+        PusherMembers, Registry,
         history::{HistoryStore, StreamOf},
         keys, now_ms,
     },
@@ -58,6 +58,7 @@ use crate::{
 
 mod backoff;
 mod link;
+mod pusher;
 mod queries;
 
 use queries::Queries;
@@ -266,6 +267,7 @@ async fn run(
         // While Redis is down, keep the queue from growing: remember only the latest count per user,
         // answer requests without the other nodes, and let held subscribe acks go.
         drain_events(&shared.link, &mut state, None);
+        pusher::decide_locally(&mut state.presence, &inboxes);
         release_confirms(&mut state, &inboxes);
         fail_resumes(&shared.link, &mut state, &inboxes);
         let delay = backoff.next();
@@ -299,6 +301,8 @@ struct BridgeState {
     resumes: Vec<(StreamOf, Arc<str>, ResumeRequest)>,
     /// Identified connections whose `ready` goes out once the presence writes before them are done.
     readies: Vec<shards::admit::ReadyRequest>,
+    /// Pusher presence member changes not yet decided, in order.
+    presence: std::collections::VecDeque<pusher::MemberChange>,
 }
 
 /// Why [`serve`] returned.
@@ -315,6 +319,8 @@ struct Session {
     presence: PresenceStore,
     registry: Registry,
     members: ChannelMembers,
+    /// Pusher presence members and the cluster's first-join and last-leave decisions.
+    pusher: PusherMembers,
     subscriber: Subscriber,
     /// Topics the listening connection is subscribed to.
     subscribed: HashSet<Arc<str>>,
@@ -370,6 +376,7 @@ async fn serve(
         )
         .with_stats(config.stats.clone()),
         members: ChannelMembers::new(conn.clone(), config.node_id.clone()),
+        pusher: PusherMembers::new(conn.clone(), config.node_id.clone()),
         subscriber,
         subscribed: HashSet::new(),
         swept: HashSet::new(),
@@ -425,7 +432,8 @@ async fn serve(
                         // no coalescing window then. Writes still batch by themselves: whatever
                         // arrives while one is in flight goes out in the next.
                         let waiting = !state.readies.is_empty() || !state.resumes.is_empty();
-                        if !waiting && (!state.pending.is_empty() || !state.members.is_empty()) {
+                        let members = !state.members.is_empty() || !state.presence.is_empty();
+                        if !waiting && (!state.pending.is_empty() || members) {
                             tokio::time::sleep(BATCH_WINDOW).await;
                         }
                         let written = write_pending(&mut session, shared, inboxes, state).await;
@@ -483,6 +491,7 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
             Event::Member(channel, user, member) => {
                 state.members.insert((channel, user), member);
             }
+            Event::PresenceMember(change) => state.presence.push_back(change),
             Event::Forward {
                 to,
                 frame,
@@ -655,6 +664,7 @@ async fn write_pending(
             changes.iter().map(|((c, u), m)| (&**c, &**u, *m)).collect();
         timed(session.members.apply(&refs)).await?;
     }
+    pusher::apply(&mut session.pusher, &mut state.presence, inboxes).await?;
     if state.pending.is_empty() {
         return Ok(());
     }
@@ -778,6 +788,9 @@ async fn heartbeat(
         if node.state == Liveness::Dead {
             dead = true;
             if session.swept.insert(node.id.clone()) {
+                // Presence members first: their sweep tells who left the cluster with the node.
+                let inboxes = session.queries.inboxes.clone();
+                pusher::sweep(&mut session.pusher, &node.id, &inboxes).await?;
                 let fields = timed(session.members.remove_node(&node.id)).await?;
                 if fields > 0 {
                     info!(node = %node.id, fields, "removed the channel members of a dead node");
@@ -801,6 +814,13 @@ async fn heartbeat(
 /// leave the registry.
 async fn finish(session: &mut Session, shared: &Shared, state: &mut BridgeState) {
     drain_events(&shared.link, state, None);
+    // The members whose last socket was here leave the cluster now, not when this node is swept.
+    let relay = session.relay.clone();
+    if let Err(e) =
+        pusher::apply_at_shutdown(&mut session.pusher, &mut state.presence, &relay).await
+    {
+        warn!(error = %e, "could not write the last presence changes");
+    }
     let users: Vec<Arc<str>> = state
         .applied
         .keys()

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use crate::{
-    cluster::{ChannelMembers, PresenceStore},
+    cluster::{ChannelMembers, PresenceStore, PusherMembers},
     relay::Relay,
 };
 
@@ -70,6 +70,29 @@ impl Queries {
                     PresenceQuery::Channel {
                         channel,
                         users,
+                        reply,
+                    }
+                }
+                PresenceQuery::PusherMembers {
+                    channel,
+                    mut members,
+                    reply,
+                } => {
+                    let mut store = PusherMembers::new(this.conn.clone(), this.node_id.clone());
+                    match bounded(store.members(&channel, &this.node_id)).await {
+                        // This node's own members come first and win the dedup.
+                        Ok(remote) => members.extend(
+                            remote
+                                .into_iter()
+                                .map(|(m, i)| (Arc::from(m), Arc::from(i))),
+                        ),
+                        Err(e) => {
+                            warn!(error = %e, "presence members failed; answering for this node")
+                        }
+                    }
+                    PresenceQuery::PusherMembers {
+                        channel,
+                        members,
                         reply,
                     }
                 }

@@ -28,12 +28,14 @@ pub mod history;
 pub mod keys;
 pub mod members;
 pub mod presence;
+pub mod pusher_members;
 pub mod registry;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use members::ChannelMembers;
 pub use presence::{Fence, PresenceStore};
+pub use pusher_members::PusherMembers;
 pub use registry::{Liveness, NodeInfo, NodeState, NodeStats, NodeView, Registry};
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): the timestamps stored in

@@ -11,6 +11,7 @@
 //! | `pub`  | `gateway:ch:<name>`  | `pub\n<corr>\n<origin node>\n<channel>\n<frame>`    |
 //! | `hdm`  | `gateway:node:<id>`  | `hdm\n<corr>\n<origin node>\n<user>\n<seq>\n<epoch>\n<frame>`: a direct message with history, numbered; `<frame>` without `seq`/`epoch` (written by `append.lua`) |
 //! | `hpub` | `gateway:ch:<name>`  | `hpub\n<corr>\n<origin node>\n<channel>\n<seq>\n<epoch>\n<frame>`: a publication to a channel with history, numbered, as `hdm` |
+//! | `xpub` | `gateway:ch:<name>`  | `xpub\n<corr>\n<origin node>\n<channel>\n<socket id>\n<frame>`: a publication that skips the Pusher socket `<socket id>` (on whichever node holds it) |
 //! | `disc` | `gateway:node:<id>`  | `disc\n<corr>\n<origin node>\n<user>`               |
 //! | `ack`  | `gateway:node:<id>`  | `ack\n<corr>\n<conns>`: the answer to any of the above |
 
@@ -51,6 +52,14 @@ pub enum Envelope<'a> {
         epoch: &'a str,
         frame: &'a [u8],
     },
+    /// A publication to `channel` that skips the Pusher socket `socket` (an HTTP trigger's `socket_id`).
+    SkippingPub {
+        corr: u64,
+        origin: &'a str,
+        channel: &'a str,
+        socket: &'a str,
+        frame: &'a [u8],
+    },
     /// Close `user`'s connections on the receiving node (4010).
     Disconnect {
         corr: u64,
@@ -69,6 +78,18 @@ pub fn dm(corr: u64, origin: &str, to: &str, frame: &[u8]) -> Vec<u8> {
 /// `pub\n<corr>\n<origin>\n<channel>\n<frame>`.
 pub fn publication(corr: u64, origin: &str, channel: &str, frame: &[u8]) -> Vec<u8> {
     with_payload("pub", corr, origin, channel, frame)
+}
+
+/// `xpub\n<corr>\n<origin>\n<channel>\n<socket>\n<frame>`.
+pub fn skipping_publication(
+    corr: u64,
+    origin: &str,
+    channel: &str,
+    socket: &str,
+    frame: &[u8],
+) -> Vec<u8> {
+    let name = format!("{channel}\n{socket}");
+    with_payload("xpub", corr, origin, &name, frame)
 }
 
 /// The head of an `hpub` envelope, `hpub\n<corr>\n<origin>\n<channel>\n`: the append script adds
@@ -154,6 +175,21 @@ pub fn parse(payload: &[u8]) -> Option<Envelope<'_>> {
                 }
             })
         }
+        b"xpub" => {
+            // The frame is everything after the fifth newline, newlines included.
+            let mut parts = payload.splitn(6, |b| *b == b'\n').skip(2);
+            let origin = text(parts.next()?)?;
+            let channel = text(parts.next()?)?;
+            let socket = text(parts.next()?)?;
+            let frame = parts.next()?;
+            Some(Envelope::SkippingPub {
+                corr,
+                origin,
+                channel,
+                socket,
+                frame,
+            })
+        }
         b"disc" => {
             let origin = text(parts.next()?)?;
             let user = text(parts.next()?)?;
@@ -173,6 +209,22 @@ fn text(bytes: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_skipping_publication_round_trips_with_newlines_in_its_frame() {
+        let frame = b"a\nb\n\nc";
+        let env = skipping_publication(7, "node-a", "\u{1}1\u{1}news", "123.456", frame);
+        assert_eq!(
+            parse(&env),
+            Some(Envelope::SkippingPub {
+                corr: 7,
+                origin: "node-a",
+                channel: "\u{1}1\u{1}news",
+                socket: "123.456",
+                frame,
+            })
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -397,7 +397,9 @@ impl Relay {
                     warn!("owner shard inbox full; dropping a numbered message (kept in history)");
                 }
             }
-            Some(Envelope::Pub { corr, origin, .. }) if origin == self.node_id => {
+            Some(
+                Envelope::Pub { corr, origin, .. } | Envelope::SkippingPub { corr, origin, .. },
+            ) if origin == self.node_id => {
                 // Our own publication: local subscribers were served by the owner shard.
                 self.answered(corr, 0);
             }
@@ -414,6 +416,32 @@ impl Relay {
                     channel,
                     frame: Bytes::copy_from_slice(frame),
                     reply: Origin::External(self.answer_to(origin, corr)),
+                    self_subscribed: false,
+                    local_only: true,
+                    seq: 0,
+                };
+                if self.inboxes[owner].send(msg).is_err() {
+                    warn!("owner shard inbox full; dropping a cross-node publication");
+                }
+            }
+            Some(Envelope::SkippingPub {
+                corr,
+                origin,
+                channel,
+                socket,
+                frame,
+            }) => {
+                metrics::counter!("gateway_cluster_publications_in_total").increment(1);
+                let channel: Arc<str> = Arc::from(channel);
+                let owner = owner_of(&channel, self.inboxes.len());
+                let msg = ShardMsg::RoutePublish {
+                    channel,
+                    frame: Bytes::copy_from_slice(frame),
+                    // The owner skips the socket if it is one of this node's.
+                    reply: Origin::Skip {
+                        socket: Arc::from(socket),
+                        then: self.answer_to(origin, corr),
+                    },
                     self_subscribed: false,
                     local_only: true,
                     seq: 0,

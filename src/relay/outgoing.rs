@@ -292,9 +292,19 @@ async fn send(
                     (Some(corr), nodes.len())
                 }
             }
-            Outgoing::Pub { channel, frame, .. } => {
+            Outgoing::Pub {
+                channel,
+                frame,
+                origin,
+                ..
+            } => {
                 let corr = relay.expect();
-                let env = envelope::publication(corr, &relay.node_id, channel, frame);
+                let env = match origin {
+                    Origin::Skip { socket, .. } => {
+                        envelope::skipping_publication(corr, &relay.node_id, channel, socket, frame)
+                    }
+                    _ => envelope::publication(corr, &relay.node_id, channel, frame),
+                };
                 pipe.cmd(if relay.sharded { "SPUBLISH" } else { "PUBLISH" })
                     .arg(keys::channel(channel))
                     .arg(&env[..]);

@@ -17,7 +17,7 @@ use super::{
     subscribe::SERVER_TO_USER,
 };
 use crate::{
-    messages::{Origin, ReplyTo},
+    messages::Origin,
     route,
     shard::{Shard, ShardState},
 };
@@ -230,9 +230,6 @@ fn publish(
     channels: &[&str],
     now: u64,
 ) {
-    let skip = event
-        .socket_id
-        .and_then(|s| super::conn::local_socket(shard, s));
     for channel in channels {
         let frame = frames::event(event.name, channel, event.data, None);
         if let Some(user) = channel.strip_prefix(SERVER_TO_USER) {
@@ -249,12 +246,12 @@ fn publish(
             continue;
         }
         let internal: Arc<str> = Arc::from(names::internal(&app.id, channel));
-        let origin = match skip {
-            Some((on, conn)) => Origin::Silent(ReplyTo {
-                shard: on,
-                conn,
-                id: None,
-            }),
+        let origin = match event.socket_id {
+            // Skipped wherever it is: here, or on the node its id names.
+            Some(socket) => Origin::Skip {
+                socket: Arc::from(socket),
+                then: Box::new(|_| {}),
+            },
             None => Origin::External(Box::new(|_| {})),
         };
         route::publish(shard, st, internal, frame, origin, now);

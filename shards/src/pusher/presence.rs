@@ -104,18 +104,18 @@ pub fn joined(
     }
     members.insert(member.clone(), info.clone());
     if first {
-        let frame = member_frame(channel, "pusher_internal:member_added", member, Some(&info));
-        let origin = match joiner {
-            // The joining socket learns of itself from `subscription_succeeded`.
-            Some(r) => Origin::Silent(r.clone()),
-            None => Origin::External(Box::new(|_| {})),
-        };
-        route::publish(shard, st, channel.clone(), frame, origin, now);
+        if let Some(link) = &shard.config.cluster {
+            // The cluster decides whether this is the member's first socket anywhere.
+            link.presence_member(channel, member, Some(info), joiner.cloned());
+        } else {
+            let (_, msg) = member_event(channel, member, Some(&info), joiner.cloned(), 1);
+            route::handle(shard, st, msg, now);
+        }
     }
     true
 }
 
-/// Owner step of a member's last socket leaving `channel`.
+/// Owner step of a member's last socket (on this node) leaving `channel`.
 pub fn left(shard: &Shard, st: &mut ShardState, channel: &Arc<str>, member: &Arc<str>, now: u64) {
     if let Some(members) = st.pusher_members.channels.get_mut(channel) {
         members.remove(member);
@@ -123,15 +123,39 @@ pub fn left(shard: &Shard, st: &mut ShardState, channel: &Arc<str>, member: &Arc
             st.pusher_members.channels.remove(channel);
         }
     }
-    let frame = member_frame(channel, "pusher_internal:member_removed", member, None);
-    route::publish(
-        shard,
-        st,
-        channel.clone(),
+    match &shard.config.cluster {
+        Some(link) => link.presence_member(channel, member, None, None),
+        None => {
+            let (_, msg) = member_event(channel, member, None, None, 1);
+            route::handle(shard, st, msg, now);
+        }
+    }
+}
+
+/// The owner shard of `channel` among `shards`, and the message that sends it `member_added` (with
+/// `info`; skipping `joiner`, who learns of itself from `subscription_succeeded`) or, without `info`,
+/// `member_removed`, to every subscriber on every node.
+pub fn member_event(
+    channel: &Arc<str>,
+    member: &str,
+    info: Option<&str>,
+    joiner: Option<ReplyTo>,
+    shards: usize,
+) -> (usize, ShardMsg) {
+    let frame = member_frame(channel, member_event_name(info.is_some()), member, info);
+    let reply = match joiner {
+        Some(r) => Origin::Silent(r),
+        None => Origin::External(Box::new(|_| {})),
+    };
+    let msg = ShardMsg::RoutePublish {
+        channel: channel.clone(),
         frame,
-        Origin::External(Box::new(|_| {})),
-        now,
-    );
+        reply,
+        self_subscribed: false,
+        local_only: false,
+        seq: 0,
+    };
+    (crate::ids::owner_of(channel, shards), msg)
 }
 
 /// Refuses a subscription the owner could not take (the channel is full): the socket's shard drops it
@@ -171,8 +195,17 @@ pub fn succeeded(channel: &str, members: &[(&Arc<str>, &Arc<str>)]) -> Bytes {
     string_data_frame("pusher_internal:subscription_succeeded", name, &inner)
 }
 
+/// The event a member's join (`true`) or leave sends.
+pub fn member_event_name(joined: bool) -> &'static str {
+    if joined {
+        "pusher_internal:member_added"
+    } else {
+        "pusher_internal:member_removed"
+    }
+}
+
 /// `member_added` (with the info) or `member_removed` (without).
-fn member_frame(channel: &str, event: &str, member: &str, info: Option<&str>) -> Bytes {
+pub fn member_frame(channel: &str, event: &str, member: &str, info: Option<&str>) -> Bytes {
     let mut inner = String::from("{\"user_id\":");
     push_json_str(&mut inner, user_id(member));
     if let Some(info) = info {

@@ -4,206 +4,58 @@
  *
  * Drives the gateway with the REAL registry packages, pinned in package.json:
  *   - pusher-js 8 (its Node build, require('pusher-js')) as the WebSocket client,
- *   - pusher 5 (the server SDK) for the signed HTTP API and for channel authorization,
+ *   - pusher 5 (the server SDK) for the signed HTTP API, channel authorization and user sign-in,
  *   - laravel-echo 2 on top of pusher-js.
+ * Helpers (timed waits, client and SDK factories) are in lib.js.
  *
  * Run:   node conformance.js <case> [<case>...]
  * Env:   GATEWAY_HOST (default 127.0.0.1), GATEWAY_PORT (WebSocket and HTTP API share it),
- *        PUSHER_APP_ID, PUSHER_KEY, PUSHER_SECRET, optional GATEWAY_PORT_B (second node, for
- *        cross-node cases; accepted, unused so far), CONFORMANCE_TIMEOUT_MS (default 5000),
- *        CONFORMANCE_DEBUG=1 (pusher-js log to stderr).
+ *        PUSHER_APP_ID, PUSHER_KEY, PUSHER_SECRET, GATEWAY_PORT_B (second node of the same cluster,
+ *        needed by the cross_* cases only; they FAIL with a clear reason without it),
+ *        CONFORMANCE_TIMEOUT_MS (default 5000), CONFORMANCE_DEBUG=1 (pusher-js log and every frame
+ *        each client sends and receives, to stderr).
  * Out:   one stdout line per case, `ok <case>[ detail]` or `FAIL <case>: <reason>`; exit 0 only if
  *        every case passed. Every wait has a timeout, so a hang is a FAIL, and the process always exits.
  *
- * Cases: connect, public, private_ok, private_bad, batch, exclusion, unknown_key,
- *        bad_signature_http, echo_public (see the CASES table at the bottom).
+ * Cases (see the CASES table at the bottom):
+ *   one node:   connect, public, private_ok, private_bad, batch, exclusion, unknown_key,
+ *               bad_signature_http, echo_public, presence, presence_bad, client_events,
+ *               client_events_public, client_rate, signin_send_to_user, terminate
+ *   two nodes:  cross_trigger, cross_presence, cross_client_events, cross_send_to_user
  */
 'use strict';
 
 const crypto = require('crypto');
-const util = require('util');
-const PusherClient = require('pusher-js'); // resolves to dist/node/pusher.js
-const PusherServer = require('pusher');
+const {
+  TIMEOUT_MS,
+  QUIET_MS,
+  configError,
+  portB,
+  randomName,
+  show,
+  sleep,
+  withTimeout,
+  handled,
+  waitFor,
+  expectNothing,
+  recorder,
+  collect,
+  expectEqual,
+  expectStatus,
+  sdk,
+  sdkCall,
+  newClient,
+  closeAllClients,
+  withFrames,
+  errorCode,
+  errorWithCode,
+  connected,
+  subscribed,
+  signedIn,
+  echoFor,
+} = require('./lib');
 
-const TIMEOUT_MS = Number(process.env.CONFORMANCE_TIMEOUT_MS) || 5000;
-const QUIET_MS = 500; // how long "nothing arrives" is watched for
-
-const CONFIG = {
-  host: process.env.GATEWAY_HOST || '127.0.0.1',
-  port: Number(process.env.GATEWAY_PORT),
-  portB: process.env.GATEWAY_PORT_B ? Number(process.env.GATEWAY_PORT_B) : null,
-  appId: process.env.PUSHER_APP_ID,
-  key: process.env.PUSHER_KEY,
-  secret: process.env.PUSHER_SECRET,
-};
-
-if (process.env.CONFORMANCE_DEBUG) {
-  PusherClient.log = (msg) => process.stderr.write(`[pusher-js] ${msg}\n`);
-}
-
-// ---------------------------------------------------------------- helpers
-
-function configError() {
-  const missing = ['GATEWAY_PORT', 'PUSHER_APP_ID', 'PUSHER_KEY', 'PUSHER_SECRET'].filter(
-    (name) => !process.env[name]
-  );
-  if (missing.length) return `missing env ${missing.join(', ')}`;
-  if (!Number.isInteger(CONFIG.port) || CONFIG.port <= 0) return `bad GATEWAY_PORT ${process.env.GATEWAY_PORT}`;
-  return null;
-}
-
-function randomName(prefix) {
-  return `${prefix}${crypto.randomBytes(6).toString('hex')}`;
-}
-
-function show(value) {
-  return util.inspect(value, { depth: 5, breakLength: Infinity });
-}
-
-/** Rejects with "timeout after N ms waiting for <what>" unless `promise` settles first. */
-function withTimeout(promise, what, ms = TIMEOUT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return handled(Promise.race([promise, timeout]).finally(() => clearTimeout(timer)));
-}
-
-/**
- * Marks a promise as handled, so one that a case never awaits (because an earlier step threw) cannot
- * end the process as an unhandled rejection; awaiting it still throws.
- */
-function handled(promise) {
-  promise.catch(() => {});
-  return promise;
-}
-
-/**
- * Waits for `event` on a pusher-js emitter (client, channel or connection); resolves with its data.
- * `failOn` maps other event names to a reason: if one of those fires first, the wait rejects.
- */
-function waitFor(emitter, event, what, failOn = {}, ms = TIMEOUT_MS) {
-  const bound = [];
-  const on = (name, fn) => {
-    emitter.bind(name, fn);
-    bound.push([name, fn]);
-  };
-  const result = new Promise((resolve, reject) => {
-    on(event, (data) => resolve(data));
-    for (const [name, reason] of Object.entries(failOn)) {
-      on(name, (data) => reject(new Error(`${reason}: ${show(data)}`)));
-    }
-  });
-  return handled(withTimeout(result, what, ms).finally(() => bound.forEach(([name, fn]) => emitter.unbind(name, fn))));
-}
-
-/** Resolves if `event` does NOT fire on `emitter` within `ms`; rejects if it does. */
-function expectNothing(emitter, event, what, ms = QUIET_MS) {
-  return handled(new Promise((resolve, reject) => {
-    const fn = (data) => {
-      clearTimeout(timer);
-      emitter.unbind(event, fn);
-      reject(new Error(`${what}: got ${show(data)}`));
-    };
-    const timer = setTimeout(() => {
-      emitter.unbind(event, fn);
-      resolve();
-    }, ms);
-    emitter.bind(event, fn);
-  }));
-}
-
-function expectEqual(actual, expected, what) {
-  if (!util.isDeepStrictEqual(actual, expected)) {
-    throw new Error(`${what}: expected ${show(expected)}, got ${show(actual)}`);
-  }
-}
-
-/** Server SDK instance; `secret` defaults to the right one. */
-function sdk(secret = CONFIG.secret) {
-  return new PusherServer({
-    appId: CONFIG.appId,
-    key: CONFIG.key,
-    secret,
-    host: CONFIG.host,
-    port: String(CONFIG.port),
-    useTLS: false,
-    timeout: TIMEOUT_MS,
-  });
-}
-
-const openClients = [];
-
-/**
- * A pusher-js client configured for the gateway. `signer` is the SDK instance whose secret signs
- * private/presence channel authorizations. Records every connection error in `client.errors`.
- */
-function newClient({ key = CONFIG.key, signer = sdk(), port = CONFIG.port } = {}) {
-  const client = new PusherClient(key, {
-    wsHost: CONFIG.host,
-    wsPort: port,
-    wssPort: port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    disableStats: true,
-    cluster: 'mt1',
-    channelAuthorization: {
-      customHandler: (params, callback) => {
-        try {
-          callback(null, signer.authorizeChannel(params.socketId, params.channelName));
-        } catch (err) {
-          callback(err, null);
-        }
-      },
-    },
-  });
-  client.errors = [];
-  client.connection.bind('error', (err) => client.errors.push(err));
-  openClients.push(client);
-  return client;
-}
-
-function closeAllClients() {
-  while (openClients.length) {
-    try {
-      openClients.pop().disconnect();
-    } catch (_) {
-      // already gone
-    }
-  }
-}
-
-/** Resolves once `client` is in state 'connected'; rejects early if pusher-js gives up. */
-async function connected(client) {
-  if (client.connection.state === 'connected') return client;
-  try {
-    await waitFor(client.connection, 'connected', "connection state 'connected'", {
-      failed: "connection went to state 'failed'",
-      disconnected: "connection went to state 'disconnected'",
-    });
-  } catch (err) {
-    const last = client.errors.length ? `; last error ${show(client.errors[client.errors.length - 1])}` : '';
-    throw new Error(`${err.message} (state=${client.connection.state}${last})`);
-  }
-  return client;
-}
-
-/** Subscribes `client` to `name`, resolving with the channel once the gateway confirms it. */
-async function subscribed(client, name) {
-  const channel = client.subscribe(name);
-  await waitFor(channel, 'pusher:subscription_succeeded', `pusher:subscription_succeeded on ${name}`, {
-    'pusher:subscription_error': `subscription to ${name} failed`,
-  });
-  return channel;
-}
-
-function expectStatus(response, status, what) {
-  if (!response || response.status !== status) {
-    throw new Error(`${what}: expected HTTP ${status}, got ${response && response.status}`);
-  }
-}
-
-// ---------------------------------------------------------------- cases
+// ---------------------------------------------------------------- cases: channels and the HTTP API
 
 async function caseConnect() {
   const client = await connected(newClient());
@@ -351,6 +203,300 @@ async function caseEchoPublic() {
   if (echo.socketId() !== client.connection.socket_id) throw new Error('echo.socketId() differs from pusher-js');
 }
 
+// ---------------------------------------------------------------- cases: presence
+
+const OBSERVER = { user_id: 'obs', user_info: { name: 'Observer' } };
+const ANN = { user_id: 'u1', user_info: { name: 'Ann' } };
+
+/**
+ * Subscribes `client` to `name` and expects the gateway to refuse it with a channel-level
+ * pusher:subscription_error (what pusher-js surfaces to `channel.bind('pusher:subscription_error')`);
+ * a connection-level pusher:error instead is reported as such. Resolves with the error data.
+ */
+async function subscriptionRefused(client, name, succeeded) {
+  const channel = client.subscribe(name);
+  const connectionError = handled(
+    waitFor(client, 'pusher:error', 'pusher:error').then((data) => {
+      throw new Error(`got a connection-level pusher:error instead of a channel pusher:subscription_error: ${show(data)}`);
+    })
+  );
+  return withFrames(
+    Promise.race([
+      waitFor(channel, 'pusher:subscription_error', `pusher:subscription_error on ${name}`, {
+        'pusher:subscription_succeeded': succeeded,
+      }),
+      connectionError,
+    ]),
+    client
+  );
+}
+
+/**
+ * An Echo observer (join/here/joining/leaving) and one user with two tabs: the user joins once and
+ * leaves once, when its last socket goes (pusher's presence is per user_id, not per socket).
+ */
+async function casePresence() {
+  const name = randomName('presence-');
+  const observer = await connected(newClient({ user: OBSERVER, label: 'observer' }));
+  const echo = await echoFor(observer);
+  const joining = recorder();
+  const leaving = recorder();
+  const here = recorder();
+  // Echo's join() takes the name without 'presence-' and adds it.
+  echo.join(name.slice('presence-'.length)).here(here.fn).joining(joining.fn).leaving(leaving.fn);
+  const [[members]] = await withFrames(here.atLeast(1, `Echo here() on ${name}`), observer);
+  expectEqual(members, [OBSERVER.user_info], "observer's here() (user_info of every member)");
+
+  const tab1 = await connected(newClient({ user: ANN, label: 'tab1' }));
+  const channel1 = await subscribed(tab1, name);
+  const [[joined]] = await withFrames(joining.atLeast(1, `observer's joining() for ${ANN.user_id}`), observer);
+  expectEqual(joined, ANN.user_info, "joining() argument (the member's user_info)");
+
+  const selfAdded = collect(channel1, 'pusher:member_added');
+  const tab2 = await connected(newClient({ user: ANN, label: 'tab2' }));
+  const channel2 = await withFrames(subscribed(tab2, name), tab2);
+  const m = channel2.members;
+  const seen = [];
+  m.each((member) => seen.push(member));
+  if (m.count !== 2) throw new Error(`tab 2's members.count: expected 2, got ${m.count} (members ${show(seen)})`);
+  expectEqual(m.get(OBSERVER.user_id), { id: OBSERVER.user_id, info: OBSERVER.user_info }, "tab 2's member 'obs'");
+  expectEqual(m.get(ANN.user_id), { id: ANN.user_id, info: ANN.user_info }, "tab 2's member 'u1'");
+  expectEqual(m.me && m.me.id, ANN.user_id, "tab 2's members.me.id");
+  await sleep(QUIET_MS);
+  expectEqual(joining.data(), [ANN.user_info], "observer's joining() calls after u1's second tab (must stay one)");
+  expectEqual(selfAdded.data(), [], "member_added on tab 1 for its own user's second tab");
+
+  tab1.disconnect();
+  await sleep(QUIET_MS);
+  expectEqual(leaving.data(), [], "observer's leaving() while u1 still has tab 2 open");
+
+  tab2.disconnect();
+  await withFrames(leaving.atLeast(1, `observer's leaving() after u1's last tab closed`), observer);
+  await sleep(QUIET_MS);
+  expectEqual(leaving.data(), [ANN.user_info], "observer's leaving() calls (exactly one, with u1's user_info)");
+  const left = observer.channel(name).members;
+  if (left.count !== 1) throw new Error(`observer's members.count after u1 left: expected 1, got ${left.count}`);
+  return 'members=2 joining=1 leaving=1';
+}
+
+/** channel_data other than the signed one (auth for u1, channel_data claiming admin) is refused with 401. */
+async function casePresenceBad() {
+  const name = randomName('presence-');
+  const observer = await connected(newClient({ user: OBSERVER, label: 'observer' }));
+  const watched = await subscribed(observer, name);
+  const signer = sdk();
+  const forger = await connected(
+    newClient({
+      label: 'forger',
+      channelAuth: ({ socketId, channelName }) => ({
+        auth: signer.authorizeChannel(socketId, channelName, { user_id: 'u1' }).auth,
+        channel_data: JSON.stringify({ user_id: 'admin' }),
+      }),
+    })
+  );
+  const added = expectNothing(watched, 'pusher:member_added', 'the observer saw a member join with forged channel_data');
+  const error = await subscriptionRefused(forger, name, 'subscription with channel_data differing from the signed one succeeded');
+  if (!error || error.status !== 401) throw new Error(`pusher:subscription_error: expected status 401, got ${show(error)}`);
+  await added;
+  return `status=${error.status}`;
+}
+
+// ---------------------------------------------------------------- cases: client events
+
+/**
+ * A triggers a client event; B receives it and A does not. Resolves with B's [data, metadata].
+ * pusher-js (core/channels/channel.ts) sends `channel.trigger()` as is once subscribed.
+ */
+async function clientEventCrosses(a, chA, b, chB, event, payload) {
+  const atB = collect(chB, event);
+  const echoed = expectNothing(chA, event, `client event echoed back to its sender ${a.label}`);
+  if (!chA.trigger(event, payload)) throw new Error(`pusher-js did not send ${event} (connection ${a.connection.state})`);
+  const [[data, metadata]] = await withFrames(atB.atLeast(1, `${event} at ${b.label}`), b);
+  expectEqual(data, payload, `data of ${event} at ${b.label}`);
+  await echoed;
+  const errors = a.errors.filter((e) => errorCode(e) !== undefined);
+  if (errors.length) throw new Error(`${a.label} got errors for a permitted client event: ${show(errors)}`);
+  return [data, metadata];
+}
+
+async function caseClientEvents() {
+  const [a, b] = await Promise.all([connected(newClient({ label: 'A' })), connected(newClient({ label: 'B' }))]);
+  const priv = randomName('private-');
+  const [pa, pb] = await Promise.all([subscribed(a, priv), subscribed(b, priv)]);
+  await clientEventCrosses(a, pa, b, pb, 'client-typing', { x: 1 });
+
+  // On presence channels the gateway adds the sender's user_id; pusher-js 7.1+ hands it to the
+  // callback as its second argument, `metadata.user_id` (core/channels/presence_channel.ts).
+  const ua = { user_id: randomName('ua-'), user_info: { name: 'A' } };
+  const ub = { user_id: randomName('ub-'), user_info: { name: 'B' } };
+  const [c, d] = await Promise.all([
+    connected(newClient({ user: ua, label: 'presence A' })),
+    connected(newClient({ user: ub, label: 'presence B' })),
+  ]);
+  const pres = randomName('presence-');
+  const [qc, qd] = await Promise.all([subscribed(c, pres), subscribed(d, pres)]);
+  const [, metadata] = await clientEventCrosses(c, qc, d, qd, 'client-typing', { x: 1 });
+  if (!metadata || metadata.user_id !== ua.user_id) {
+    throw new Error(`presence client event metadata: expected user_id ${show(ua.user_id)}, got ${show(metadata)}`);
+  }
+  return `private ok, presence user_id=${metadata.user_id}`;
+}
+
+/**
+ * A client event on a public channel. pusher-js does not refuse it locally (Channel.trigger only
+ * checks the 'client-' prefix), so the frame goes out; the gateway must answer with a pusher:error,
+ * which pusher-js (core/connection/connection.ts) surfaces as connection 'error'
+ * {type:'PusherError', data:{code, message}} and through the client's global emitter
+ * (`pusher.bind('pusher:error')`, core/pusher.ts), and must deliver nothing to the other subscriber.
+ */
+async function caseClientEventsPublic() {
+  const [a, b] = await Promise.all([connected(newClient({ label: 'A' })), connected(newClient({ label: 'B' }))]);
+  const name = randomName('public-');
+  const [pa, pb] = await Promise.all([subscribed(a, name), subscribed(b, name)]);
+  const refused = waitFor(a, 'pusher:error', 'pusher:error for a client event on a public channel');
+  const delivered = expectNothing(pb, 'client-x', 'client event on a public channel delivered to B');
+  if (!pa.trigger('client-x', { a: 1 })) throw new Error(`pusher-js did not send client-x (connection ${a.connection.state})`);
+  const error = await withFrames(refused, a);
+  await delivered;
+  const code = error && error.code !== undefined ? error.code : 'absent';
+  return `pusher:error code=${code} message=${show(error && error.message)} state=${a.connection.state}`;
+}
+
+/** 30 client events at once: the gateway lets ~10 through (10/s, burst 10) and tells A with 4301. */
+async function caseClientRate() {
+  const SENT = 30;
+  const [a, b] = await Promise.all([connected(newClient({ label: 'A' })), connected(newClient({ label: 'B' }))]);
+  const name = randomName('private-');
+  const [pa, pb] = await Promise.all([subscribed(a, name), subscribed(b, name)]);
+  const atB = collect(pb, 'client-burst');
+  const limited = errorWithCode(a, 4301, 'pusher:error code 4301 at A');
+  for (let i = 0; i < SENT; i += 1) {
+    if (!pa.trigger('client-burst', { i })) throw new Error(`pusher-js did not send client event ${i}`);
+  }
+  await withFrames(limited, a);
+  await sleep(2 * QUIET_MS); // what was let through has arrived by now
+  const got = atB.data().map((d) => d && d.i);
+  const limitErrors = a.errors.filter((e) => errorCode(e) === 4301).length;
+  const detail = `sent=${SENT} received=${got.length} errors4301=${limitErrors} state=${a.connection.state}`;
+  if (got.length < 1 || got.length > 20) throw new Error(`B received ${got.length} of ${SENT}, expected 1..20 (${detail})`);
+  if (got.some((i, k) => k > 0 && !(i > got[k - 1]))) throw new Error(`B received out of order or twice: ${show(got)}`);
+  return detail;
+}
+
+// ---------------------------------------------------------------- cases: users
+
+/** sendToUser reaches every socket signed in as the user (two tabs), and no other user. */
+async function caseSigninSendToUser() {
+  const userId = randomName('u-');
+  const data = { id: userId, name: 'Ann' };
+  const [tab1, tab2, other] = await Promise.all([
+    signedIn(newClient({ userData: data, label: 'tab1' })),
+    signedIn(newClient({ userData: data, label: 'tab2' })),
+    signedIn(newClient({ userData: { id: randomName('u-'), name: 'Bob' }, label: 'other' })),
+  ]);
+  const received = handled(
+    Promise.all([waitFor(tab1.user, 'hello', `'hello' at tab1`), waitFor(tab2.user, 'hello', `'hello' at tab2`)])
+  );
+  const leaked = expectNothing(other.user, 'hello', 'event for another user delivered');
+  expectStatus(await sdkCall(sdk().sendToUser(userId, 'hello', { a: 1 }), 'sendToUser'), 200, 'sendToUser');
+  const [d1, d2] = await withFrames(received, tab1, tab2);
+  expectEqual(d1, { a: 1 }, "data of 'hello' at tab1");
+  expectEqual(d2, { a: 1 }, "data of 'hello' at tab2");
+  await leaked;
+  return `user=${userId} sockets=2`;
+}
+
+/**
+ * terminateUserConnections closes the user's socket with 4009; pusher-js (core/connection/protocol)
+ * maps 4000..4099 to 'refused': connection 'error' with code 4009, state 'disconnected', no reconnect.
+ */
+async function caseTerminate() {
+  const userId = randomName('u-');
+  const victim = await signedIn(newClient({ userData: { id: userId }, label: 'victim' }));
+  const bystander = await signedIn(newClient({ userData: { id: randomName('u-') }, label: 'bystander' }));
+  const states = [victim.connection.state];
+  victim.connection.bind('state_change', (s) => states.push(s.current));
+  const down = waitFor(victim.connection, 'disconnected', "victim state 'disconnected'", {
+    connecting: 'pusher-js is reconnecting: the close was not a 4000..4099 refusal',
+  });
+  expectStatus(await sdkCall(sdk().terminateUserConnections(userId), 'terminateUserConnections'), 200, 'terminateUserConnections');
+  try {
+    await withFrames(down, victim);
+  } catch (err) {
+    throw new Error(`${err.message} (states ${states.join('>')}; errors ${show(victim.errors)})`);
+  }
+  const codes = victim.errors.map(errorCode).filter((c) => c !== undefined);
+  if (!codes.includes(4009)) throw new Error(`no error with code 4009; errors ${show(victim.errors)}`);
+  await expectNothing(victim.connection, 'connecting', 'pusher-js reconnected after a 4009');
+  expectEqual(victim.connection.state, 'disconnected', "victim's final state");
+  expectEqual(bystander.connection.state, 'connected', "another user's socket after the termination");
+  return `code=4009 states=${states.join('>')}`;
+}
+
+// ---------------------------------------------------------------- cases: two nodes (GATEWAY_PORT_B)
+
+/** A client on node B receives what the SDK triggers through node A. */
+async function caseCrossTrigger() {
+  const port = portB();
+  const client = await connected(newClient({ port, label: 'on B' }));
+  const name = randomName('public-');
+  const channel = await subscribed(client, name);
+  const received = waitFor(channel, 'greet', `event 'greet' on ${name} at node B`);
+  const payload = { hello: 'node B', n: 2 };
+  expectStatus(await sdkCall(sdk().trigger(name, 'greet', payload), 'trigger via node A'), 200, 'trigger via node A');
+  expectEqual(await withFrames(received, client), payload, "data of 'greet' at node B");
+}
+
+/** An Echo observer on node A sees a member of node B join and leave. */
+async function caseCrossPresence() {
+  const port = portB();
+  const name = randomName('presence-');
+  const observer = await connected(newClient({ user: OBSERVER, label: 'observer on A' }));
+  const echo = await echoFor(observer);
+  const joining = recorder();
+  const leaving = recorder();
+  const here = recorder();
+  echo.join(name.slice('presence-'.length)).here(here.fn).joining(joining.fn).leaving(leaving.fn);
+  await withFrames(here.atLeast(1, `Echo here() on ${name}`), observer);
+
+  const member = await connected(newClient({ user: ANN, port, label: 'member on B' }));
+  const channel = await subscribed(member, name);
+  const [[joined]] = await withFrames(joining.atLeast(1, `observer's joining() for ${ANN.user_id} (on node B)`), observer);
+  expectEqual(joined, ANN.user_info, "joining() argument (the member's user_info)");
+  if (channel.members.count !== 2) {
+    throw new Error(`members.count at node B: expected 2 (obs on A, u1 on B), got ${channel.members.count}`);
+  }
+
+  member.disconnect();
+  await withFrames(leaving.atLeast(1, `observer's leaving() after the member on node B left`), observer);
+  await sleep(QUIET_MS);
+  expectEqual(joining.data(), [ANN.user_info], "observer's joining() calls");
+  expectEqual(leaving.data(), [ANN.user_info], "observer's leaving() calls");
+  return 'joining=1 leaving=1';
+}
+
+/** A client event from node A reaches a subscriber on node B. */
+async function caseCrossClientEvents() {
+  const port = portB();
+  const [a, b] = await Promise.all([
+    connected(newClient({ label: 'A on A' })),
+    connected(newClient({ port, label: 'B on B' })),
+  ]);
+  const name = randomName('private-');
+  const [pa, pb] = await Promise.all([subscribed(a, name), subscribed(b, name)]);
+  await clientEventCrosses(a, pa, b, pb, 'client-typing', { x: 1 });
+}
+
+/** sendToUser through node A reaches the user signed in on node B. */
+async function caseCrossSendToUser() {
+  const port = portB();
+  const userId = randomName('u-');
+  const client = await signedIn(newClient({ userData: { id: userId, name: 'Ann' }, port, label: 'user on B' }));
+  const received = waitFor(client.user, 'hello', `'hello' at node B`);
+  expectStatus(await sdkCall(sdk().sendToUser(userId, 'hello', { a: 1 }), 'sendToUser via node A'), 200, 'sendToUser via node A');
+  expectEqual(await withFrames(received, client), { a: 1 }, "data of 'hello' at node B");
+}
+
 const CASES = {
   connect: caseConnect,
   public: casePublic,
@@ -361,6 +507,17 @@ const CASES = {
   unknown_key: caseUnknownKey,
   bad_signature_http: caseBadSignatureHttp,
   echo_public: caseEchoPublic,
+  presence: casePresence,
+  presence_bad: casePresenceBad,
+  client_events: caseClientEvents,
+  client_events_public: caseClientEventsPublic,
+  client_rate: caseClientRate,
+  signin_send_to_user: caseSigninSendToUser,
+  terminate: caseTerminate,
+  cross_trigger: caseCrossTrigger,
+  cross_presence: caseCrossPresence,
+  cross_client_events: caseCrossClientEvents,
+  cross_send_to_user: caseCrossSendToUser,
 };
 
 // ---------------------------------------------------------------- runner

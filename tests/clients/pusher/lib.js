@@ -331,13 +331,17 @@ async function subscribed(client, name) {
  */
 async function signedIn(client) {
   await connected(client);
-  const signinError = handled(
-    waitFor(client.user, 'pusher:signin_error', 'pusher:signin_error', {}, 2 * TIMEOUT_MS).then((data) => {
-      throw new Error(`pusher:signin_error ${show(data)}`);
-    })
-  );
+  let onError;
+  const signinError = new Promise((_, reject) => {
+    onError = (data) => reject(new Error(`pusher:signin_error ${show(data)}`));
+    client.user.bind('pusher:signin_error', onError);
+  });
   client.signin();
-  await withFrames(Promise.race([withTimeout(client.user.signinDonePromise, 'user.signinDonePromise'), signinError]), client);
+  try {
+    await withFrames(withTimeout(Promise.race([client.user.signinDonePromise, signinError]), 'user.signinDonePromise'), client);
+  } finally {
+    client.user.unbind('pusher:signin_error', onError);
+  }
   if (!client.user.user_data) {
     throw new Error(`sign-in did not succeed (no pusher:signin_success; errors ${show(client.errors)}) [${framesOf(client)}]`);
   }

@@ -1,0 +1,153 @@
+//! Pusher across nodes on one real redis-server: presence members are decided cluster-wide (one
+//! `member_added` for a member's first socket anywhere, one `member_removed` after its last), the
+//! member list spans the nodes, and a SIGKILLed node's members are removed by the survivors (no ghost
+//! members). Triggers, client events and sendToUser cross nodes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pusher::{api, connect, data, subscribe, subscribe_with};
+use common::redis::RedisServer;
+use common::{Client, Node, NodeOpts};
+use serde_json::{Value, json};
+use shards::pusher::signature::channel_auth;
+
+const APP: (&str, &str, &str) = ("1", "k1", "s1");
+
+fn node(redis: &RedisServer) -> Node {
+    Node::start(
+        NodeOpts::new()
+            .shards(2)
+            .cluster(&redis.url())
+            .env("GATEWAY_PUSHER_APPS", "1:k1:s1"),
+    )
+}
+
+/// Joins `channel` as `user_id`; returns the member ids `subscription_succeeded` lists, sorted.
+fn join(c: &mut Client, socket_id: &str, channel: &str, user_id: &str) -> Vec<String> {
+    let cd = json!({"user_id": user_id, "user_info": {"name": user_id}}).to_string();
+    let auth = channel_auth("k1", "s1", socket_id, channel, Some(&cd));
+    let ok = subscribe_with(c, channel, Some(&auth), Some(&cd));
+    assert_eq!(
+        ok["event"], "pusher_internal:subscription_succeeded",
+        "{ok}"
+    );
+    let presence = data(&ok)["presence"].clone();
+    let mut ids: Vec<String> = serde_json::from_value(presence["ids"].clone()).unwrap();
+    ids.sort();
+    assert_eq!(
+        presence["count"].as_u64(),
+        Some(ids.len() as u64),
+        "{presence}"
+    );
+    ids
+}
+
+/// The next frame, which must be `event`; returns its decoded data.
+fn expect(c: &mut Client, event: &str) -> Value {
+    let f = c.recv_json();
+    assert_eq!(f["event"], event, "{f}");
+    data(&f)
+}
+
+/// Asserts nothing but the pong to a ping is pending on `c` (after letting the cluster settle).
+fn nothing_pending(c: &mut Client) {
+    std::thread::sleep(Duration::from_millis(300));
+    c.send_json(&json!({"event": "pusher:ping"}));
+    let f = c.recv_json();
+    assert_eq!(f["event"], "pusher:pong", "unexpected frame {f}");
+}
+
+#[test]
+fn presence_members_are_decided_once_across_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut obs, obs_id) = connect(&a, "k1");
+    assert_eq!(join(&mut obs, &obs_id, "presence-room", "obs"), ["obs"]);
+    // Ann on B: the observer on A hears of her, and she sees the observer.
+    let (mut on_b, id_b) = connect(&b, "k1");
+    assert_eq!(
+        join(&mut on_b, &id_b, "presence-room", "ann"),
+        ["ann", "obs"]
+    );
+    let added = expect(&mut obs, "pusher_internal:member_added");
+    assert_eq!(
+        added,
+        json!({"user_id": "ann", "user_info": {"name": "ann"}})
+    );
+    // Ann's second socket, on A: no second member_added anywhere.
+    let (mut on_a, id_a) = connect(&a, "k1");
+    assert_eq!(
+        join(&mut on_a, &id_a, "presence-room", "ann"),
+        ["ann", "obs"]
+    );
+    nothing_pending(&mut obs);
+    // Her socket on B leaves: she is still there (on A). Her last one leaves: one member_removed.
+    on_b.close();
+    nothing_pending(&mut obs);
+    on_a.close();
+    assert_eq!(
+        expect(&mut obs, "pusher_internal:member_removed"),
+        json!({"user_id": "ann"})
+    );
+    nothing_pending(&mut obs);
+}
+
+#[test]
+fn a_killed_node_s_members_are_removed_by_the_survivors() {
+    let redis = RedisServer::start();
+    let a = node(&redis);
+    let mut b = node(&redis);
+    let (mut obs, obs_id) = connect(&a, "k1");
+    join(&mut obs, &obs_id, "presence-room", "obs");
+    let (mut ghost, ghost_id) = connect(&b, "k1");
+    join(&mut ghost, &ghost_id, "presence-room", "ghost");
+    expect(&mut obs, "pusher_internal:member_added");
+    b.sigkill();
+    // The registry declares B dead 1 s after its last heartbeat; A's sweep removes the member.
+    obs.set_read_timeout(Duration::from_secs(10));
+    assert_eq!(
+        expect(&mut obs, "pusher_internal:member_removed"),
+        json!({"user_id": "ghost"})
+    );
+    nothing_pending(&mut obs);
+    // And a newcomer's member list no longer has the ghost.
+    let (mut late, late_id) = connect(&a, "k1");
+    assert_eq!(
+        join(&mut late, &late_id, "presence-room", "late"),
+        ["late", "obs"]
+    );
+}
+
+#[test]
+fn triggers_client_events_and_user_events_cross_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, id_a) = connect(&a, "k1");
+    let (mut on_b, id_b) = connect(&b, "k1");
+    for (c, id) in [(&mut on_a, &id_a), (&mut on_b, &id_b)] {
+        subscribe(c, "news", None);
+        subscribe(
+            c,
+            "private-chat",
+            Some(&channel_auth("k1", "s1", id, "private-chat", None)),
+        );
+    }
+    // A trigger on A's HTTP API reaches B's subscriber (and A's).
+    let body = json!({"name": "e", "channel": "news", "data": "hi"}).to_string();
+    assert_eq!(api(&a, APP, "POST", "/events", &body).0, 200);
+    for c in [&mut on_a, &mut on_b] {
+        assert_eq!(c.recv_json()["data"], "hi");
+    }
+    // socket_id exclusion across nodes: B's socket is skipped by a trigger made on A.
+    let body =
+        json!({"name": "e", "channel": "news", "data": "not b", "socket_id": id_b}).to_string();
+    assert_eq!(api(&a, APP, "POST", "/events", &body).0, 200);
+    assert_eq!(on_a.recv_json()["data"], "not b");
+    nothing_pending(&mut on_b);
+    // A client event from B reaches A, not B.
+    on_b.send_json(&json!({"event": "client-x", "channel": "private-chat", "data": {"n": 1}}));
+    assert_eq!(on_a.recv_json()["data"], json!({"n": 1}));
+    nothing_pending(&mut on_b);
+}
