@@ -275,3 +275,23 @@ fn the_http_api_refuses_what_it_cannot_trust_or_carry() {
     c.send_json(&json!({"event": "pusher:ping"}));
     assert_eq!(c.recv_json()["event"], "pusher:pong");
 }
+
+#[test]
+fn a_drain_tells_pusher_clients_to_reconnect_at_once() {
+    let node = Node::start(
+        NodeOpts::new()
+            .env("GATEWAY_PUSHER_APPS", "1:k1:s1")
+            .set("shutdown.drain_delay_ms", 0)
+            .set("shutdown.drain_window_ms", 500)
+            .set("shutdown.drain_interval_ms", 50),
+    );
+    let mut clients: Vec<Client> = (0..20).map(|_| pusher(&node, "k1").0).collect();
+    let mut v1 = node.identified("v1-user");
+    node.sigterm();
+    // Pusher clients get 4200 (pusher-js reconnects at once, through the load balancer, to a node
+    // that is not draining); v1 clients keep their 1012 with the reconnect hint.
+    for c in &mut clients {
+        c.expect_close(4200);
+    }
+    v1.expect_close(1012);
+}

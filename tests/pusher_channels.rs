@@ -276,3 +276,50 @@ fn a_user_s_own_channel_needs_a_sign_in_and_reaches_every_socket() {
     }
     nothing_pending(&mut c);
 }
+
+#[test]
+fn channel_queries_answer_from_every_shard() {
+    let node = node();
+    let (mut a, id_a) = connect(&node, "k1");
+    let (mut b, id_b) = connect(&node, "k1");
+    join(&mut a, &id_a, "presence-room", "ann", json!({}));
+    join(&mut b, &id_b, "presence-room", "bob", json!({}));
+    expect(&mut a, "pusher_internal:member_added");
+    for c in [&mut a, &mut b] {
+        subscribe(c, "news", None);
+        subscribe(c, "news-2", None);
+    }
+    let get = |path: &str| api(&node, APP, "GET", path, "");
+    let (status, v) = get("/channels");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"channels": {"news": {}, "news-2": {}, "presence-room": {}}})
+    );
+    let (_, v) = get("/channels?filter_by_prefix=presence-&info=user_count");
+    assert_eq!(v, json!({"channels": {"presence-room": {"user_count": 2}}}));
+    let (_, v) = get("/channels/news?info=subscription_count");
+    assert_eq!(v, json!({"occupied": true, "subscription_count": 2}));
+    let (_, v) = get("/channels/presence-room?info=user_count,subscription_count");
+    assert_eq!(
+        v,
+        json!({"occupied": true, "user_count": 2, "subscription_count": 2})
+    );
+    let (_, v) = get("/channels/empty");
+    assert_eq!(v, json!({"occupied": false}));
+    let (_, v) = get("/channels/presence-room/users");
+    assert_eq!(v, json!({"users": [{"id": "ann"}, {"id": "bob"}]}));
+    // Another app sees none of it.
+    let (_, v) = api(&node, ("2", "k2", "s2"), "GET", "/channels", "");
+    assert_eq!(v, json!({"channels": {}}));
+    // What Pusher refuses, refused.
+    for bad in [
+        "/channels?info=user_count",
+        "/channels/news?info=user_count",
+        "/channels/news/users",
+        "/channels?info=bogus",
+    ] {
+        assert_eq!(get(bad).0, 400, "{bad}");
+    }
+    assert_eq!(get("/channels/bad%20name").0, 404);
+}

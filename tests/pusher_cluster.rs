@@ -151,3 +151,43 @@ fn triggers_client_events_and_user_events_cross_nodes() {
     assert_eq!(on_a.recv_json()["data"], json!({"n": 1}));
     nothing_pending(&mut on_b);
 }
+
+#[test]
+fn channel_queries_span_the_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, id_a) = connect(&a, "k1");
+    let (mut on_b, id_b) = connect(&b, "k1");
+    join(&mut on_a, &id_a, "presence-room", "ann");
+    join(&mut on_b, &id_b, "presence-room", "bob");
+    expect(&mut on_a, "pusher_internal:member_added");
+    subscribe(&mut on_b, "only-on-b", None);
+    subscribe(&mut on_a, "news", None);
+    subscribe(&mut on_b, "news", None);
+    // Counts reach Redis within a batch window.
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, v) = api(&a, APP, "GET", "/channels", "");
+    assert_eq!(
+        v,
+        json!({"channels": {"news": {}, "only-on-b": {}, "presence-room": {}}})
+    );
+    let (_, v) = api(
+        &a,
+        APP,
+        "GET",
+        "/channels?filter_by_prefix=presence-&info=user_count",
+        "",
+    );
+    assert_eq!(v, json!({"channels": {"presence-room": {"user_count": 2}}}));
+    let (_, v) = api(&a, APP, "GET", "/channels/news?info=subscription_count", "");
+    assert_eq!(v, json!({"occupied": true, "subscription_count": 2}));
+    let (_, v) = api(&b, APP, "GET", "/channels/presence-room/users", "");
+    assert_eq!(v, json!({"users": [{"id": "ann"}, {"id": "bob"}]}));
+    // B leaves everything: A's answers follow.
+    on_b.close();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, v) = api(&a, APP, "GET", "/channels/news?info=subscription_count", "");
+    assert_eq!(v, json!({"occupied": true, "subscription_count": 1}));
+    let (_, v) = api(&a, APP, "GET", "/channels/only-on-b", "");
+    assert_eq!(v, json!({"occupied": false}));
+}

@@ -14,7 +14,10 @@
 #   PEER_SERVERS        servers to run, space or comma separated (default: all, in table order):
 #                       gateway tokio-tungstenite-4k tokio-tungstenite-defaults fastwebsockets node-ws bun
 #   PEER_SKIP_BUILD=1   use the binaries already built
-#   PEER_GATEWAY, PEER_LOADTEST  other gateway / loadtest binaries (default target/release/...)
+#   PEER_GATEWAY, PEER_LOADTEST  other gateway / loadtest binaries (default $CARGO_TARGET_DIR/release/...,
+#                       target/release/... without CARGO_TARGET_DIR)
+#   PEER_SUITE          echo (default: this suite) or pusher (the gateway's Pusher side against Sockudo:
+#                       benches/peers/pusher.sh, which lists its own settings)
 #
 # Output: the table on stdout and in target/peers/results.md; raw JSON and logs in target/peers/.
 # Everything runs on 127.0.0.1; every server this script starts is stopped on exit.
@@ -22,6 +25,11 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+case ${PEER_SUITE:-echo} in
+  echo) ;;
+  pusher) exec "$HERE/pusher.sh" "$@" ;;
+  *) printf '[peers] error: PEER_SUITE must be echo or pusher (given %s)\n' "$PEER_SUITE" >&2; exit 1 ;;
+esac
 OUT="$ROOT/target/peers"
 DURATION=${PEER_DURATION:-10}
 IDLE_DURATION=${PEER_IDLE_DURATION:-5}
@@ -30,8 +38,8 @@ THREADS=${PEER_THREADS:-2}
 ALL_SERVERS=(gateway tokio-tungstenite-4k tokio-tungstenite-defaults fastwebsockets node-ws bun)
 read -r -a SERVERS <<<"$(tr ',' ' ' <<<"${PEER_SERVERS:-${ALL_SERVERS[*]}}")"
 
-GATEWAY=${PEER_GATEWAY:-$ROOT/target/release/gateway}
-LOADTEST=${PEER_LOADTEST:-$ROOT/target/release/loadtest}
+GATEWAY=${PEER_GATEWAY:-${CARGO_TARGET_DIR:-$ROOT/target}/release/gateway}
+LOADTEST=${PEER_LOADTEST:-${CARGO_TARGET_DIR:-$ROOT/target}/release/loadtest}
 PEER_BIN="$HERE/target/release"
 NODE_DIR="$HERE/node"
 BUN=""

@@ -12,6 +12,11 @@ use std::{
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+mod pusher;
+
+pub use pusher::parse_api_url;
+use pusher::pusher_url;
+
 /// Load generator for the gateway: real WebSocket connections over loopback, every delivery checked.
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about)]
@@ -154,10 +159,49 @@ pub struct Options {
     /// [default: dm, crossnode 0 = flat out with 256 unacked; fanout 100; churn 100; ramp 1000].
     #[arg(long)]
     pub rate: Option<f64>,
-    /// fanout: the channel.
+    /// fanout: the channel. idle, churn, ramp: the prefix of the channels subscribed to (see
+    /// --channels).
     #[arg(long, default_value = "fanout")]
     pub channel: String,
+    /// idle, churn, ramp: subscribe connection i to channel `<--channel>-<i mod N>` after it is set up
+    /// [default: pusher 100; v1: no subscription].
+    #[arg(long)]
+    pub channels: Option<u64>,
+    /// The protocol spoken: `v1` (the gateway's own) or `pusher` (Pusher Channels protocol 7: idle,
+    /// fanout, churn and ramp). With pusher, a --url without a path gets `/app/<key>?protocol=7&...`.
+    #[arg(long, value_enum, default_value_t = Protocol::V1)]
+    pub protocol: Protocol,
+    /// pusher: the app id (the HTTP API's /apps/<id>/events).
+    #[arg(long, default_value = "app-1")]
+    pub pusher_app_id: String,
+    /// pusher: the app key (what clients connect with).
+    #[arg(long, default_value = "key-1")]
+    pub pusher_key: String,
+    /// pusher: the app secret (signs the HTTP API triggers).
+    #[arg(long, default_value = "secret-1")]
+    pub pusher_secret: String,
+    /// pusher fanout: where the HTTP API triggers go, http://HOST:PORT (loopback) [default: the
+    /// --url's host and port]. Another node of the cluster sends the publishes across nodes.
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// More server processes (besides --pid) whose CPU time over the measuring phase is reported.
+    #[arg(long)]
+    pub cpu_pid: Vec<u32>,
 }
+
+/// The protocol a run speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// The gateway's protocol v1 (identify, subscribe, publish over the WebSocket).
+    V1,
+    /// Pusher Channels protocol 7 (public channels; publishes through the signed HTTP API).
+    Pusher,
+}
+
+/// Channels a pusher idle, churn or ramp run spreads its connections over when --channels is not
+/// given.
+pub const DEFAULT_PUSHER_CHANNELS: u64 = 100;
 
 /// Where to connect, checked to be loopback.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -182,14 +226,36 @@ impl Options {
         self.connections.unwrap_or(s.default_connections())
     }
 
+    /// The channel connection `i` subscribes to in idle, churn and ramp: `<--channel>-<i mod N>`, or
+    /// none (v1 without --channels).
+    pub fn channel_of(&self, i: u64) -> Option<String> {
+        let n = match (self.channels, self.protocol) {
+            (Some(n), _) => n,
+            (None, Protocol::Pusher) => DEFAULT_PUSHER_CHANNELS,
+            (None, Protocol::V1) => return None,
+        };
+        Some(format!("{}-{}", self.channel, i % n.max(1)))
+    }
+
     /// Checks the options for scenario `s` and returns the servers, one per `--url` (only crossnode
     /// takes several); the message explains a usage error.
     pub fn validate(&self, s: Scenario) -> Result<Vec<Target>, String> {
-        let targets = self
+        let mut targets = self
             .url
             .iter()
             .map(|u| parse_url(u))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.protocol == Protocol::Pusher {
+            self.check_pusher(s)?;
+            for t in &mut targets {
+                t.url = pusher_url(&t.url, &self.pusher_key);
+            }
+        } else if self.api_url.is_some() {
+            return Err("--api-url is for --protocol pusher".into());
+        }
+        if self.channels == Some(0) {
+            return Err("--channels must be at least 1".into());
+        }
         check_nodes(s, &targets)?;
         if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 86_400.0) {
             return Err("--duration must be in (0, 86400] seconds".into());

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
-    cli::{Options, Scenario, Target},
+    cli::{DEFAULT_PUSHER_CHANNELS, Options, Protocol, Scenario, Target},
     control::{self, Cmd, Endpoint, Event, Snapshot, Task},
     planner::{self, Overrides, Plan},
     progress::Progress,
@@ -39,6 +39,8 @@ struct State {
     first_failure: Option<String>,
     /// When `go` was sent.
     go_at: Option<Instant>,
+    /// The servers' CPU time (clock ticks) when `go` was sent.
+    cpu_at_go: Option<u64>,
 }
 
 impl State {
@@ -122,6 +124,18 @@ fn settings(
     m.insert("duration".into(), json!(opts.duration));
     m.insert("connect_rate".into(), json!(opts.connect_rate));
     m.insert("raw".into(), json!(opts.raw));
+    let pusher = opts.protocol == Protocol::Pusher;
+    if pusher {
+        m.insert("protocol".into(), json!("pusher"));
+        m.insert("pusher_app_id".into(), json!(opts.pusher_app_id));
+        m.insert("pusher_key".into(), json!(opts.pusher_key));
+    }
+    let subscribes = matches!(s, Scenario::Idle | Scenario::Churn | Scenario::Ramp);
+    if subscribes && opts.channel_of(0).is_some() {
+        let n = opts.channels.unwrap_or(DEFAULT_PUSHER_CHANNELS);
+        m.insert("channels".into(), json!(n));
+        m.insert("channel_prefix".into(), json!(opts.channel));
+    }
     let rate = opts.rate(s);
     match s {
         Scenario::Idle => {}
@@ -149,6 +163,19 @@ fn settings(
             m.insert("window_unacked".into(), json!(WINDOW));
             if s == Scenario::Fanout {
                 m.insert("channel".into(), json!(opts.channel));
+            }
+            if pusher {
+                m.remove("window_unacked");
+                let api = opts
+                    .api_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", targets[0].addr));
+                m.insert("api".into(), json!(api));
+                m.insert(
+                    "publisher".into(),
+                    json!("signed HTTP API triggers, one request per connection, the next once the previous is answered"),
+                );
+                return m;
             }
             let mut assumes =
                 "gateway per-connection rate limit off (GATEWAY_LIMITS_RATE_LIMIT_PER_SEC=0)"
@@ -225,6 +252,7 @@ async fn drive(
     }
     let go_at = Instant::now();
     st.go_at = Some(go_at);
+    st.cpu_at_go = crate::report::cpu_ticks(&cpu_pids(opts));
     while (0..p).any(|w| st.done[w].is_none() && !st.gone[w]) {
         let Some((w, ev)) = events.recv().await else {
             return;
@@ -241,6 +269,11 @@ async fn drive(
             t.received
         ));
     }
+}
+
+/// The server processes whose CPU time is measured: `--pid` and every `--cpu-pid`.
+fn cpu_pids(opts: &Options) -> Vec<u32> {
+    opts.pid.iter().chain(&opts.cpu_pid).copied().collect()
 }
 
 /// Runs scenario `s` and returns its report.
@@ -285,12 +318,14 @@ pub async fn run(s: Scenario, opts: Options, targets: Vec<Target>) -> Report {
         snaps: vec![Snapshot::default(); p],
         first_failure: None,
         go_at: None,
+        cpu_at_go: None,
     };
     let in_time = tokio::time::timeout_at(deadline, drive(&mut st, &eps, &mut events, &opts, &bar))
         .await
         .is_ok();
     let duration_s = st.go_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let rss_after = opts.pid.and_then(crate::report::rss_kib);
+    let cpu_after = crate::report::cpu_ticks(&cpu_pids(&opts));
     for ep in &eps {
         let _ = ep.cmds.send(Cmd::Stop);
     }
@@ -346,6 +381,10 @@ pub async fn run(s: Scenario, opts: Options, targets: Vec<Target>) -> Report {
         _ => None,
     };
     let latency = merged.latency.as_ref().map(Latency::of).unwrap_or_default();
+    let server_cpu_s = match (st.cpu_at_go, cpu_after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / crate::report::clock_ticks_per_s()),
+        _ => None,
+    };
     Report {
         scenario: s.name().into(),
         connections,
@@ -366,6 +405,10 @@ pub async fn run(s: Scenario, opts: Options, targets: Vec<Target>) -> Report {
         server_rss_before_kib: rss_before,
         server_rss_after_kib: rss_after,
         rss_per_conn_bytes,
+        server_cpu_s,
+        received_per_server_cpu_s: server_cpu_s
+            .filter(|&c| c > 0.0)
+            .map(|c| t.received as f64 / c),
         settings: settings(s, &opts, &targets, &run),
         processes: plan.processes,
         sources: plan.sources,

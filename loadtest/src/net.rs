@@ -120,7 +120,7 @@ fn bind_address_no_port(sock: &Socket) -> io::Result<()> {
 }
 
 /// A TCP connection to `server` from `source` (IPv4 only; `None`: the kernel's choice).
-async fn tcp(server: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+pub async fn tcp(server: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let sock = Socket::new(
         Domain::for_address(server),
         Type::STREAM,

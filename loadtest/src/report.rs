@@ -151,6 +151,11 @@ pub struct Report {
     pub server_rss_after_kib: Option<u64>,
     /// `(after - before) / connected`, bytes.
     pub rss_per_conn_bytes: Option<f64>,
+    /// CPU time (user + system) of the server processes (`--pid`, `--cpu-pid`) from `go` to the
+    /// last worker's result, seconds.
+    pub server_cpu_s: Option<f64>,
+    /// `messages_received / server_cpu_s`: deliveries per server CPU-second.
+    pub received_per_server_cpu_s: Option<f64>,
     /// The settings the run used or assumed.
     pub settings: BTreeMap<String, serde_json::Value>,
     /// Processes used.
@@ -254,6 +259,12 @@ impl Report {
                 "  server RSS: {b} KiB before, {a} KiB after, {per} bytes per connection"
             );
         }
+        if let (Some(cpu), Some(per)) = (self.server_cpu_s, self.received_per_server_cpu_s) {
+            let _ = writeln!(
+                s,
+                "  server CPU: {cpu:.2} s while measuring, {per:.0} received per server CPU-second"
+            );
+        }
         if self.scenario == "ramp" {
             let _ = writeln!(
                 s,
@@ -272,6 +283,31 @@ impl Report {
             serde_json::to_string(self).expect("report serialises")
         )
     }
+}
+
+/// The CPU time (user + system, all threads) of `pids` together, in clock ticks, from
+/// /proc/PID/stat; `None` without pids or when one cannot be read.
+pub fn cpu_ticks(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(0u64, |sum, pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command (which may hold spaces) in parentheses: state is the first,
+        // utime the 12th, stime the 13th.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let (utime, stime): (u64, u64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+        Some(sum + utime + stime)
+    })
+}
+
+/// Clock ticks per second of /proc/PID/stat (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+pub fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf only reads a system constant; it has no preconditions and touches no memory of
+    // ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 /// The server's VmRSS in KiB, from /proc/PID/status.
@@ -306,6 +342,8 @@ mod tests {
             server_rss_before_kib: None,
             server_rss_after_kib: None,
             rss_per_conn_bytes: None,
+            server_cpu_s: None,
+            received_per_server_cpu_s: None,
             settings: BTreeMap::new(),
             processes: 1,
             sources: 1,
@@ -360,6 +398,15 @@ mod tests {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert!(v["latency_ms"].get("p999").is_some());
+    }
+
+    #[test]
+    fn cpu_time_of_this_process() {
+        let me = std::process::id();
+        assert!(cpu_ticks(&[me]).is_some());
+        assert_eq!(cpu_ticks(&[]), None);
+        assert_eq!(cpu_ticks(&[me, u32::MAX]), None);
+        assert!(clock_ticks_per_s() > 0.0);
     }
 
     #[test]

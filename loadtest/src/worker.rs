@@ -20,10 +20,10 @@ use tokio::{
 };
 
 use crate::{
-    cli::Target,
+    cli::{Protocol, Target},
     control::{Cmd, Event, Snapshot, Task},
     net::{self, Data, Failure, Ws},
-    planner, scenarios,
+    planner, pusher, scenarios,
     stats::{Errors, Recorder, WorkerResult},
 };
 
@@ -80,6 +80,8 @@ pub struct Ctx {
     pub halted: AtomicBool,
     /// ramp: held connections when the ramp stopped, and this worker's first failure.
     pub ramp_stop: Mutex<(Option<u64>, Option<String>)>,
+    /// pusher fanout: the publisher's probes this worker's subscribers have seen.
+    pub probes_seen: AtomicU64,
     /// The phase, as tasks see it.
     pub phase: watch::Receiver<Phase>,
     /// Reports to the parent.
@@ -158,6 +160,24 @@ impl Ctx {
         }
     }
 
+    /// The next data frame on `ws`. v1: as [`net::recv`]. pusher: `pusher:ping` is answered and a fanout
+    /// publisher's probe counted in [`Ctx::probes_seen`], both skipped.
+    pub async fn recv(&self, ws: &mut Ws) -> Result<Data, Failure> {
+        if self.task.opts.protocol == Protocol::V1 {
+            return net::recv(ws).await;
+        }
+        loop {
+            let data = net::recv(ws).await?;
+            match pusher::control(data.bytes()) {
+                pusher::Control::Ping => net::send_text(ws, pusher::PONG.to_string()).await?,
+                pusher::Control::Probe => {
+                    self.probes_seen.fetch_add(1, Relaxed);
+                }
+                pusher::Control::None => return Ok(data),
+            }
+        }
+    }
+
     /// Waits for `go` while reading `ws` (answering pings); returns the end of the measuring phase and
     /// the data frames that arrived meanwhile (another task or process may have started first).
     pub async fn wait_go(&self, ws: &mut Ws) -> Result<(Instant, Vec<Data>), Failure> {
@@ -170,7 +190,7 @@ impl Ctx {
                 Phase::Stop => return Err(Failure::new("stopped")),
             }
             tokio::select! {
-                r = net::recv(ws) => early.push(r?),
+                r = self.recv(ws) => early.push(r?),
                 c = phase.changed() => if c.is_err() { return Err(Failure::new("stopped")) },
             }
         }
@@ -185,7 +205,7 @@ impl Ctx {
                 return Ok(());
             }
             tokio::select! {
-                r = net::recv(ws) => if let Err(f) = r {
+                r = self.recv(ws) => if let Err(f) = r {
                     return if self.stopping() { Ok(()) } else { Err(f) };
                 },
                 c = phase.changed() => if c.is_err() { return Ok(()) },
@@ -328,6 +348,7 @@ pub async fn run(
         held: AtomicU64::new(0),
         halted: AtomicBool::new(false),
         ramp_stop: Mutex::new((None, None)),
+        probes_seen: AtomicU64::new(0),
         phase: phase_rx,
         events: events.clone(),
     });

@@ -45,6 +45,25 @@ pub enum PresenceQuery {
 }
 
 impl PresenceQuery {
+    /// The answer as a message for the asking connection's shard, and that shard. A presence
+    /// channel's `subscription_succeeded` also starts the socket's live deliveries there
+    /// ([`crate::pusher::presence::succeeded_at`]).
+    pub fn answer_msg(self) -> (usize, crate::messages::ShardMsg) {
+        let channel = match &self {
+            PresenceQuery::PusherMembers { channel, .. } => Some(channel.clone()),
+            _ => None,
+        };
+        let (frame, reply) = self.local_answer();
+        let msg = match channel {
+            Some(channel) => crate::pusher::presence::succeeded_at(reply.conn, channel, frame),
+            None => crate::messages::ShardMsg::ToConn {
+                conn: reply.conn,
+                frame,
+            },
+        };
+        (reply.shard, msg)
+    }
+
     /// The reply frame from this node's knowledge alone, and where it goes.
     pub fn local_answer(self) -> (Bytes, ReplyTo) {
         match self {
@@ -161,6 +180,12 @@ pub trait ClusterLink: Send + Sync {
         info: Option<Arc<str>>,
         joiner: Option<ReplyTo>,
     );
+    /// Completes a Pusher channel query with the other nodes' entries in Redis and answers its
+    /// connection (this node's answer alone when Redis is down).
+    fn pusher_query(&self, query: crate::pusher::query::Query);
+    /// This node now has `count` sockets subscribed to the app channel `channel` (for the HTTP API's
+    /// `subscription_count` across the cluster).
+    fn pusher_subscriptions(&self, channel: &Arc<str>, count: u64);
     /// Closes every connection of `user` on the other nodes (a Pusher `terminate_connections`; this
     /// node closes its own). Fire and forget: nothing is answered.
     fn disconnect_remote(&self, user: Arc<str>);

@@ -185,6 +185,7 @@ fn chan_sub_at_owner(
         }
     }
     if let Some(link) = &shard.config.cluster {
+        report_subscriptions(link, st, &channel);
         if joined.user_joined && !presence {
             link.channel_member(&channel, &user, true);
         }
@@ -291,6 +292,7 @@ fn chan_unsub_at_owner(
         crate::pusher::presence::left(shard, st, &channel, &user, now);
     }
     if let Some(link) = &shard.config.cluster {
+        report_subscriptions(link, st, &channel);
         if left.user_left && !presence {
             link.channel_member(&channel, &user, false);
         }
@@ -299,6 +301,18 @@ fn chan_unsub_at_owner(
         }
     }
     ack_subscribed(shard, st, &channel, released, now);
+}
+
+/// A Pusher channel's subscription count on this node, for the cluster (`subscription_count`).
+fn report_subscriptions(
+    link: &Arc<dyn crate::cluster::ClusterLink>,
+    st: &ShardState,
+    channel: &Arc<str>,
+) {
+    if crate::pusher::names::external(channel).is_some() {
+        let count = st.index.get(channel).map_or(0, |e| e.connections());
+        link.pusher_subscriptions(channel, count);
+    }
 }
 
 /// Sends the acks of subscriptions to `channel`.
@@ -317,17 +331,19 @@ fn ack_subscribed(shard: &Shard, st: &mut ShardState, channel: &str, acks: Vec<R
                 reply: ack,
             };
             if let Err(query) = link.query_presence(query) {
-                let (frame, to) = query.local_answer();
-                reply(shard, st, &to, frame, now);
+                let (target, msg) = query.answer_msg();
+                to_shard(shard, st, target, msg, now);
             }
             continue;
         }
-        let frame = if presence {
+        if presence {
             // The member list as this shard knows it now, the joining member included.
-            crate::pusher::presence::succeeded(channel, &st.pusher_members.of(channel))
-        } else {
-            subscribed_frame(channel, ack.id.as_deref())
-        };
+            let frame = crate::pusher::presence::succeeded(channel, &st.pusher_members.of(channel));
+            let msg = crate::pusher::presence::succeeded_at(ack.conn, Arc::from(channel), frame);
+            to_shard(shard, st, ack.shard, msg, now);
+            continue;
+        }
+        let frame = subscribed_frame(channel, ack.id.as_deref());
         reply(shard, st, &ack, frame, now);
     }
 }
@@ -366,6 +382,15 @@ fn to_owner(shard: &Shard, st: &mut ShardState, owner: usize, msg: ShardMsg, now
 fn catch_up(shard: &Shard, st: &mut ShardState, now: u64) {
     while let Some(msg) = shard.inbox.pop() {
         handle(shard, st, msg, now);
+    }
+}
+
+/// Handles `msg` on shard `target`: here in place, or through its inbox.
+fn to_shard(shard: &Shard, st: &mut ShardState, target: usize, msg: ShardMsg, now: u64) {
+    if target == shard.id {
+        handle(shard, st, msg, now);
+    } else {
+        st.mesh.send(target, msg);
     }
 }
 
@@ -833,7 +858,9 @@ pub fn subscribed(
     since: Option<crate::history::Position>,
     now: u64,
 ) {
-    st.channels.add(channel.clone(), ack.conn);
+    if info.is_none() {
+        st.channels.add(channel.clone(), ack.conn);
+    } // else: a presence member receives the channel from its `subscription_succeeded` on
     let owner = owner_of(&channel, shard.config.shards);
     let (ack, since) = match (since, &shard.config.cluster) {
         (Some(from), _) => {

@@ -422,7 +422,7 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
             }
             deadline
         }
-        Phase::Closing { deadline_ms, .. } => {
+        Phase::Closing { deadline_ms, .. } | Phase::Answering { deadline_ms } => {
             if now >= deadline_ms {
                 conn.abort = true;
                 conn.wake();

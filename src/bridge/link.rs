@@ -36,6 +36,10 @@ pub(super) enum Event {
     /// A Pusher presence member's first join (with its info) or last leave on this node, for the
     /// cluster-wide decision (see [`super::pusher`]).
     PresenceMember(super::pusher::MemberChange),
+    /// A Pusher channel query to complete with the other nodes.
+    PusherQuery(shards::pusher::query::Query),
+    /// A Pusher channel's subscribed sockets on this node.
+    PusherSubscriptions(Arc<str>, u64),
     /// A direct message delivered to `local` connections here, for the other nodes.
     Forward {
         to: Arc<str>,
@@ -189,6 +193,14 @@ impl ClusterLink for BridgeLink {
             info,
             joiner,
         }));
+    }
+
+    fn pusher_query(&self, query: shards::pusher::query::Query) {
+        self.push(Event::PusherQuery(query));
+    }
+
+    fn pusher_subscriptions(&self, channel: &Arc<str>, count: u64) {
+        self.push(Event::PusherSubscriptions(channel.clone(), count));
     }
 
     fn disconnect_remote(&self, user: Arc<str>) {

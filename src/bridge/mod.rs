@@ -303,6 +303,8 @@ struct BridgeState {
     readies: Vec<shards::admit::ReadyRequest>,
     /// Pusher presence member changes not yet decided, in order.
     presence: std::collections::VecDeque<pusher::MemberChange>,
+    /// Pusher channels' subscription counts not yet written, latest per channel.
+    subscriptions: HashMap<Arc<str>, u64>,
 }
 
 /// Why [`serve`] returned.
@@ -492,6 +494,16 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                 state.members.insert((channel, user), member);
             }
             Event::PresenceMember(change) => state.presence.push_back(change),
+            Event::PusherSubscriptions(channel, count) => {
+                state.subscriptions.insert(channel, count);
+            }
+            Event::PusherQuery(query) => match session {
+                Some(s) => pusher::query(&s.queries, query),
+                None => shards::pusher::query::reply_from_outside(
+                    query,
+                    link.inboxes.get().map_or(&[], |i| &i[..]),
+                ),
+            },
             Event::Forward {
                 to,
                 frame,
@@ -665,6 +677,10 @@ async fn write_pending(
         timed(session.members.apply(&refs)).await?;
     }
     pusher::apply(&mut session.pusher, &mut state.presence, inboxes).await?;
+    if !state.subscriptions.is_empty() {
+        let counts: Vec<(Arc<str>, u64)> = state.subscriptions.drain().collect();
+        timed(session.pusher.set_subscriptions(&counts)).await?;
+    }
     if state.pending.is_empty() {
         return Ok(());
     }

@@ -15,8 +15,9 @@ use shards::{
     inbox::Inbox,
     messages::{Origin, ReplyTo},
     pusher::presence::{member_event, member_event_name, member_frame},
+    pusher::query::{Ask, Query, reply_from_outside},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{cluster::PusherMembers, relay::Relay};
 
@@ -104,6 +105,43 @@ pub async fn sweep(
         send(change, inboxes);
     }
     Ok(())
+}
+
+/// Completes a Pusher channel query with the other live nodes' entries and answers it (this node's
+/// answer alone when Redis fails).
+pub fn query(queries: &super::queries::Queries, mut query: Query) {
+    let (conn, node_id, inboxes) = (
+        queries.conn.clone(),
+        queries.node_id.clone(),
+        queries.inboxes.clone(),
+    );
+    tokio::spawn(async move {
+        let mut store = PusherMembers::new(conn, node_id);
+        let found = super::timed(async {
+            match &query.ask {
+                Ask::Channel(channel) | Ask::Users(channel) => {
+                    let (subs, members) = store.channel(channel).await?;
+                    query.facts.subscriptions += subs;
+                    query.facts.users.extend(members.into_iter().map(Arc::from));
+                }
+                Ask::Channels { app, prefix } => {
+                    let channels = store.channels(app, prefix).await?;
+                    query
+                        .facts
+                        .channels
+                        .extend(channels.into_iter().map(|(c, users)| {
+                            (Arc::from(c), users.into_iter().map(Arc::from).collect())
+                        }));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = found {
+            warn!(error = %e, "channel query failed in Redis; answering for this node");
+        }
+        reply_from_outside(query, &inboxes);
+    });
 }
 
 /// Sends the change's member event through the channel's owner shard.

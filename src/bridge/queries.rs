@@ -9,7 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use redis::{RedisResult, aio::ConnectionManager};
-use shards::{cluster::PresenceQuery, inbox::Inbox, messages::ShardMsg};
+use shards::{cluster::PresenceQuery, inbox::Inbox};
 use tokio::sync::oneshot;
 use tracing::warn;
 
@@ -143,12 +143,9 @@ impl Queries {
 
 /// Replies to a presence query with what it holds.
 pub(super) fn reply_local(query: PresenceQuery, inboxes: &[Arc<Inbox>]) {
-    let (frame, reply) = query.local_answer();
-    if let Some(inbox) = inboxes.get(reply.shard) {
-        let _ = inbox.send(ShardMsg::ToConn {
-            conn: reply.conn,
-            frame,
-        });
+    let (target, msg) = query.answer_msg();
+    if let Some(inbox) = inboxes.get(target) {
+        let _ = inbox.send(msg);
     }
 }
 

@@ -13,11 +13,20 @@ use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
 use super::keys;
+use shards::pusher::presence::is_presence;
 
 /// A member's join or leave, and its first-or-last decision.
 const CHANGE: &str = include_str!("pusher_member.lua");
 /// A dead node's members, removed; those gone from the cluster returned.
 const SWEEP: &str = include_str!("pusher_sweep.lua");
+
+/// `gateway:ch:<name>:subs`: the sockets subscribed to an app's channel, one field per node
+/// (`<node id>` → count; no field: none), for the HTTP API's `subscription_count`.
+const SUBS_SUFFIX: &str = ":subs";
+
+fn subs_key(channel: &str) -> String {
+    format!("{}{channel}{SUBS_SUFFIX}", keys::CHANNEL_PREFIX)
+}
 
 /// Pusher presence of one node, on one Redis connection.
 pub struct PusherMembers {
@@ -103,6 +112,108 @@ impl PusherMembers {
         Ok(out)
     }
 
+    /// Writes this node's subscription counts of app channels (0: the field is deleted).
+    pub async fn set_subscriptions(
+        &mut self,
+        counts: &[(std::sync::Arc<str>, u64)],
+    ) -> RedisResult<()> {
+        for chunk in counts.chunks(super::presence::BATCH) {
+            let mut pipe = redis::pipe();
+            for (channel, n) in chunk {
+                if *n == 0 {
+                    pipe.hdel(subs_key(channel), &self.node_id).ignore();
+                } else {
+                    pipe.hset(subs_key(channel), &self.node_id, *n).ignore();
+                }
+            }
+            pipe.query_async::<()>(&mut self.conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The live nodes other than this one.
+    async fn other_live_nodes(&mut self) -> RedisResult<Vec<String>> {
+        let ids: Vec<String> = redis::cmd("HKEYS")
+            .arg(keys::NODES)
+            .query_async(&mut self.conn)
+            .await?;
+        let ids: Vec<String> = ids.into_iter().filter(|i| *i != self.node_id).collect();
+        let alive = self.alive(&ids).await?;
+        Ok(ids
+            .into_iter()
+            .zip(alive)
+            .filter(|(_, a)| *a)
+            .map(|(i, _)| i)
+            .collect())
+    }
+
+    /// Which of `nodes` have their alive key, in order.
+    async fn alive(&mut self, nodes: &[String]) -> RedisResult<Vec<bool>> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for node in nodes {
+            pipe.exists(keys::node_alive(node));
+        }
+        pipe.query_async(&mut self.conn).await
+    }
+
+    /// One channel on the other live nodes: subscribed sockets, and members (presence channels).
+    pub async fn channel(&mut self, channel: &str) -> RedisResult<(u64, Vec<String>)> {
+        let counts: HashMap<String, u64> = redis::cmd("HGETALL")
+            .arg(subs_key(channel))
+            .query_async(&mut self.conn)
+            .await?;
+        let live = self.other_live_nodes().await?;
+        let subscriptions = live.iter().filter_map(|n| counts.get(n)).sum();
+        let members = if is_presence(channel) {
+            let node = self.node_id.clone();
+            self.members(channel, &node)
+                .await?
+                .into_iter()
+                .map(|(m, _)| m)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((subscriptions, members))
+    }
+
+    /// The channels of app `app` whose name starts with `prefix` that the other live nodes have
+    /// subscribers of, with their members (presence channels).
+    pub async fn channels(
+        &mut self,
+        app: &str,
+        prefix: &str,
+    ) -> RedisResult<Vec<(String, Vec<String>)>> {
+        let start = shards::pusher::names::internal(app, prefix);
+        let mut found = std::collections::BTreeSet::new();
+        for node in self.other_live_nodes().await? {
+            let channels: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(keys::node_channels(&node))
+                .query_async(&mut self.conn)
+                .await?;
+            found.extend(channels.into_iter().filter(|c| c.starts_with(&start)));
+        }
+        let node = self.node_id.clone();
+        let mut out = Vec::with_capacity(found.len());
+        for channel in found {
+            // A node keeps a channel in its set while it has a member field there.
+            let members = self.members(&channel, &node).await?;
+            if members.is_empty() {
+                continue;
+            }
+            let users = if is_presence(&channel) {
+                members.into_iter().map(|(m, _)| m).collect()
+            } else {
+                Vec::new()
+            };
+            out.push((channel, users));
+        }
+        Ok(out)
+    }
+
     /// Removes dead `node`'s presence members; returns `(channel, member)` for each member that has
     /// no socket left anywhere. Run before the node's other members are removed.
     pub async fn sweep(&mut self, node: &str) -> RedisResult<Vec<(String, String)>> {
@@ -112,6 +223,7 @@ impl PusherMembers {
             .arg(node)
             .arg(keys::CHANNEL_PREFIX)
             .arg(keys::MEMBERS_SUFFIX)
+            .arg(SUBS_SUFFIX)
             .invoke_async(&mut self.conn)
             .await?;
         Ok(flat

@@ -56,8 +56,9 @@ pub fn subscribe(c: &mut Client, channel: &str, auth: Option<&str>) -> Value {
     ok
 }
 
-/// A signed HTTP API call for app `(id, key, secret)` on `node`'s WebSocket port; returns (status,
-/// body as JSON, or as a string when it is not JSON).
+/// A signed HTTP API call for app `(id, key, secret)` on `node`'s WebSocket port (`path` may carry
+/// query parameters: they are signed too); returns (status, body as JSON, or as a string when it is
+/// not JSON).
 pub fn api(
     node: &Node,
     (id, key, secret): (&str, &str, &str),
@@ -69,8 +70,20 @@ pub fn api(
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let (path, params) = path.split_once('?').unwrap_or((path, ""));
+    let params: Vec<(&str, &str)> = params
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect();
     let full = format!("/apps/{id}{path}");
-    let query = sign_api_request((key, secret), (method, &full), &[], body.as_bytes(), now);
+    let query = sign_api_request(
+        (key, secret),
+        (method, &full),
+        &params,
+        body.as_bytes(),
+        now,
+    );
     let (status, text) =
         http_request(node.ws_addr, method, &format!("{full}?{query}"), &[], body).expect("request");
     let value = serde_json::from_str(&text).unwrap_or(Value::String(text));

@@ -1,5 +1,5 @@
-//! The connection generators: churn (connect → identify → close, over and over) and ramp (add
-//! connections until something fails).
+//! The connection generators: churn (connect → identify → close, over and over; pusher: connect →
+//! subscribe → close) and ramp (add connections until something fails).
 //!
 //! Both start at `go` and pace new connections at the worker's share of `--rate`. churn counts each
 //! cycle as one message sent (started) and received (completed), its latency the whole cycle. ramp
@@ -65,7 +65,7 @@ async fn cycle(ctx: Arc<Ctx>, i: u64) {
     ctx.rec.sent(key, 1);
     let t0 = now_us();
     let user = (!ctx.task.opts.raw).then(|| ctx.user("churn", i));
-    let outcome = match net::connect(ctx.target(i), ctx.source(i), user.as_deref()).await {
+    let outcome = match super::open_held(&ctx, i, user.as_deref()).await {
         Ok(ws) => net::close_checked(ws).await,
         Err(f) => Err(f),
     };
@@ -106,7 +106,7 @@ async fn held(ctx: Arc<Ctx>, i: u64) {
     ctx.attempted.fetch_add(1, Relaxed);
     let t0 = now_us();
     let user = (!ctx.task.opts.raw).then(|| ctx.user("ramp", i));
-    let mut ws = match net::connect(ctx.target(i), ctx.source(i), user.as_deref()).await {
+    let mut ws = match super::open_held(&ctx, i, user.as_deref()).await {
         Ok(ws) => ws,
         Err(f) => {
             ctx.failed.fetch_add(1, Relaxed);

@@ -8,6 +8,7 @@
 mod churn;
 mod crossnode;
 mod echo;
+mod publish;
 mod stream;
 
 pub use crossnode::{PAIRING, node_of};
@@ -21,14 +22,15 @@ use std::{
 use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 
 use crate::{
-    cli::Scenario,
-    net::{self, Failure},
+    cli::{Protocol, Scenario},
+    net::{self, Failure, Ws},
+    pusher,
     stats::now_us,
     worker::{Alive, Ctx, DRAIN, Pacer},
 };
 
 /// How long past [`DRAIN`] a connection's role may take before it counts as stalled.
-const STALL: Duration = Duration::from_secs(5);
+pub(crate) const STALL: Duration = Duration::from_secs(5);
 
 /// Handshakes a worker has in progress at most while connecting.
 const MAX_PENDING: usize = 2048;
@@ -95,7 +97,11 @@ pub fn setup(ctx: &Arc<Ctx>) -> u64 {
             pacer.tick().await;
             let permit = pending.clone().acquire_owned().await.expect("never closed");
             let ctx = ctx.clone();
-            tokio::spawn(async move { connection(ctx, i, role, permit).await });
+            if role == Role::Publisher && ctx.task.opts.protocol == Protocol::Pusher {
+                tokio::spawn(publish::publisher(ctx, i, permit));
+            } else {
+                tokio::spawn(async move { connection(ctx, i, role, permit).await });
+            }
         }
     });
     units
@@ -110,6 +116,38 @@ pub fn start(ctx: &Arc<Ctx>, end_at: Instant) -> Option<JoinHandle<()>> {
     }
 }
 
+/// Opens connection `i`: v1, identified as `user` (none: raw); pusher, once
+/// `pusher:connection_established` has come.
+pub(crate) async fn open(ctx: &Ctx, i: u64, user: Option<&str>) -> Result<Ws, Failure> {
+    match ctx.task.opts.protocol {
+        Protocol::V1 => net::connect(ctx.target(i), ctx.source(i), user).await,
+        Protocol::Pusher => pusher::connect(ctx.target(i), ctx.source(i)).await,
+    }
+}
+
+/// Subscribes to `channel` and waits for the server's confirmation, in the run's protocol.
+pub(crate) async fn subscribe(ctx: &Ctx, ws: &mut Ws, channel: &str) -> Result<(), Failure> {
+    match ctx.task.opts.protocol {
+        Protocol::V1 => stream::subscribe(ws, channel).await,
+        Protocol::Pusher => pusher::subscribe(ws, channel).await,
+    }
+}
+
+/// Opens connection `i` as idle, churn and ramp do: [`open`], then subscribed to its channel
+/// ([`crate::cli::Options::channel_of`]) if it has one, all within the set-up timeout.
+pub(crate) async fn open_held(ctx: &Ctx, i: u64, user: Option<&str>) -> Result<Ws, Failure> {
+    let set_up = async {
+        let mut ws = open(ctx, i, user).await?;
+        if let Some(channel) = ctx.task.opts.channel_of(i) {
+            subscribe(ctx, &mut ws, &channel).await?;
+        }
+        Ok(ws)
+    };
+    tokio::time::timeout(net::SETUP_TIMEOUT * 2, set_up)
+        .await
+        .unwrap_or_else(|_| Err(Failure::new("timeout")))
+}
+
 /// One connection's life in idle, echo, dm, crossnode and fanout.
 async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::OwnedSemaphorePermit) {
     let _alive = Alive::new(&ctx);
@@ -117,9 +155,12 @@ async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::Owne
     let user = (!ctx.task.opts.raw).then(|| role.user(&ctx, i));
     let t0 = now_us();
     let set_up = async {
-        let mut ws = net::connect(ctx.target(i), ctx.source(i), user.as_deref()).await?;
+        if role == Role::Idle {
+            return open_held(&ctx, i, user.as_deref()).await;
+        }
+        let mut ws = open(&ctx, i, user.as_deref()).await?;
         match role {
-            Role::Subscriber => stream::subscribe(&mut ws, &ctx.task.opts.channel).await?,
+            Role::Subscriber => subscribe(&ctx, &mut ws, &ctx.task.opts.channel).await?,
             Role::Sender(p) if ctx.task.scenario == Scenario::Crossnode => {
                 crossnode::probe(&mut ws, &Role::Receiver(p).user(&ctx, i + 1)).await?;
             }
@@ -166,7 +207,10 @@ async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::Owne
                 stream::receive_numbered(&ctx, &mut ws, key, &from, end_at, early).await
             }
             Role::Subscriber => {
-                let from = Role::Publisher.user(&ctx, 0);
+                let from = match ctx.task.opts.protocol {
+                    Protocol::V1 => Role::Publisher.user(&ctx, 0),
+                    Protocol::Pusher => ctx.task.opts.channel.clone(),
+                };
                 stream::receive_numbered(&ctx, &mut ws, key, &from, end_at, early).await
             }
             Role::Publisher => {

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     accounting::SeqTracker,
+    cli::Protocol,
     net::{self, Data, Failure, Ws},
     stats::now_us,
     worker::{Ctx, DRAIN, Pacer},
@@ -165,7 +166,7 @@ pub async fn send_numbered(
 }
 
 /// What a message from the sender carries.
-enum Numbered {
+pub(super) enum Numbered {
     /// Message `seq`, sent at `t_us`.
     Msg { seq: u64, t_us: u64 },
     /// The sender sent `0..total`.
@@ -221,7 +222,11 @@ struct Receiving {
 impl Receiving {
     /// Accounts for one frame.
     fn on_data(&mut self, ctx: &Ctx, key: usize, from: &str, data: &Data) {
-        match numbered(ctx, data, from) {
+        let numbered = match ctx.task.opts.protocol {
+            Protocol::V1 => numbered(ctx, data, from),
+            Protocol::Pusher => super::publish::numbered(ctx, data, from),
+        };
+        match numbered {
             Some(Numbered::Msg { seq, t_us }) => {
                 self.tracker.record(seq);
                 ctx.received.fetch_add(1, Relaxed);
@@ -236,7 +241,7 @@ impl Receiving {
     }
 }
 
-/// Checks the stream from user `from` (starting with the frames in `early`, which arrived before this
+/// Checks the stream from user `from` (pusher: on channel `from`) (starting with the frames in `early`, which arrived before this
 /// task saw `go`) until it is complete or [`DRAIN`] after `end_at`; adds the verdict to the worker's
 /// counts.
 pub async fn receive_numbered(
@@ -260,7 +265,7 @@ pub async fn receive_numbered(
             break Ok(());
         }
         tokio::select! {
-            r = net::recv(ws) => match r {
+            r = ctx.recv(ws) => match r {
                 Err(f) => break Err(f),
                 Ok(data) => st.on_data(ctx, key, from, &data),
             },

@@ -22,6 +22,12 @@ pub enum Phase {
     Handshake(Vec<u8>),
     /// Upgraded: WebSocket frames flow.
     Open,
+    /// An HTTP API request waiting for its answer from other shards or the cluster (a Pusher channel
+    /// query); dropped at `deadline_ms` if none comes. Bytes read meanwhile are discarded.
+    Answering {
+        /// When the connection is dropped without an answer.
+        deadline_ms: u64,
+    },
     /// A close frame is queued or sent; the connection ends when it is flushed and the peer answers,
     /// or at `deadline_ms`.
     Closing {

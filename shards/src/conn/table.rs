@@ -145,7 +145,7 @@ impl ConnTable {
             return;
         }
         match conn.phase {
-            Phase::Handshake(_) => conn.abort = true,
+            Phase::Handshake(_) | Phase::Answering { .. } => conn.abort = true,
             _ => {
                 if reason == CloseReason::SlowConsumer {
                     conn.out.drop_unstarted();

@@ -133,7 +133,7 @@ fn drive(
                     shard.metrics.handshake_failed("io");
                     return Step::Done(CloseReason::PeerGone);
                 }
-                Phase::Open => return Step::Done(CloseReason::PeerGone),
+                Phase::Open | Phase::Answering { .. } => return Step::Done(CloseReason::PeerGone),
             },
             Poll::Ready(Ok(n)) => {
                 reads += 1;
@@ -205,7 +205,7 @@ fn on_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &mut [u8], now
     };
     match conn.phase {
         Phase::Handshake(_) => handshake_bytes(shard, st, id, data, now),
-        Phase::Closing { desync: true, .. } => {} // lingering close: discard
+        Phase::Closing { desync: true, .. } | Phase::Answering { .. } => {} // discard
         _ => frames(shard, st, id, data, now),
     }
 }

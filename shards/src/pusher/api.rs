@@ -17,6 +17,7 @@ use super::{
     subscribe::SERVER_TO_USER,
 };
 use crate::{
+    ids::ConnId,
     messages::Origin,
     route,
     shard::{Shard, ShardState},
@@ -31,14 +32,21 @@ const MAX_TRIGGER_CHANNELS: usize = 100;
 /// Most events one batch may hold.
 const MAX_BATCH_EVENTS: usize = 10;
 
-/// Answers a complete HTTP API request.
-pub fn answer(shard: &Shard, st: &mut ShardState, req: &Request<'_>, now: u64) -> Response {
+/// Answers a complete HTTP API request, or gives back the channel query whose answer comes later to
+/// the waiting connection `conn`.
+pub fn answer(
+    shard: &Shard,
+    st: &mut ShardState,
+    conn: ConnId,
+    req: &Request<'_>,
+    now: u64,
+) -> Result<Response, Box<super::query::Query>> {
     let Some(rest) = req.path.strip_prefix("/apps/") else {
-        return Response::error(404, "not found");
+        return Ok(Response::error(404, "not found"));
     };
     let (app_id, route) = rest.split_once('/').unwrap_or((rest, ""));
     let Some((_, app)) = shard.config.pusher.by_id(app_id) else {
-        return Response::error(404, "unknown app");
+        return Ok(Response::error(404, "unknown app"));
     };
     let app = app.clone();
     let query: Vec<(&str, &str)> = req
@@ -63,25 +71,27 @@ pub fn answer(shard: &Shard, st: &mut ShardState, req: &Request<'_>, now: u64) -
         } else {
             401
         };
-        return Response::error(status, e.message());
+        return Ok(Response::error(status, e.message()));
     }
     if !app.enabled {
-        return Response::error(403, "app disabled");
+        return Ok(Response::error(403, "app disabled"));
     }
-    match (req.method, route) {
+    Ok(match (req.method, route) {
         ("POST", "events") => events(shard, st, &app, req.body, now),
         ("POST", "batch_events") => batch(shard, st, &app, req.body, now),
-        ("GET", r) if r == "channels" || r.starts_with("channels/") => Response::error(
-            501,
-            "channel queries are not served by this gateway version",
-        ),
+        ("GET", r) if r == "channels" || r.starts_with("channels/") => {
+            match super::query::parse(&app.id, r, &query, (shard.id, conn)) {
+                Ok(q) => return Err(Box::new(q)),
+                Err(refused) => refused,
+            }
+        }
         ("POST", r) if r.starts_with("users/") && r.ends_with("/terminate_connections") => {
             let user = &r["users/".len()..r.len() - "/terminate_connections".len()];
             terminate(shard, st, &app, user, now)
         }
         (_, "events" | "batch_events") => Response::error(405, "use POST"),
         _ => Response::error(404, "not found"),
-    }
+    })
 }
 
 /// `POST /apps/{id}/events`: one event to up to 100 channels.

@@ -100,11 +100,18 @@ pub fn on_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], now
         Framed::Refused(response) => (response, true),
         Framed::Complete { head, length } => {
             let buf = std::mem::take(buf);
-            let response = match parse(&buf[..head], &buf[head..head + length]) {
-                Some(req) => super::api::answer(shard, st, &req, now),
-                None => Response::error(400, "malformed request"),
+            let answer = match parse(&buf[..head], &buf[head..head + length]) {
+                Some(req) => super::api::answer(shard, st, id, &req, now),
+                None => Ok(Response::error(400, "malformed request")),
             };
-            (response, false)
+            match answer {
+                Ok(response) => (response, false),
+                Err(query) => {
+                    // Waiting first: an answer found in place is written at once.
+                    wait(shard, st, id, now);
+                    return super::query::start(shard, st, *query, now);
+                }
+            }
         }
     };
     respond(shard, st, id, &response, unread, now);
@@ -193,6 +200,27 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The request's answer comes later (from other shards or the cluster): the connection waits, for at
+/// most the handshake timeout.
+fn wait(shard: &Shard, st: &mut ShardState, id: ConnId, now: u64) {
+    let deadline_ms = now + shard.config.handshake_timeout.as_millis() as u64;
+    if let Some(conn) = st.conns.get_mut(id) {
+        conn.phase = Phase::Answering { deadline_ms };
+        st.conns.schedule(id, deadline_ms);
+    }
+}
+
+/// The answer of a request that waited ([`wait`]), if its connection still waits.
+pub fn answer_later(shard: &Shard, st: &mut ShardState, id: ConnId, r: &Response, now: u64) {
+    if st
+        .conns
+        .get(id)
+        .is_some_and(|c| matches!(c.phase, Phase::Answering { .. }))
+    {
+        respond(shard, st, id, r, false, now);
+    }
 }
 
 /// Queues the response and closes the connection once it is written. With `unread` (a request refused

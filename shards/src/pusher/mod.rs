@@ -18,6 +18,7 @@ pub mod frames;
 pub mod http;
 pub mod names;
 pub mod presence;
+pub mod query;
 pub mod signature;
 pub mod signin;
 pub mod subscribe;

@@ -171,6 +171,22 @@ pub fn refuse(shard: &Shard, st: &mut ShardState, channel: Arc<str>, ack: ReplyT
     }
 }
 
+/// At a presence subscriber's shard: its `subscription_succeeded` (`frame`), and from then on the
+/// channel's events. Events before it are not delivered: the member list it carries supersedes them,
+/// so pusher-js never hears a `member_added` before the list it belongs to.
+pub fn succeeded_at(conn: crate::ids::ConnId, channel: Arc<str>, frame: Bytes) -> ShardMsg {
+    ShardMsg::Invoke(Box::new(move |_, st, now| {
+        let subscribed = st
+            .conns
+            .get(conn)
+            .is_some_and(|c| c.subs.iter().any(|s| *s == channel));
+        if subscribed {
+            st.channels.add(channel, conn);
+            st.conns.enqueue(conn, frame, now);
+        }
+    }))
+}
+
 /// `pusher_internal:subscription_succeeded` of a presence channel: every member with its info.
 pub fn succeeded(channel: &str, members: &[(&Arc<str>, &Arc<str>)]) -> Bytes {
     let mut inner = String::with_capacity(32 + members.len() * 48);
