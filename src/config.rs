@@ -69,6 +69,10 @@ pub struct Config {
     pub channels: channels::ChannelsSection,
     /// `[pusher]`: the Pusher apps served on `/app/{key}` and `/apps/{id}/...`.
     pub pusher: pusher::PusherSection,
+    /// `[[webhooks]]`: protocol v1 webhook targets (file only).
+    pub webhooks: Vec<webhooks::GatewayWebhook>,
+    /// `[webhook_delivery]`: grace, batching and retries of every webhook.
+    pub webhook_delivery: webhooks::DeliverySection,
 }
 
 /// `[cluster]`: presence and node registry in Redis (only with `redis_url`).
@@ -299,6 +303,8 @@ impl Default for Config {
             api: ApiSection::default(),
             channels: channels::ChannelsSection::default(),
             pusher: pusher::PusherSection::default(),
+            webhooks: Vec::new(),
+            webhook_delivery: webhooks::DeliverySection::default(),
         }
     }
 }
@@ -723,6 +729,19 @@ impl Config {
             ),
         );
         problems.extend(pusher::problems(&self.pusher));
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            problems.extend(webhooks::problems(
+                &format!("webhooks[{i}]"),
+                &hook.url,
+                &hook.events,
+                &webhooks::GATEWAY_EVENTS,
+            ));
+        }
+        let d = &self.webhook_delivery;
+        if d.batch_ms == 0 || d.queue_capacity == 0 {
+            problems
+                .push("webhook_delivery.batch_ms and queue_capacity must be greater than 0".into());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -764,6 +783,7 @@ fn env_keys(table: &toml::Table) -> Vec<EnvKey> {
         match value {
             // Lists of tables (`[[channels.namespaces]]`): file only.
             toml::Value::Table(_) if name == "channels" || name == "pusher" => {}
+            toml::Value::Array(_) if name == "webhooks" => {}
             toml::Value::Table(section) => keys.extend(section.keys().map(|key| EnvKey {
                 var: format!("{ENV_PREFIX}{}_{}", name.to_uppercase(), key.to_uppercase()),
                 section: Some(name.clone()),
@@ -832,6 +852,7 @@ fn hostname() -> String {
 
 pub mod channels;
 pub mod pusher;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

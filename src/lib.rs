@@ -20,3 +20,4 @@ pub mod drain;
 pub mod limits;
 pub mod node;
 pub mod relay;
+pub mod webhooks;

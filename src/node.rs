@@ -57,6 +57,10 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
     let node_id = config.node_id_or_default();
     let mut shard_config = shard_config(&config, &node_id, shards, &cpus, &limits)?;
     shard_config.mode = mode;
+    let webhooks = crate::webhooks::spawn(&config)?;
+    if let Some(w) = &webhooks {
+        shard_config.webhooks = Some(w.clone());
+    }
     let link = (!config.redis_url.is_empty()).then(|| Arc::new(BridgeLink::new()));
     if let Some(link) = &link {
         shard_config.cluster = Some(link.clone());
@@ -110,6 +114,9 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
                 node_ttl: Duration::from_millis(c.node_ttl_ms),
                 require_for_ready: c.require_redis_for_ready,
                 history: config.history.to_shards(),
+                webhooks: webhooks
+                    .clone()
+                    .map(|w| w as Arc<dyn shards::webhooks::WebhookSink>),
                 stats: {
                     let status = status.clone();
                     Arc::new(move || NodeStats {

@@ -83,6 +83,8 @@ pub struct ShardConfig {
     pub cluster: Option<Arc<dyn crate::cluster::ClusterLink>>,
     /// The Pusher apps served on `/app/{key}` and `/apps/{id}/...`; none: those answer as unknown.
     pub pusher: Arc<crate::pusher::apps::Apps>,
+    /// Where webhook events go; `None`: no webhook is configured.
+    pub webhooks: Option<Arc<dyn crate::webhooks::WebhookSink>>,
 }
 
 impl ShardConfig {
@@ -119,6 +121,7 @@ impl ShardConfig {
             channel_history: Default::default(),
             cluster: None,
             pusher: Default::default(),
+            webhooks: None,
         }
     }
 

@@ -25,6 +25,9 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             admit,
         } => {
             st.directory.add(user.clone(), holder);
+            if st.directory.connections(&user) == 1 {
+                crate::webhooks::online(shard, &user, true);
+            }
             match admit {
                 // Reports the presence change itself (with the confirmation, in cluster mode).
                 Some(admit) => crate::admit::at_owner(shard, st, &user, holder, admit, now),
@@ -39,6 +42,9 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             shard: holder,
         } => {
             st.directory.remove(&user, holder);
+            if st.directory.connections(&user) == 0 {
+                crate::webhooks::online(shard, &user, false);
+            }
             report_presence(shard, st, &user);
         }
         ShardMsg::RouteUser {
@@ -160,6 +166,9 @@ fn chan_sub_at_owner(
     now: u64,
 ) {
     let joined = st.index.subscribe(channel.clone(), user.clone(), holder);
+    if joined.first {
+        crate::webhooks::occupied(shard, &channel, true);
+    }
     // A presence member's cluster record carries its info: written by `pusher::presence`.
     let presence = info.is_some();
     if let Some(info) = info {
@@ -290,6 +299,9 @@ fn chan_unsub_at_owner(
     let presence = crate::pusher::presence::is_presence(&channel);
     if left.user_left && presence {
         crate::pusher::presence::left(shard, st, &channel, &user, now);
+    }
+    if left.last {
+        crate::webhooks::occupied(shard, &channel, false);
     }
     if let Some(link) = &shard.config.cluster {
         report_subscriptions(link, st, &channel);

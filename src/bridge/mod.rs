@@ -142,6 +142,8 @@ pub struct BridgeConfig {
     pub stats: Arc<dyn Fn() -> NodeStats + Send + Sync>,
     /// Per-user history limits (the streams in Redis).
     pub history: HistoryConfig,
+    /// Where the cluster's webhook decisions go (member added/removed, channel occupied/vacated).
+    pub webhooks: Option<Arc<dyn shards::webhooks::WebhookSink>>,
 }
 
 /// Control of the running bridge.
@@ -323,6 +325,8 @@ struct Session {
     members: ChannelMembers,
     /// Pusher presence members and the cluster's first-join and last-leave decisions.
     pusher: PusherMembers,
+    /// Where the cluster's webhook decisions go.
+    webhooks: Option<Arc<dyn shards::webhooks::WebhookSink>>,
     subscriber: Subscriber,
     /// Topics the listening connection is subscribed to.
     subscribed: HashSet<Arc<str>>,
@@ -379,6 +383,7 @@ async fn serve(
         .with_stats(config.stats.clone()),
         members: ChannelMembers::new(conn.clone(), config.node_id.clone()),
         pusher: PusherMembers::new(conn.clone(), config.node_id.clone()),
+        webhooks: config.webhooks.clone(),
         subscriber,
         subscribed: HashSet::new(),
         swept: HashSet::new(),
@@ -676,7 +681,14 @@ async fn write_pending(
             changes.iter().map(|((c, u), m)| (&**c, &**u, *m)).collect();
         timed(session.members.apply(&refs)).await?;
     }
-    pusher::apply(&mut session.pusher, &mut state.presence, inboxes).await?;
+    let hooks = session.webhooks.clone();
+    pusher::apply(
+        &mut session.pusher,
+        &mut state.presence,
+        inboxes,
+        hooks.as_deref(),
+    )
+    .await?;
     if !state.subscriptions.is_empty() {
         let counts: Vec<(Arc<str>, u64)> = state.subscriptions.drain().collect();
         timed(session.pusher.set_subscriptions(&counts)).await?;
@@ -806,7 +818,8 @@ async fn heartbeat(
             if session.swept.insert(node.id.clone()) {
                 // Presence members first: their sweep tells who left the cluster with the node.
                 let inboxes = session.queries.inboxes.clone();
-                pusher::sweep(&mut session.pusher, &node.id, &inboxes).await?;
+                let hooks = session.webhooks.clone();
+                pusher::sweep(&mut session.pusher, &node.id, &inboxes, hooks.as_deref()).await?;
                 let fields = timed(session.members.remove_node(&node.id)).await?;
                 if fields > 0 {
                     info!(node = %node.id, fields, "removed the channel members of a dead node");
@@ -832,9 +845,14 @@ async fn finish(session: &mut Session, shared: &Shared, state: &mut BridgeState)
     drain_events(&shared.link, state, None);
     // The members whose last socket was here leave the cluster now, not when this node is swept.
     let relay = session.relay.clone();
-    if let Err(e) =
-        pusher::apply_at_shutdown(&mut session.pusher, &mut state.presence, &relay).await
-    {
+    let hooks = session.webhooks.clone();
+    let written = pusher::apply_at_shutdown(
+        &mut session.pusher,
+        &mut state.presence,
+        &relay,
+        hooks.as_deref(),
+    );
+    if let Err(e) = written.await {
         warn!(error = %e, "could not write the last presence changes");
     }
     let users: Vec<Arc<str>> = state

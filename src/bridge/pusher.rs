@@ -16,6 +16,7 @@ use shards::{
     messages::{Origin, ReplyTo},
     pusher::presence::{member_event, member_event_name, member_frame},
     pusher::query::{Ask, Query, reply_from_outside},
+    webhooks::{Hook, WebhookSink},
 };
 use tracing::{info, warn};
 
@@ -39,6 +40,7 @@ pub async fn apply(
     store: &mut PusherMembers,
     queue: &mut VecDeque<MemberChange>,
     inboxes: &[Arc<Inbox>],
+    hooks: Option<&dyn WebhookSink>,
 ) -> redis::RedisResult<()> {
     while let Some(change) = queue.front() {
         let decided =
@@ -46,6 +48,7 @@ pub async fn apply(
                 .await?;
         let change = queue.pop_front().expect("front exists");
         if decided {
+            hook(&change, hooks);
             send(change, inboxes);
         }
     }
@@ -58,12 +61,14 @@ pub async fn apply_at_shutdown(
     store: &mut PusherMembers,
     queue: &mut VecDeque<MemberChange>,
     relay: &Relay,
+    hooks: Option<&dyn WebhookSink>,
 ) -> redis::RedisResult<()> {
     while let Some(change) = queue.pop_front() {
         let decided =
             super::timed(store.change(&change.channel, &change.member, change.info.as_deref()))
                 .await?;
         if decided {
+            hook(&change, hooks);
             let joined = change.info.is_some();
             let event = member_event_name(joined);
             let info = change.info.as_deref();
@@ -86,6 +91,7 @@ pub async fn sweep(
     store: &mut PusherMembers,
     node: &str,
     inboxes: &[Arc<Inbox>],
+    hooks: Option<&dyn WebhookSink>,
 ) -> redis::RedisResult<()> {
     let departed = super::timed(store.sweep(node)).await?;
     if !departed.is_empty() {
@@ -102,9 +108,22 @@ pub async fn sweep(
             info: None,
             joiner: None,
         };
+        hook(&change, hooks);
         send(change, inboxes);
     }
     Ok(())
+}
+
+/// The webhook of a decided member change.
+fn hook(change: &MemberChange, hooks: Option<&dyn WebhookSink>) {
+    let Some(hooks) = hooks else {
+        return;
+    };
+    let (channel, member) = (change.channel.clone(), change.member.clone());
+    hooks.emit(match change.info {
+        Some(_) => Hook::MemberAdded { channel, member },
+        None => Hook::MemberRemoved { channel, member },
+    });
 }
 
 /// Completes a Pusher channel query with the other live nodes' entries and answers it (this node's

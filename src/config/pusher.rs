@@ -41,6 +41,10 @@ pub struct AppEntry {
     /// Members one presence channel may hold. Default 100 (Pusher's own).
     #[serde(default = "hundred")]
     pub max_presence_members: u32,
+    /// Where the app's webhooks go: `[{ url = "http://...", events = ["channel_occupied", ...] }]`
+    /// (no `events`: all five). Signed with the app's secret (`X-Pusher-Signature`).
+    #[serde(default)]
+    pub webhooks: Vec<super::webhooks::PusherWebhook>,
 }
 
 fn yes() -> bool {
@@ -61,6 +65,7 @@ impl fmt::Debug for AppEntry {
             .field("max_connections", &self.max_connections)
             .field("client_events", &self.client_events)
             .field("max_presence_members", &self.max_presence_members)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -96,6 +101,7 @@ pub fn parse_env(raw: &str) -> Result<Vec<AppEntry>, String> {
                     max_connections: 0,
                     client_events: true,
                     max_presence_members: hundred(),
+                    webhooks: Vec::new(),
                 }),
                 _ => Err(format!(
                     "expected id:key:secret entries separated by commas, got {entry:?}"
@@ -133,6 +139,14 @@ pub fn problems(section: &PusherSection) -> Vec<String> {
         if app.max_presence_members == 0 {
             out.push(format!(
                 "pusher.apps[{i}].max_presence_members must be at least 1"
+            ));
+        }
+        for (j, hook) in app.webhooks.iter().enumerate() {
+            out.extend(super::webhooks::problems(
+                &format!("pusher.apps[{i}].webhooks[{j}]"),
+                &hook.url,
+                &hook.events,
+                &super::webhooks::PUSHER_EVENTS,
             ));
         }
         let earlier = &section.apps[..i];

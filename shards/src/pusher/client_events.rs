@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use simd_json::BorrowedValue;
+use simd_json::{BorrowedValue, prelude::*};
 
 use super::{
     frames,
@@ -76,6 +76,21 @@ pub fn send(
     let frame = frames::event(event, channel, data, user_id);
     if frame.len() > MAX_DATA_BYTES + MAX_NAME_BYTES + channel.len() + 256 {
         return refuse(st, None, "client event data over 10 KB");
+    }
+    if let Some(sink) = shard
+        .config
+        .webhooks
+        .as_ref()
+        .filter(|s| s.wants_client_events())
+    {
+        let hook = crate::webhooks::Hook::ClientEvent {
+            channel: internal.clone(),
+            event: Arc::from(event),
+            data: Arc::from(data.encode().as_str()),
+            socket_id: Arc::from(super::conn::socket_id(shard, conn).as_str()),
+            user_id: user_id.map(Arc::from),
+        };
+        sink.emit(hook);
     }
     let sender = ReplyTo {
         shard: shard.id,

@@ -108,6 +108,7 @@ pub fn joined(
             // The cluster decides whether this is the member's first socket anywhere.
             link.presence_member(channel, member, Some(info), joiner.cloned());
         } else {
+            crate::webhooks::member(shard, channel, member, true);
             let (_, msg) = member_event(channel, member, Some(&info), joiner.cloned(), 1);
             route::handle(shard, st, msg, now);
         }
@@ -126,6 +127,7 @@ pub fn left(shard: &Shard, st: &mut ShardState, channel: &Arc<str>, member: &Arc
     match &shard.config.cluster {
         Some(link) => link.presence_member(channel, member, None, None),
         None => {
+            crate::webhooks::member(shard, channel, member, false);
             let (_, msg) = member_event(channel, member, None, None, 1);
             route::handle(shard, st, msg, now);
         }

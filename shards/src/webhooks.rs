@@ -1,0 +1,94 @@
+//! What the data plane tells the backend's webhooks, and where it hands them over.
+//!
+//! Shards decide the events they can decide alone and pass them to a [`WebhookSink`] (the node's
+//! webhook dispatcher, in the `gateway` crate), which never blocks: it queues, batches per target,
+//! signs, posts and retries on its own thread. On a single node the channel's owner shard decides
+//! occupied/vacated and member added/removed; in cluster mode those are decided cluster-wide by the
+//! bridge, and only client events (one per event, wherever it is sent) come from the shards.
+
+use std::sync::Arc;
+
+/// One webhook event. Channel and user names are the internal ones (a Pusher app's channel is
+/// `\x01{app}\x01{name}`); the dispatcher maps them to their app and external names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A channel's first subscriber (anywhere).
+    ChannelOccupied { channel: Arc<str> },
+    /// A channel's last subscriber left (anywhere); sent after the grace unless re-occupied.
+    ChannelVacated { channel: Arc<str> },
+    /// A presence member's first socket (anywhere).
+    MemberAdded { channel: Arc<str>, member: Arc<str> },
+    /// A presence member's last socket left (anywhere); sent after the grace unless it came back.
+    MemberRemoved { channel: Arc<str>, member: Arc<str> },
+    /// A client event on a private or presence channel.
+    ClientEvent {
+        channel: Arc<str>,
+        event: Arc<str>,
+        /// The event's data as JSON text.
+        data: Arc<str>,
+        socket_id: Arc<str>,
+        /// The sender's member id on a presence channel.
+        user_id: Option<Arc<str>>,
+    },
+    /// A protocol v1 user's first connection (anywhere).
+    UserOnline { user: Arc<str> },
+    /// A protocol v1 user's last connection closed (anywhere); sent after the grace unless it came
+    /// back.
+    UserOffline { user: Arc<str> },
+}
+
+/// The owner shard of `channel`: its first subscriber on this node came (`true`) or its last left.
+/// On a single node that is the channel's occupancy; in cluster mode the bridge decides it across
+/// the nodes from the same transitions (reported as channel interest), so nothing is sent here.
+pub fn occupied(shard: &crate::shard::Shard, channel: &Arc<str>, first: bool) {
+    let Some(sink) = &shard.config.webhooks else {
+        return;
+    };
+    if shard.config.cluster.is_some() {
+        return;
+    }
+    let channel = channel.clone();
+    sink.emit(if first {
+        Hook::ChannelOccupied { channel }
+    } else {
+        Hook::ChannelVacated { channel }
+    });
+}
+
+/// The owner shard of `user`: its first connection on this node came (`true`) or its last left.
+/// On a single node that is the user's online state; in cluster mode the bridge decides it.
+pub fn online(shard: &crate::shard::Shard, user: &Arc<str>, first: bool) {
+    let Some(sink) = &shard.config.webhooks else {
+        return;
+    };
+    if shard.config.cluster.is_some() {
+        return;
+    }
+    let user = user.clone();
+    sink.emit(if first {
+        Hook::UserOnline { user }
+    } else {
+        Hook::UserOffline { user }
+    });
+}
+
+/// A presence member's first socket came (`true`) or its last left, on a single node.
+pub fn member(shard: &crate::shard::Shard, channel: &Arc<str>, member: &Arc<str>, added: bool) {
+    let Some(sink) = &shard.config.webhooks else {
+        return;
+    };
+    let (channel, member) = (channel.clone(), member.clone());
+    sink.emit(if added {
+        Hook::MemberAdded { channel, member }
+    } else {
+        Hook::MemberRemoved { channel, member }
+    });
+}
+
+/// Takes webhook events; implemented by the node's dispatcher. Must not block.
+pub trait WebhookSink: Send + Sync {
+    /// Queues `hook` for the targets that want it (dropped, and counted, when the queue is full).
+    fn emit(&self, hook: Hook);
+    /// Whether any target wants client events (so shards skip building them when none does).
+    fn wants_client_events(&self) -> bool;
+}
