@@ -39,7 +39,21 @@ fn node_available(test: &str) -> bool {
 /// Runs the driver's `cases` against `node` (and `node_b` for the cross-node cases); asserts every
 /// case reports `ok`.
 fn run_cases(node: &Node, node_b: Option<&Node>, app: (&str, &str, &str), cases: &[&str]) {
+    run_cases_with(node, node_b, app, cases, &mut Vec::new());
+}
+
+/// [`run_cases`] with extra environment variables for the driver.
+fn run_cases_with(
+    node: &Node,
+    node_b: Option<&Node>,
+    app: (&str, &str, &str),
+    cases: &[&str],
+    env: &mut Vec<(&str, String)>,
+) {
     let mut cmd = Command::new("node");
+    for (k, v) in env.drain(..) {
+        cmd.env(k, v);
+    }
     if let Some(b) = node_b {
         cmd.env("GATEWAY_PORT_B", b.ws_addr.port().to_string());
     }
@@ -142,6 +156,34 @@ fn python_sdk_available() -> bool {
     }
     eprintln!("SKIP the_python_server_sdk_triggers_and_queries: the pusher package is missing");
     false
+}
+
+#[test]
+fn the_node_sdk_validates_every_webhook_the_gateway_posts() {
+    if !node_available("the_node_sdk_validates_every_webhook_the_gateway_posts") {
+        return;
+    }
+    // A free port for the driver's receiver: bound, then released for the driver to take.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let apps = format!(
+        r#"[{{ id = "app-1", key = "key-1", secret = "secret-1", webhooks = [{{ url = "http://127.0.0.1:{port}/hooks" }}] }}]"#
+    );
+    let node = Node::start(
+        NodeOpts::new()
+            .set("pusher.apps", apps)
+            .set("webhook_delivery.grace_ms", 300),
+    );
+    let mut cmd_env = vec![("WEBHOOK_PORT", port.to_string())];
+    run_cases_with(
+        &node,
+        None,
+        ("app-1", "key-1", "secret-1"),
+        &["webhooks"],
+        &mut cmd_env,
+    );
 }
 
 #[test]

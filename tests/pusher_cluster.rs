@@ -149,7 +149,21 @@ fn triggers_client_events_and_user_events_cross_nodes() {
     // A client event from B reaches A, not B.
     on_b.send_json(&json!({"event": "client-x", "channel": "private-chat", "data": {"n": 1}}));
     assert_eq!(on_a.recv_json()["data"], json!({"n": 1}));
-    nothing_pending(&mut on_b);
+    nothing_pending(&mut on_b); // Signed in on B, sent to from A right after signin_success: delivered (the success waits for
+    // the user's presence in Redis, as a v1 `ready` does).
+    for round in 0..20 {
+        let user_data = json!({"id": format!("u{round}")}).to_string();
+        let (mut c, id) = connect(&b, "k1");
+        let auth = shards::pusher::signature::user_auth("k1", "s1", &id, &user_data);
+        c.send_json(
+            &json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
+        );
+        assert_eq!(c.recv_json()["event"], "pusher:signin_success");
+        let body =
+            json!({"name": "hi", "channel": format!("#server-to-user-u{round}"), "data": "x"});
+        assert_eq!(api(&a, APP, "POST", "/events", &body.to_string()).0, 200);
+        assert_eq!(c.recv_json()["event"], "hi", "round {round}");
+    }
 }
 
 #[test]

@@ -150,7 +150,12 @@ pub fn on_verdict(shard: &Shard, st: &mut ShardState, conn: ConnId, verdict: Ver
             shard.metrics.too_many_connections.increment(1);
             let max = shard.config.max_connections_per_user;
             let message = format!("this user already holds {max} connections on this node");
-            let frame = encode::error(id.as_deref(), ErrorCode::TooManyConnections, &message);
+            let pusher = st.conns.get(conn).is_some_and(|c| c.pusher.is_some());
+            let frame = if pusher {
+                crate::pusher::frames::error(Some(4009), &message)
+            } else {
+                encode::error(id.as_deref(), ErrorCode::TooManyConnections, &message)
+            };
             st.conns.enqueue(conn, frame, now);
             st.conns.close(conn, CloseReason::Policy, now);
         }
@@ -169,8 +174,18 @@ pub fn finish_ready(
     let Some(waiting) = st.resuming.take_ready(conn) else {
         return; // closed meanwhile, or refused
     };
-    let Some(frame) = ready_frame(shard, st, conn, waiting.id.as_deref(), cluster) else {
-        return;
+    // A Pusher sign-in waits the same way; its answer is `pusher:signin_success`.
+    let signin = st
+        .conns
+        .get_mut(conn)
+        .and_then(|c| c.pusher.as_mut())
+        .and_then(|p| p.signin.take());
+    let frame = match signin {
+        Some(frame) => *frame,
+        None => match ready_frame(shard, st, conn, waiting.id.as_deref(), cluster) {
+            Some(frame) => frame,
+            None => return,
+        },
     };
     if cluster == Some(ClusterState::Degraded) {
         shard.metrics.ready_degraded.increment(1);

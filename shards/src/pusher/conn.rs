@@ -37,6 +37,9 @@ pub struct PusherConn {
     pub presence: Vec<(Arc<str>, Arc<str>)>,
     /// The signed-in user (`pusher:signin`), app-scoped; `None` until then.
     pub user: Option<Arc<str>>,
+    /// `pusher:signin_success`, held until the user's presence is confirmed in the cluster (so a
+    /// sendToUser made anywhere right after it reaches this socket).
+    pub signin: Option<Box<Bytes>>,
     /// `client-*` events this socket may send (10 per second by default).
     pub client_events: TokenBucket,
 }
@@ -89,6 +92,7 @@ pub fn open(
                 anonymous,
                 presence: Vec::new(),
                 user: None,
+                signin: None,
                 client_events: TokenBucket::new(CLIENT_EVENTS_PER_SEC, CLIENT_EVENTS_PER_SEC, now),
             }));
             let timeout = shard.config.heartbeat_interval.as_secs().max(1);

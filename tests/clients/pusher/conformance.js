@@ -205,8 +205,7 @@ async function caseEchoPublic() {
 
 // ---------------------------------------------------------------- cases: presence
 
-const OBSERVER = { user_id: 'obs', user_info: { name: 'Observer' } };
-const ANN = { user_id: 'u1', user_info: { name: 'Ann' } };
+const { OBSERVER, ANN, caseQueries, caseWebhooks } = require('./cases_api');
 
 /**
  * Subscribes `client` to `name` and expects the gateway to refuse it with a channel-level
@@ -497,37 +496,7 @@ async function caseCrossSendToUser() {
   expectEqual(await withFrames(received, client), { a: 1 }, "data of 'hello' at node B");
 }
 
-/** The SDK's get(): channel lists, one channel's info, a presence channel's users. */
-async function caseQueries() {
-  const presence = randomName('presence-q');
-  const plain = randomName('public-q');
-  const a = await connected(newClient({ user: ANN, label: 'a' }));
-  const b = await connected(newClient({ user: OBSERVER, label: 'b' }));
-  await subscribed(a, presence);
-  await subscribed(b, presence);
-  await subscribed(a, plain);
-  await subscribed(b, plain);
-  const server = sdk();
-  const body = async (path, params) => {
-    const res = await sdkCall(server.get({ path, params }), `get ${path}`);
-    expectStatus(res, 200, `get ${path}`);
-    return res.json();
-  };
-  const all = await body('/channels', {});
-  for (const name of [presence, plain]) {
-    if (!all.channels || !(name in all.channels)) throw new Error(`/channels lacks ${name}: ${show(all)}`);
-  }
-  const counted = await body('/channels', { filter_by_prefix: 'presence-', info: 'user_count' });
-  expectEqual(counted.channels[presence], { user_count: 2 }, `user_count of ${presence}`);
-  const one = await body(`/channels/${plain}`, { info: 'subscription_count' });
-  expectEqual(one, { occupied: true, subscription_count: 2 }, `/channels/${plain}`);
-  const users = await body(`/channels/${presence}/users`, {});
-  const ids = users.users.map((u) => u.id).sort();
-  expectEqual(ids, [ANN.user_id, OBSERVER.user_id].sort(), `/channels/${presence}/users`);
-  const empty = await body(`/channels/${randomName('none-')}`, {});
-  expectEqual(empty, { occupied: false }, 'an empty channel');
-  return 'channels ok, users ok';
-}
+
 
 const CASES = {
   connect: caseConnect,
@@ -547,6 +516,7 @@ const CASES = {
   signin_send_to_user: caseSigninSendToUser,
   terminate: caseTerminate,
   queries: caseQueries,
+  webhooks: caseWebhooks,
   cross_trigger: caseCrossTrigger,
   cross_presence: caseCrossPresence,
   cross_client_events: caseCrossClientEvents,
