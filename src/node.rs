@@ -114,6 +114,7 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
                 node_ttl: Duration::from_millis(c.node_ttl_ms),
                 require_for_ready: c.require_redis_for_ready,
                 history: config.history.to_shards(),
+                webhook_grace: Duration::from_millis(config.webhook_delivery.grace_ms),
                 webhooks: webhooks
                     .clone()
                     .map(|w| w as Arc<dyn shards::webhooks::WebhookSink>),

@@ -87,8 +87,11 @@ pub fn member(shard: &crate::shard::Shard, channel: &Arc<str>, member: &Arc<str>
 
 /// Takes webhook events; implemented by the node's dispatcher. Must not block.
 pub trait WebhookSink: Send + Sync {
-    /// Queues `hook` for the targets that want it (dropped, and counted, when the queue is full).
+    /// Queues `hook` for the targets that want it (dropped, and counted, when the queue is full). A
+    /// "gone" event waits for the grace, and its return within it cancels both.
     fn emit(&self, hook: Hook);
+    /// Queues `hook`, decided with its grace already applied (the cluster's decisions): sent as is.
+    fn emit_decided(&self, hook: Hook);
     /// Whether any target wants client events (so shards skip building them when none does).
     fn wants_client_events(&self) -> bool;
 }

@@ -58,6 +58,7 @@ use crate::{
 
 mod backoff;
 mod link;
+mod occupancy;
 mod pusher;
 mod queries;
 
@@ -144,6 +145,8 @@ pub struct BridgeConfig {
     pub history: HistoryConfig,
     /// Where the cluster's webhook decisions go (member added/removed, channel occupied/vacated).
     pub webhooks: Option<Arc<dyn shards::webhooks::WebhookSink>>,
+    /// How long a going (vacated, member removed, user offline) waits for a return anywhere.
+    pub webhook_grace: Duration,
 }
 
 /// Control of the running bridge.
@@ -237,6 +240,8 @@ async fn run(
         }
     };
     let mut state = BridgeState::default();
+    state.occupancy.enabled = config.webhooks.is_some();
+    state.occupancy.grace = config.webhook_grace;
     let mut backoff = Backoff::new();
     loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -307,6 +312,8 @@ struct BridgeState {
     presence: std::collections::VecDeque<pusher::MemberChange>,
     /// Pusher channels' subscription counts not yet written, latest per channel.
     subscriptions: HashMap<Arc<str>, u64>,
+    /// Occupancy and user presence for webhooks, decided across the cluster.
+    occupancy: occupancy::Tracker,
 }
 
 /// Why [`serve`] returned.
@@ -327,6 +334,8 @@ struct Session {
     pusher: PusherMembers,
     /// Where the cluster's webhook decisions go.
     webhooks: Option<Arc<dyn shards::webhooks::WebhookSink>>,
+    /// Occupancy decisions (webhooks only).
+    occupancy: crate::cluster::occupancy::Occupancy,
     subscriber: Subscriber,
     /// Topics the listening connection is subscribed to.
     subscribed: HashSet<Arc<str>>,
@@ -384,6 +393,7 @@ async fn serve(
         members: ChannelMembers::new(conn.clone(), config.node_id.clone()),
         pusher: PusherMembers::new(conn.clone(), config.node_id.clone()),
         webhooks: config.webhooks.clone(),
+        occupancy: crate::cluster::occupancy::Occupancy::new(conn.clone(), config.node_id.clone()),
         subscriber,
         subscribed: HashSet::new(),
         swept: HashSet::new(),
@@ -462,6 +472,10 @@ async fn serve(
                 _ => redis::RedisError::from(std::io::Error::other("listening connection ended")),
             }),
             _ = refresh_tick.tick() => refresh(&mut session.presence, inboxes, state).await,
+            _ = sleep_until_due(state.occupancy.due()) => {
+                let hooks = session.webhooks.clone();
+                state.occupancy.confirm_due(&mut session.occupancy, hooks.as_deref(), false).await
+            }
             _ = heartbeat_tick.tick() => heartbeat(&mut session, shared, view).await,
             _ = shared.wake.notified() => heartbeat(&mut session, shared, view).await,
         };
@@ -485,6 +499,8 @@ fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: Option<&Ses
                 state.pending.insert(user, conns);
             }
             Event::Channel(channel, interested) => {
+                use crate::cluster::occupancy::Kind;
+                state.occupancy.record(Kind::Channel, &channel, interested);
                 if interested {
                     state.channels.insert(channel.clone());
                     state.forget.remove(&channel);
@@ -681,26 +697,43 @@ async fn write_pending(
             changes.iter().map(|((c, u), m)| (&**c, &**u, *m)).collect();
         timed(session.members.apply(&refs)).await?;
     }
-    let hooks = session.webhooks.clone();
     pusher::apply(
         &mut session.pusher,
         &mut state.presence,
         inboxes,
-        hooks.as_deref(),
+        &mut state.occupancy,
     )
     .await?;
     if !state.subscriptions.is_empty() {
         let counts: Vec<(Arc<str>, u64)> = state.subscriptions.drain().collect();
         timed(session.pusher.set_subscriptions(&counts)).await?;
     }
-    if state.pending.is_empty() {
-        return Ok(());
+    if !state.pending.is_empty() {
+        write_presence(session, state).await?;
     }
+    let hooks = session.webhooks.clone();
+    let node = session.queries.node_id.clone();
+    state
+        .occupancy
+        .apply(&mut session.occupancy, &node, hooks.as_deref())
+        .await
+}
+
+/// Writes the pending presence counts (and records the users' transitions for webhooks).
+async fn write_presence(session: &mut Session, state: &mut BridgeState) -> redis::RedisResult<()> {
     let batch: Vec<(Arc<str>, u32)> = state
         .pending
         .drain()
         .map(|(u, n)| (u, n.min(u32::MAX as u64) as u32))
         .collect();
+    for (user, count) in &batch {
+        // A v1 user's first connection on this node, or its last (Pusher's users are apps' own).
+        let before = state.applied.get(user).copied().unwrap_or(0);
+        if (before == 0) != (*count == 0) && shards::pusher::names::external(user).is_none() {
+            let kind = crate::cluster::occupancy::Kind::User;
+            state.occupancy.record(kind, user, *count > 0);
+        }
+    }
     let fences = timed(session.presence.set_many(&batch, now_ms())).await?;
     record(&batch, &fences, state);
     Ok(())
@@ -818,8 +851,9 @@ async fn heartbeat(
             if session.swept.insert(node.id.clone()) {
                 // Presence members first: their sweep tells who left the cluster with the node.
                 let inboxes = session.queries.inboxes.clone();
+                pusher::sweep(&mut session.pusher, &node.id, &inboxes).await?;
                 let hooks = session.webhooks.clone();
-                pusher::sweep(&mut session.pusher, &node.id, &inboxes, hooks.as_deref()).await?;
+                occupancy::sweep(&mut session.occupancy, &node.id, hooks.as_deref()).await?;
                 let fields = timed(session.members.remove_node(&node.id)).await?;
                 if fields > 0 {
                     info!(node = %node.id, fields, "removed the channel members of a dead node");
@@ -845,15 +879,30 @@ async fn finish(session: &mut Session, shared: &Shared, state: &mut BridgeState)
     drain_events(&shared.link, state, None);
     // The members whose last socket was here leave the cluster now, not when this node is swept.
     let relay = session.relay.clone();
-    let hooks = session.webhooks.clone();
     let written = pusher::apply_at_shutdown(
         &mut session.pusher,
         &mut state.presence,
         &relay,
-        hooks.as_deref(),
+        &mut state.occupancy,
     );
     if let Err(e) = written.await {
         warn!(error = %e, "could not write the last presence changes");
+    }
+    // The goings of this node's last holders: no grace left to wait, but a return elsewhere still
+    // cancels them.
+    let hooks = session.webhooks.clone();
+    let node = session.queries.node_id.clone();
+    let occupancy = &mut state.occupancy;
+    let confirmed = async {
+        occupancy
+            .apply(&mut session.occupancy, &node, hooks.as_deref())
+            .await?;
+        occupancy
+            .confirm_due(&mut session.occupancy, hooks.as_deref(), true)
+            .await
+    };
+    if let Err(e) = confirmed.await {
+        warn!(error = %e, "could not send the last occupancy webhooks");
     }
     let users: Vec<Arc<str>> = state
         .applied
@@ -870,6 +919,14 @@ async fn finish(session: &mut Session, shared: &Shared, state: &mut BridgeState)
     }
     if let Err(e) = session.registry.remove().await {
         warn!(error = %e, "could not leave the registry; the entry expires with the TTL");
+    }
+}
+
+/// Sleeps until `due`, or forever without one.
+async fn sleep_until_due(due: Option<std::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,11 +16,13 @@ use shards::{
     messages::{Origin, ReplyTo},
     pusher::presence::{member_event, member_event_name, member_frame},
     pusher::query::{Ask, Query, reply_from_outside},
-    webhooks::{Hook, WebhookSink},
 };
 use tracing::{info, warn};
 
-use crate::{cluster::PusherMembers, relay::Relay};
+use crate::{
+    cluster::{PusherMembers, occupancy::Kind},
+    relay::Relay,
+};
 
 /// A member's first join (with its info) or last leave on this node.
 pub struct MemberChange {
@@ -40,7 +42,7 @@ pub async fn apply(
     store: &mut PusherMembers,
     queue: &mut VecDeque<MemberChange>,
     inboxes: &[Arc<Inbox>],
-    hooks: Option<&dyn WebhookSink>,
+    tracker: &mut super::occupancy::Tracker,
 ) -> redis::RedisResult<()> {
     while let Some(change) = queue.front() {
         let decided =
@@ -48,7 +50,7 @@ pub async fn apply(
                 .await?;
         let change = queue.pop_front().expect("front exists");
         if decided {
-            hook(&change, hooks);
+            hook(&change, tracker);
             send(change, inboxes);
         }
     }
@@ -61,14 +63,14 @@ pub async fn apply_at_shutdown(
     store: &mut PusherMembers,
     queue: &mut VecDeque<MemberChange>,
     relay: &Relay,
-    hooks: Option<&dyn WebhookSink>,
+    tracker: &mut super::occupancy::Tracker,
 ) -> redis::RedisResult<()> {
     while let Some(change) = queue.pop_front() {
         let decided =
             super::timed(store.change(&change.channel, &change.member, change.info.as_deref()))
                 .await?;
         if decided {
-            hook(&change, hooks);
+            hook(&change, tracker);
             let joined = change.info.is_some();
             let event = member_event_name(joined);
             let info = change.info.as_deref();
@@ -86,12 +88,12 @@ pub fn decide_locally(queue: &mut VecDeque<MemberChange>, inboxes: &[Arc<Inbox>]
     }
 }
 
-/// Sweeps dead `node`'s presence members and sends `member_removed` for those gone from the cluster.
+/// Sweeps dead `node`'s presence members and sends `member_removed` for those gone from the cluster
+/// (their webhooks come from the occupancy sweep).
 pub async fn sweep(
     store: &mut PusherMembers,
     node: &str,
     inboxes: &[Arc<Inbox>],
-    hooks: Option<&dyn WebhookSink>,
 ) -> redis::RedisResult<()> {
     let departed = super::timed(store.sweep(node)).await?;
     if !departed.is_empty() {
@@ -108,22 +110,16 @@ pub async fn sweep(
             info: None,
             joiner: None,
         };
-        hook(&change, hooks);
         send(change, inboxes);
     }
     Ok(())
 }
 
-/// The webhook of a decided member change.
-fn hook(change: &MemberChange, hooks: Option<&dyn WebhookSink>) {
-    let Some(hooks) = hooks else {
-        return;
-    };
-    let (channel, member) = (change.channel.clone(), change.member.clone());
-    hooks.emit(match change.info {
-        Some(_) => Hook::MemberAdded { channel, member },
-        None => Hook::MemberRemoved { channel, member },
-    });
+/// The webhook of a decided member change: through the occupancy tracker, which adds the grace of
+/// `member_removed` across the cluster.
+fn hook(change: &MemberChange, tracker: &mut super::occupancy::Tracker) {
+    let name = super::occupancy::member_name(&change.channel, &change.member);
+    tracker.record(Kind::Member, &name, change.info.is_some());
 }
 
 /// Completes a Pusher channel query with the other live nodes' entries and answers it (this node's

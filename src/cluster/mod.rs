@@ -27,6 +27,7 @@
 pub mod history;
 pub mod keys;
 pub mod members;
+pub mod occupancy;
 pub mod presence;
 pub mod pusher_members;
 pub mod registry;

@@ -121,22 +121,33 @@ struct Settings {
 
 /// The dispatcher's shared side: what [`WebhookSink::emit`] pushes into.
 pub struct Dispatcher {
-    queue: ArrayQueue<Hook>,
+    /// Events, each with whether the dispatcher applies the grace to it.
+    queue: ArrayQueue<(Hook, bool)>,
     notify: Notify,
     client_events: AtomicBool,
 }
 
 impl WebhookSink for Dispatcher {
     fn emit(&self, hook: Hook) {
-        if self.queue.push(hook).is_err() {
-            counter!("gateway_webhooks_dropped_total").increment(1);
-            return;
-        }
-        self.notify.notify_one();
+        self.push(hook, true);
+    }
+
+    fn emit_decided(&self, hook: Hook) {
+        self.push(hook, false);
     }
 
     fn wants_client_events(&self) -> bool {
         self.client_events.load(Ordering::Relaxed)
+    }
+}
+
+impl Dispatcher {
+    fn push(&self, hook: Hook, graced: bool) {
+        if self.queue.push((hook, graced)).is_err() {
+            counter!("gateway_webhooks_dropped_total").increment(1);
+            return;
+        }
+        self.notify.notify_one();
     }
 }
 
@@ -236,8 +247,8 @@ async fn run(shared: Arc<Dispatcher>, targets: Vec<Target>, settings: Settings) 
             None => shared.notify.notified().await,
         }
         let now = Instant::now();
-        while let Some(hook) = shared.queue.pop() {
-            let key = grace_key(&hook);
+        while let Some((hook, graced)) = shared.queue.pop() {
+            let key = grace_key(&hook).filter(|_| graced);
             for (i, target) in targets.iter().enumerate() {
                 let Some((name, event)) = target.event(&hook) else {
                     continue;
