@@ -721,3 +721,89 @@ fn nginx_retries_a_drained_node_on_the_other_and_clients_move_with_1012() {
     );
     println!("nginx: {refused} connects refused by A, each retried on B");
 }
+
+/// pusher-js (its Node build, tests/clients/pusher) connects through HAProxy; the node it landed on
+/// gets SIGTERM: pusher-js is closed with 4200, reconnects at once through HAProxy to the other node,
+/// resubscribes by itself, and a trigger reaches it there. Skipped outside CI without node.
+#[test]
+fn haproxy_moves_pusher_js_to_the_other_node_on_a_drain() {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pusher");
+    if !driver.join("node_modules/pusher-js").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but tests/clients/pusher/node_modules is missing (npm ci)"
+        );
+        eprintln!("SKIP haproxy_moves_pusher_js_to_the_other_node_on_a_drain: no node_modules");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let delay = Haproxy::load().checks().exit_bound() + Duration::from_millis(500);
+    let redis = RedisServer::start();
+    let pusher_node = || {
+        Node::start(
+            NodeOpts::new()
+                .shards(2)
+                .set_str("redis_url", &redis.url())
+                .set("shutdown.drain_delay_ms", delay.as_millis() as u64)
+                .set("shutdown.drain_window_ms", 500)
+                .set("shutdown.drain_interval_ms", INTERVAL_MS)
+                .env("GATEWAY_PUSHER_APPS", "1:key-1:secret-1"),
+        )
+    };
+    let (a, b) = (pusher_node(), pusher_node());
+    let lb = start_haproxy(&a, &b);
+    let mut child = Command::new("node")
+        .current_dir(&driver)
+        .args(["conformance.js", "drain_reconnect"])
+        .env("GATEWAY_HOST", lb.addr.ip().to_string())
+        .env("GATEWAY_PORT", lb.addr.port().to_string())
+        .env("PUSHER_APP_ID", "1")
+        .env("PUSHER_KEY", "key-1")
+        .env("PUSHER_SECRET", "secret-1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node conformance.js");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut lines, &mut line).expect("driver output");
+    let socket = line
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("driver did not get ready: {line:?}"))
+        .trim()
+        .to_owned();
+    // The socket id names its node: drain that one.
+    let (tag, ..) = shards::pusher::names::parse_socket_id(&socket).expect("socket id");
+    let tag_of = |n: &Node| shards::pusher::names::node_tag(&n.node_id);
+    let (drained, other) = if tag == tag_of(&a) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert_eq!(tag, tag_of(drained), "the socket is on neither node");
+    drained.sigterm();
+    let mut rest = String::new();
+    let _ = lines.read_to_string(&mut rest);
+    let status = child.wait().expect("driver exit");
+    let mut err = String::new();
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    assert!(
+        status.success(),
+        "driver failed ({status}):\n{rest}\n{err}\n{}",
+        lb.log_text()
+    );
+    let moved = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("ok drain_reconnect "))
+        .unwrap_or_else(|| panic!("no ok line:\n{rest}"));
+    let to = moved
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("to="))
+        .expect("to=");
+    let (new_tag, ..) = shards::pusher::names::parse_socket_id(to).expect("new socket id");
+    assert_eq!(
+        new_tag,
+        tag_of(other),
+        "pusher-js came back on the draining node: {moved}"
+    );
+}

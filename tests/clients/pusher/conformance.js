@@ -206,6 +206,7 @@ async function caseEchoPublic() {
 // ---------------------------------------------------------------- cases: presence
 
 const { OBSERVER, ANN, caseQueries, caseWebhooks } = require('./cases_api');
+const { caseDrainReconnect } = require('./cases_ops');
 
 /**
  * Subscribes `client` to `name` and expects the gateway to refuse it with a channel-level
@@ -517,6 +518,7 @@ const CASES = {
   terminate: caseTerminate,
   queries: caseQueries,
   webhooks: caseWebhooks,
+  drain_reconnect: caseDrainReconnect,
   cross_trigger: caseCrossTrigger,
   cross_presence: caseCrossPresence,
   cross_client_events: caseCrossClientEvents,
