@@ -205,3 +205,29 @@ fn channel_queries_span_the_nodes() {
     let (_, v) = api(&a, APP, "GET", "/channels/only-on-b", "");
     assert_eq!(v, json!({"occupied": false}));
 }
+
+#[test]
+fn presence_members_and_their_info_survive_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, ann_id) = connect(&b, "k1");
+    join(&mut ann, &ann_id, "presence-room", "ann");
+    redis.restart_empty();
+    // Once B has re-asserted its state, a newcomer on A sees Ann with her info, not a bare member.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (mut late, late_id) = connect(&a, "k1");
+        let cd = json!({"user_id": "late"}).to_string();
+        let auth = channel_auth("k1", "s1", &late_id, "presence-room", Some(&cd));
+        let ok = subscribe_with(&mut late, "presence-room", Some(&auth), Some(&cd));
+        let hash = data(&ok)["presence"]["hash"].clone();
+        if hash["ann"] == json!({"name": "ann"}) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Ann's info after the restart: {hash}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

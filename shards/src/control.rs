@@ -31,6 +31,25 @@ pub fn owned_channels(st: &ShardState) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
         .collect()
 }
 
+/// What this shard's Pusher channels hold on this node, for the bridge to re-assert after Redis comes
+/// back: each presence member with its `user_info`, and each app channel's subscription count.
+pub fn owned_pusher(
+    st: &ShardState,
+) -> (Vec<(Arc<str>, Arc<str>, Arc<str>)>, Vec<(Arc<str>, u64)>) {
+    let mut members = Vec::new();
+    let mut counts = Vec::new();
+    for (channel, entry) in st.index.iter() {
+        if crate::pusher::names::external(channel).is_none() {
+            continue;
+        }
+        counts.push((channel.clone(), entry.connections()));
+        for (member, info) in st.pusher_members.of(channel) {
+            members.push((channel.clone(), member.clone(), info.clone()));
+        }
+    }
+    (members, counts)
+}
+
 /// Closes every local connection of `user` with `reason`; returns how many.
 pub fn disconnect_user(st: &mut ShardState, user: &str, reason: CloseReason, now: u64) -> usize {
     let conns: Vec<_> = st.users.get(user).to_vec();

@@ -412,6 +412,7 @@ async fn serve(
     let recovered = async {
         refresh(&mut session.presence, inboxes, state).await?;
         reassert_channels(&mut session.members, inboxes, state).await?;
+        reassert_pusher(&mut session.pusher, inboxes).await?;
         sync_channels(&mut session, state, inboxes).await?;
         heartbeat(&mut session, shared, view).await
     };
@@ -685,6 +686,7 @@ async fn write_pending(
     if shared.link.overflowed.swap(false, Ordering::AcqRel) {
         refresh(&mut session.presence, inboxes, state).await?;
         reassert_channels(&mut session.members, inboxes, state).await?;
+        reassert_pusher(&mut session.pusher, inboxes).await?;
         return sync_channels(session, state, inboxes).await;
     }
     if !state.forget.is_empty() {
@@ -791,6 +793,22 @@ async fn reassert_channels(
         .flat_map(|(c, users)| users.iter().map(move |u| (&**c, &**u, true)))
         .collect();
     timed(members.apply(&changes)).await
+}
+
+/// Re-asserts what this node's Pusher channels hold (after [`reassert_channels`], which wrote their
+/// members without their info): each presence member's `user_info`, each channel's subscription count.
+async fn reassert_pusher(
+    store: &mut PusherMembers,
+    inboxes: &Arc<[Arc<Inbox>]>,
+) -> redis::RedisResult<()> {
+    let owned = ask_shards(inboxes, |st| vec![control::owned_pusher(st)]).await;
+    let (mut members, mut counts) = (Vec::new(), Vec::new());
+    for (m, c) in owned {
+        members.extend(m);
+        counts.extend(c);
+    }
+    timed(store.set_infos(&members)).await?;
+    timed(store.set_subscriptions(&counts)).await
 }
 
 /// Keeps `state.applied` in step with what Redis accepted; counts fenced writes.

@@ -131,6 +131,27 @@ impl PusherMembers {
         Ok(())
     }
 
+    /// Writes this node's presence members' `user_info` (channel, member, info), as a re-assertion.
+    pub async fn set_infos(
+        &mut self,
+        members: &[(
+            std::sync::Arc<str>,
+            std::sync::Arc<str>,
+            std::sync::Arc<str>,
+        )],
+    ) -> RedisResult<()> {
+        for chunk in members.chunks(super::presence::BATCH) {
+            let mut pipe = redis::pipe();
+            for (channel, member, info) in chunk {
+                let field = keys::member_field(&self.node_id, member);
+                pipe.hset(keys::channel_members(channel), field, &**info)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut self.conn).await?;
+        }
+        Ok(())
+    }
+
     /// The live nodes other than this one.
     async fn other_live_nodes(&mut self) -> RedisResult<Vec<String>> {
         let ids: Vec<String> = redis::cmd("HKEYS")
