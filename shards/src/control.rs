@@ -31,11 +31,12 @@ pub fn owned_channels(st: &ShardState) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
         .collect()
 }
 
+/// A presence member of a channel with its `user_info`: (channel, member, info).
+pub type MemberInfo = (Arc<str>, Arc<str>, Arc<str>);
+
 /// What this shard's Pusher channels hold on this node, for the bridge to re-assert after Redis comes
 /// back: each presence member with its `user_info`, and each app channel's subscription count.
-pub fn owned_pusher(
-    st: &ShardState,
-) -> (Vec<(Arc<str>, Arc<str>, Arc<str>)>, Vec<(Arc<str>, u64)>) {
+pub fn owned_pusher(st: &ShardState) -> (Vec<MemberInfo>, Vec<(Arc<str>, u64)>) {
     let mut members = Vec::new();
     let mut counts = Vec::new();
     for (channel, entry) in st.index.iter() {

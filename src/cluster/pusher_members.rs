@@ -132,14 +132,7 @@ impl PusherMembers {
     }
 
     /// Writes this node's presence members' `user_info` (channel, member, info), as a re-assertion.
-    pub async fn set_infos(
-        &mut self,
-        members: &[(
-            std::sync::Arc<str>,
-            std::sync::Arc<str>,
-            std::sync::Arc<str>,
-        )],
-    ) -> RedisResult<()> {
+    pub async fn set_infos(&mut self, members: &[shards::control::MemberInfo]) -> RedisResult<()> {
         for chunk in members.chunks(super::presence::BATCH) {
             let mut pipe = redis::pipe();
             for (channel, member, info) in chunk {
