@@ -309,6 +309,21 @@ fn channel_queries_answer_from_every_shard() {
     assert_eq!(v, json!({"occupied": false}));
     let (_, v) = get("/channels/presence-room/users");
     assert_eq!(v, json!({"users": [{"id": "ann"}, {"id": "bob"}]}));
+    // A trigger asking for `info` gets each channel's counts (user_count on presence channels only).
+    let body = json!({"name": "e", "channels": ["news", "presence-room", "empty"], "data": "x",
+        "info": "subscription_count,user_count"});
+    let (status, v) = api(&node, APP, "POST", "/events", &body.to_string());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"channels": {
+            "news": {"subscription_count": 2},
+            "presence-room": {"subscription_count": 2, "user_count": 2},
+            "empty": {"subscription_count": 0}
+        }})
+    );
+    let body = json!({"name": "e", "channel": "news", "data": "x", "info": "bogus"});
+    assert_eq!(api(&node, APP, "POST", "/events", &body.to_string()).0, 400);
     // Another app sees none of it.
     let (_, v) = api(&node, ("2", "k2", "s2"), "GET", "/channels", "");
     assert_eq!(v, json!({"channels": {}}));

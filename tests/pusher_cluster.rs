@@ -197,6 +197,16 @@ fn channel_queries_span_the_nodes() {
     assert_eq!(v, json!({"occupied": true, "subscription_count": 2}));
     let (_, v) = api(&b, APP, "GET", "/channels/presence-room/users", "");
     assert_eq!(v, json!({"users": [{"id": "ann"}, {"id": "bob"}]}));
+    let body = json!({"name": "e", "channels": ["news", "presence-room"], "data": "x",
+        "info": "subscription_count,user_count"});
+    let (_, v) = api(&a, APP, "POST", "/events", &body.to_string());
+    assert_eq!(
+        v,
+        json!({"channels": {
+            "news": {"subscription_count": 2},
+            "presence-room": {"subscription_count": 2, "user_count": 2}
+        }})
+    );
     // B leaves everything: A's answers follow.
     on_b.close();
     std::thread::sleep(Duration::from_millis(300));

@@ -139,6 +139,14 @@ pub fn query(queries: &super::queries::Queries, mut query: Query) {
                     query.facts.subscriptions += subs;
                     query.facts.users.extend(members.into_iter().map(Arc::from));
                 }
+                Ask::Several(channels) => {
+                    for channel in channels {
+                        let (subs, members) = store.channel(channel).await?;
+                        query.facts.counts.push((channel.clone(), subs));
+                        let members = members.into_iter().map(Arc::from).collect();
+                        query.facts.channels.push((channel.clone(), members));
+                    }
+                }
                 Ask::Channels { app, prefix } => {
                     let channels = store.channels(app, prefix).await?;
                     query

@@ -77,7 +77,19 @@ pub fn answer(
         return Ok(Response::error(403, "app disabled"));
     }
     Ok(match (req.method, route) {
-        ("POST", "events") => events(shard, st, &app, req.body, now),
+        ("POST", "events") => match events(shard, st, &app, req.body, now) {
+            Ok(response) => response,
+            Err(asked) => {
+                // `info`: the answer waits for the counts of every channel.
+                let info = asked.1.split(',').map(|s| s.trim().to_owned()).collect();
+                return Err(Box::new(super::query::Query {
+                    ask: super::query::Ask::Several(asked.0),
+                    info,
+                    facts: Default::default(),
+                    reply: (shard.id, conn),
+                }));
+            }
+        },
         ("POST", "batch_events") => batch(shard, st, &app, req.body, now),
         ("GET", r) if r == "channels" || r.starts_with("channels/") => {
             match super::query::parse(&app.id, r, &query, (shard.id, conn)) {
@@ -94,35 +106,63 @@ pub fn answer(
     })
 }
 
+/// Published, or published with `info` asked: the channels (internal names) and the attributes.
+type Published = Result<Response, (Vec<Arc<str>>, String)>;
+
 /// `POST /apps/{id}/events`: one event to up to 100 channels.
-fn events(shard: &Shard, st: &mut ShardState, app: &App, body: &[u8], now: u64) -> Response {
+fn events(shard: &Shard, st: &mut ShardState, app: &App, body: &[u8], now: u64) -> Published {
+    let r = |response| Ok(response);
     let mut body = body.to_vec();
     let Ok(v) = simd_json::to_borrowed_value(&mut body) else {
-        return Response::error(400, "body is not JSON");
+        return r(Response::error(400, "body is not JSON"));
     };
     let channels: Vec<&str> = match (v.get("channels"), v.get("channel")) {
         (Some(list), None) => match list.as_array() {
             Some(list) => match list.iter().map(|c| c.as_str()).collect::<Option<_>>() {
                 Some(names) => names,
-                None => return Response::error(400, "channels must be strings"),
+                None => return r(Response::error(400, "channels must be strings")),
             },
-            None => return Response::error(400, "channels must be an array"),
+            None => return r(Response::error(400, "channels must be an array")),
         },
         (None, Some(one)) => match one.as_str() {
             Some(c) => vec![c],
-            None => return Response::error(400, "channel must be a string"),
+            None => return r(Response::error(400, "channel must be a string")),
         },
-        _ => return Response::error(400, "give either channels or channel"),
+        _ => return r(Response::error(400, "give either channels or channel")),
     };
     if channels.is_empty() || channels.len() > MAX_TRIGGER_CHANNELS {
-        return Response::error(400, "an event goes to 1 to 100 channels");
+        return r(Response::error(400, "an event goes to 1 to 100 channels"));
     }
+    let info = match v.get("info").map(|i| i.as_str()) {
+        None => None,
+        Some(Some(i))
+            if i.split(',')
+                .all(|a| matches!(a.trim(), "user_count" | "subscription_count")) =>
+        {
+            Some(i.to_owned())
+        }
+        Some(_) => {
+            return r(Response::error(
+                400,
+                "info takes user_count and subscription_count",
+            ));
+        }
+    };
     match check_event(&v, &channels) {
         Ok(event) => {
             publish(shard, st, app, &event, &channels, now);
-            Response::ok("{}")
+            match info {
+                None => r(Response::ok("{}")),
+                Some(info) => {
+                    let internal = channels
+                        .iter()
+                        .map(|c| Arc::from(names::internal(&app.id, c)))
+                        .collect();
+                    Err((internal, info))
+                }
+            }
         }
-        Err(message) => Response::error(400, message),
+        Err(message) => r(Response::error(400, message)),
     }
 }
 

@@ -32,6 +32,9 @@ pub enum Ask {
     },
     /// The members of a presence channel (internal name).
     Users(Arc<str>),
+    /// Several channels (internal names), for a trigger's `info`: each one's `subscription_count`
+    /// and `user_count`.
+    Several(Vec<Arc<str>>),
 }
 
 /// What is known so far: this node's answer, then the cluster's.
@@ -43,6 +46,8 @@ pub struct Facts {
     pub users: Vec<Arc<str>>,
     /// Channels: internal name → member names (presence channels) or nothing.
     pub channels: Vec<(Arc<str>, Vec<Arc<str>>)>,
+    /// Several channels: internal name → subscribed sockets (one entry per node that has some).
+    pub counts: Vec<(Arc<str>, u64)>,
 }
 
 /// A query under way.
@@ -98,6 +103,39 @@ impl Query {
                     } else {
                         body.push_str(":{}");
                     }
+                }
+                body.push_str("}}");
+                Response::ok(body)
+            }
+            Ask::Several(asked) => {
+                let mut body = String::from("{\"channels\":{");
+                for (i, channel) in asked.iter().enumerate() {
+                    let name = names::external(channel).map_or(&**channel, |(_, n)| n);
+                    let subs: u64 = self
+                        .facts
+                        .counts
+                        .iter()
+                        .filter(|(c, _)| c == channel)
+                        .map(|(_, n)| n)
+                        .sum();
+                    let users: Vec<Arc<str>> = self
+                        .facts
+                        .channels
+                        .iter()
+                        .filter(|(c, _)| c == channel)
+                        .flat_map(|(_, u)| u.iter().cloned())
+                        .collect();
+                    let mut attrs = Vec::new();
+                    if wants("subscription_count") {
+                        attrs.push(format!("\"subscription_count\":{subs}"));
+                    }
+                    if wants("user_count") && super::presence::is_presence(channel) {
+                        attrs.push(format!("\"user_count\":{}", distinct(&users)));
+                    }
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&format!("{}:{{{}}}", json_str(name), attrs.join(",")));
                 }
                 body.push_str("}}");
                 Response::ok(body)
@@ -218,7 +256,7 @@ pub fn start(shard: &Shard, st: &mut ShardState, query: Query, now: u64) {
                 now,
             );
         }
-        Ask::Channels { .. } => {
+        Ask::Channels { .. } | Ask::Several(_) => {
             let shards = shard.config.shards;
             let gather = Arc::new(Mutex::new((Some(query), shards)));
             for target in 0..shards {
@@ -231,7 +269,7 @@ pub fn start(shard: &Shard, st: &mut ShardState, query: Query, now: u64) {
                         let done = {
                             let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
                             if let Some(q) = &mut g.0 {
-                                local_channels(st, q);
+                                local_channels(shard, st, q);
                             }
                             g.1 -= 1;
                             if g.1 == 0 { g.0.take() } else { None }
@@ -269,24 +307,44 @@ fn local_channel(st: &ShardState, query: &mut Query) {
     }
 }
 
-/// At every shard: the app's channels it owns that match the prefix.
-fn local_channels(st: &ShardState, query: &mut Query) {
-    let Ask::Channels { app, prefix } = &query.ask else {
-        return;
-    };
-    for (channel, entry) in st.index.iter() {
-        let Some((owner_app, name)) = names::external(channel) else {
-            continue;
-        };
-        if owner_app != &**app || !name.starts_with(prefix.as_str()) {
-            continue;
-        }
-        let users = if super::presence::is_presence(channel) {
+/// At every shard: the app's channels it owns that match the prefix, or the asked channels it owns.
+fn local_channels(shard: &Shard, st: &ShardState, query: &mut Query) {
+    let presence_users = |channel: &Arc<str>, entry: &crate::routing::channels::ChannelEntry| {
+        if super::presence::is_presence(channel) {
             entry.users().cloned().collect()
         } else {
             Vec::new()
-        };
-        query.facts.channels.push((channel.clone(), users));
+        }
+    };
+    match &query.ask {
+        Ask::Channels { app, prefix } => {
+            for (channel, entry) in st.index.iter() {
+                let Some((owner_app, name)) = names::external(channel) else {
+                    continue;
+                };
+                if owner_app != &**app || !name.starts_with(prefix.as_str()) {
+                    continue;
+                }
+                let users = presence_users(channel, entry);
+                query.facts.channels.push((channel.clone(), users));
+            }
+        }
+        Ask::Several(asked) => {
+            for channel in asked {
+                if owner_of(channel, shard.config.shards) != shard.id {
+                    continue;
+                }
+                if let Some(entry) = st.index.get(channel) {
+                    query
+                        .facts
+                        .counts
+                        .push((channel.clone(), entry.connections()));
+                    let users = presence_users(channel, entry);
+                    query.facts.channels.push((channel.clone(), users));
+                }
+            }
+        }
+        _ => {}
     }
 }
 
