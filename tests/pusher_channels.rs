@@ -182,13 +182,15 @@ fn client_events_go_to_the_others_only_where_allowed() {
         assert_eq!(f["data"]["code"], 4301, "{f}");
         errors += 1;
     }
-    assert!((4..=6).contains(&errors), "{errors} refusals of 15 at 10/s");
-    let mut delivered = 0;
-    b.send_json(&json!({"event": "pusher:ping"}));
-    while b.recv_json()["event"] == "client-n" {
-        delivered += 1;
+    // A burst of 10 (one spent on client-typing above), then 10 per second: 6 refused when the 15
+    // arrive at once, fewer if they spread.
+    assert!((1..=6).contains(&errors), "{errors} refusals of 15 at 10/s");
+    // B gets exactly the events that were not refused (they may cross shards: read, then check
+    // that nothing else follows).
+    for _ in 0..15 - errors {
+        assert_eq!(b.recv_json()["event"], "client-n");
     }
-    assert_eq!(delivered + errors, 15);
+    nothing_pending(&mut b);
     // An app with client events off refuses them.
     let (mut c, id) = connect(&node, "k2");
     subscribe(

@@ -193,8 +193,11 @@ fn channel_queries_span_the_nodes() {
         "",
     );
     assert_eq!(v, json!({"channels": {"presence-room": {"user_count": 2}}}));
-    let (_, v) = api(&a, APP, "GET", "/channels/news?info=subscription_count", "");
-    assert_eq!(v, json!({"occupied": true, "subscription_count": 2}));
+    eventually(
+        &a,
+        "/channels/news?info=subscription_count",
+        json!({"occupied": true, "subscription_count": 2}),
+    );
     let (_, v) = api(&b, APP, "GET", "/channels/presence-room/users", "");
     assert_eq!(v, json!({"users": [{"id": "ann"}, {"id": "bob"}]}));
     let body = json!({"name": "e", "channels": ["news", "presence-room"], "data": "x",
@@ -209,11 +212,28 @@ fn channel_queries_span_the_nodes() {
     );
     // B leaves everything: A's answers follow.
     on_b.close();
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, v) = api(&a, APP, "GET", "/channels/news?info=subscription_count", "");
-    assert_eq!(v, json!({"occupied": true, "subscription_count": 1}));
-    let (_, v) = api(&a, APP, "GET", "/channels/only-on-b", "");
-    assert_eq!(v, json!({"occupied": false}));
+    eventually(
+        &a,
+        "/channels/news?info=subscription_count",
+        json!({"occupied": true, "subscription_count": 1}),
+    );
+    eventually(&a, "/channels/only-on-b", json!({"occupied": false}));
+}
+
+/// Asks `path` of `node`'s API until it answers `want` (the cluster settles within batch windows).
+fn eventually(node: &Node, path: &str, want: Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = api(node, APP, "GET", path, "");
+        if v == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path}: {v}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
