@@ -13,6 +13,7 @@
 #   PEER_IDLE_CHANNELS   channels the idle connections are spread over (default 100)
 #   PEER_FANOUT_SUBS     subscribers of the fan-out channel (default 2000)
 #   PEER_FANOUT_RATE     publishes per second (default 50)
+#   PEER_GATEWAY_COMMIT  the commit PEER_GATEWAY was built from, for the table (default: this checkout's)
 #   PEER_SOCKUDO         the sockudo binary (default benches/peers/target/sockudo/bin/sockudo, installed
 #                        from crates.io when missing: PEER_SOCKUDO_VERSION, default ^5.2)
 #
@@ -78,7 +79,7 @@ if [[ "${PEER_SKIP_BUILD:-0}" != 1 ]]; then
   if [[ $needs_sockudo == 1 && ! -x $SOCKUDO ]]; then
     command -v protoc >/dev/null ||
       die "sockudo needs protoc to build: apt-get install protobuf-compiler (or PEER_SERVERS without sockudo)"
-    log "installing sockudo $SOCKUDO_VERSION from crates.io into $SOCKUDO_ROOT (slow: 20 minutes and more on 2 cores)"
+    log "installing sockudo $SOCKUDO_VERSION from crates.io into $SOCKUDO_ROOT (slow: about 35 minutes on 2 cores)"
     CARGO_TARGET_DIR="${PEER_SOCKUDO_TARGET_DIR:-$HERE/target/sockudo-build}" \
       cargo install sockudo --version "$SOCKUDO_VERSION" --no-default-features \
       --features local,v2,redis --root "$SOCKUDO_ROOT"
@@ -103,7 +104,11 @@ if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
   log "warning: load average $(cut -d' ' -f1-3 /proc/loadavg) before the first run: numbers will be noisy"
 fi
 {
-  echo "gateway $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src shards 2>/dev/null || echo ' (working tree differs from HEAD)')"
+  if [[ -n ${PEER_GATEWAY_COMMIT:-} ]]; then
+    echo "gateway $PEER_GATEWAY_COMMIT"
+  else
+    echo "gateway $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src shards 2>/dev/null || echo ' (working tree differs from HEAD)')"
+  fi
   [[ $needs_sockudo == 1 ]] && echo "sockudo $(ls "$SOCKUDO_ROOT"/.crates.toml >/dev/null 2>&1 && grep -o 'sockudo [0-9.]*' "$SOCKUDO_ROOT/.crates.toml" | head -1 | cut -d' ' -f2 || echo '?')"
   echo "redis $(redis-server --version 2>/dev/null | grep -o 'v=[0-9.]*' | cut -d= -f2 || echo -)"
   echo "rustc $(rustc --version 2>/dev/null | cut -d' ' -f2 || echo -)"
