@@ -164,6 +164,24 @@ fn triggers_client_events_and_user_events_cross_nodes() {
         assert_eq!(api(&a, APP, "POST", "/events", &body.to_string()).0, 200);
         assert_eq!(c.recv_json()["event"], "hi", "round {round}");
     }
+    // terminate_connections on A closes the user's sockets on B (4009) and on A.
+    let user_data = json!({"id": "leaver"}).to_string();
+    let mut sockets = Vec::new();
+    for n in [&a, &b, &b] {
+        let (mut c, id) = connect(n, "k1");
+        let auth = shards::pusher::signature::user_auth("k1", "s1", &id, &user_data);
+        c.send_json(
+            &json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
+        );
+        assert_eq!(c.recv_json()["event"], "pusher:signin_success");
+        sockets.push(c);
+    }
+    let (status, _) = api(&a, APP, "POST", "/users/leaver/terminate_connections", "");
+    assert_eq!(status, 200);
+    for c in &mut sockets {
+        c.expect_close(4009);
+    }
+    nothing_pending(&mut on_b);
 }
 
 #[test]
