@@ -151,6 +151,14 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
         ws = %ws_addr, admin = %admin_addr, shards, node = %node_id, max_connections,
         nofile = limits.nofile, memlock = ?limits.memlock, "gateway listening"
     );
+    if !config.pusher.apps.is_empty() {
+        let ids: Vec<&str> = config.pusher.apps.iter().map(|a| a.id.as_str()).collect();
+        info!(apps = ?ids, "Pusher protocol on /app/{{key}}, its HTTP API on /apps/{{id}}/... (same port)");
+    }
+    if webhooks.is_some() {
+        let pusher = config.pusher.apps.iter().map(|a| a.webhooks.len()).sum::<usize>();
+        info!(v1 = config.webhooks.len(), pusher, "webhooks on");
+    }
     if mode == Mode::Protocol && !config.auth.jwt_enabled() && !ws_addr.ip().is_loopback() {
         warn!(
             ws = %ws_addr,
