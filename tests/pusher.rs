@@ -295,3 +295,28 @@ fn a_drain_tells_pusher_clients_to_reconnect_at_once() {
     }
     v1.expect_close(1012);
 }
+
+#[test]
+fn odd_api_paths_are_refused_not_crashed_on() {
+    let node = node();
+    let app = ("1", "k1", "s1");
+    for (method, path) in [
+        ("POST", "/users/terminate_connections"),
+        ("POST", "/users//terminate_connections"),
+        ("GET", "/channels/"),
+        ("GET", "/channels//users"),
+        ("GET", "/channels/a/users/b"),
+        ("POST", "/events/"),
+        ("GET", ""),
+    ] {
+        let (status, body) = api(&node, app, method, path, "");
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    // Still serving.
+    let (mut c, _) = pusher(&node, "k1");
+    c.send_json(&json!({"event": "pusher:ping"}));
+    assert_eq!(c.recv_json()["event"], "pusher:pong");
+}

@@ -98,7 +98,11 @@ pub fn answer(
             }
         }
         ("POST", r) if r.starts_with("users/") && r.ends_with("/terminate_connections") => {
-            let user = &r["users/".len()..r.len() - "/terminate_connections".len()];
+            // `users/terminate_connections` has no user: strip each end separately, never slice.
+            let user = r
+                .strip_prefix("users/")
+                .and_then(|u| u.strip_suffix("/terminate_connections"))
+                .unwrap_or("");
             terminate(shard, st, &app, user, now)
         }
         (_, "events" | "batch_events") => Response::error(405, "use POST"),
