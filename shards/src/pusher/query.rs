@@ -423,7 +423,7 @@ mod tests {
         let facts = Facts {
             subscriptions: 3,
             users: vec![a.clone(), b.clone(), a.clone()],
-            channels: vec![],
+            ..Default::default()
         };
         let v = query(
             Ask::Channel(ch.clone()),
