@@ -40,18 +40,19 @@ pub fn connection_established(socket_id: &str, activity_timeout_s: u64) -> Bytes
     finish(b)
 }
 
+/// `pusher:pong` as a text frame (FIN + text, 35-byte payload): shared, never allocated.
+const PONG: &[u8] = b"\x81\x23{\"event\":\"pusher:pong\",\"data\":\"{}\"}";
+/// `pusher:ping` as a text frame: shared, never allocated (every idle socket gets one per heartbeat).
+const PING: &[u8] = b"\x81\x23{\"event\":\"pusher:ping\",\"data\":\"{}\"}";
+
 /// `pusher:pong`, the answer to a client's `pusher:ping`.
 pub fn pong() -> Bytes {
-    let mut b = start("pusher:pong", None, 16);
-    b.payload().extend_from_slice(b",\"data\":\"{}\"");
-    finish(b)
+    Bytes::from_static(PONG)
 }
 
 /// `pusher:ping`, the server's heartbeat (the client answers `pusher:pong`).
 pub fn ping() -> Bytes {
-    let mut b = start("pusher:ping", None, 16);
-    b.payload().extend_from_slice(b",\"data\":\"{}\"");
-    finish(b)
+    Bytes::from_static(PING)
 }
 
 /// `pusher:error` with a code (`None`: a request error that ends nothing) and a message.
@@ -146,6 +147,15 @@ mod tests {
         let s = json(&subscription_error("private-a", 401, "bad"));
         assert_eq!(s["data"]["status"], 401);
         assert_eq!(s["data"]["type"], "AuthError");
+    }
+
+    #[test]
+    fn the_static_heartbeat_frames_are_what_the_builder_writes() {
+        for (event, frame) in [("pusher:ping", ping()), ("pusher:pong", pong())] {
+            let mut b = start(event, None, 16);
+            b.payload().extend_from_slice(b",\"data\":\"{}\"");
+            assert_eq!(finish(b), frame, "{event}");
+        }
     }
 
     #[test]
