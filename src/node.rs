@@ -156,7 +156,12 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
         info!(apps = ?ids, "Pusher protocol on /app/{{key}}, its HTTP API on /apps/{{id}}/... (same port)");
     }
     if webhooks.is_some() {
-        let pusher = config.pusher.apps.iter().map(|a| a.webhooks.len()).sum::<usize>();
+        let pusher = config
+            .pusher
+            .apps
+            .iter()
+            .map(|a| a.webhooks.len())
+            .sum::<usize>();
         info!(v1 = config.webhooks.len(), pusher, "webhooks on");
     }
     if mode == Mode::Protocol && !config.auth.jwt_enabled() && !ws_addr.ip().is_loopback() {
