@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use runtime::{RecvMode, RuntimeSection};
+
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "GATEWAY_";
 /// Reserved for the log filter (tracing `EnvFilter` syntax); never a config key.
@@ -272,16 +274,6 @@ pub const MAX_CHANNEL_PATTERNS: usize = 64;
 /// Most messages kept per user (a resume replays at most this many in one go).
 pub const MAX_HISTORY_MESSAGES: usize = 100_000;
 
-/// `[runtime]`: runtime sizing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuntimeSection {
-    /// glommio `io_memory` per shard, in bytes. Default 0: derived from `RLIMIT_MEMLOCK`.
-    pub io_memory_bytes: usize,
-    /// Cross-shard inbox slots per shard, in messages. Default 65536.
-    pub inbox_capacity: usize,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -366,15 +358,6 @@ impl Default for ShutdownSection {
             drain_interval_ms: 100,
             drain_batch: 0,
             reconnect_hint_max_ms: 5000,
-        }
-    }
-}
-
-impl Default for RuntimeSection {
-    fn default() -> Self {
-        RuntimeSection {
-            io_memory_bytes: 0,
-            inbox_capacity: 65536,
         }
     }
 }
@@ -708,6 +691,9 @@ impl Config {
             self.runtime.inbox_capacity > 0,
             "runtime.inbox_capacity must be greater than 0".into(),
         );
+        if let Err(problem) = self.runtime.check_buffers() {
+            check(false, problem);
+        }
         let c = &self.cluster;
         check(
             c.presence_refresh_ms > 0 && c.presence_refresh_ms < c.presence_ttl_ms,
@@ -852,6 +838,7 @@ fn hostname() -> String {
 
 pub mod channels;
 pub mod pusher;
+pub mod runtime;
 pub mod webhooks;
 
 #[cfg(test)]

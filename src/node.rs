@@ -147,9 +147,19 @@ pub fn serve(config: Config, mode: Mode) -> Result<(), Box<dyn Error>> {
         },
     )?;
 
+    let io_memory = match config.runtime.io_memory_bytes {
+        0 => io_memory_for(limits.memlock, shards),
+        n => n,
+    };
+    // What the shards lock: glommio's io_memory on each of its three rings, and each shard's own ring
+    // with its buffer ring's entries (`gateway check` counts the same).
+    let locked = shards
+        * (3 * io_memory
+            + shards::uring::Uring::memlock_bytes()
+            + shards::uring::bufring::BufRing::memlock_bytes(config.runtime.recv_buffers));
     info!(
         ws = %ws_addr, admin = %admin_addr, shards, node = %node_id, max_connections,
-        nofile = limits.nofile, memlock = ?limits.memlock, "gateway listening"
+        nofile = limits.nofile, memlock = ?limits.memlock, locked, "gateway listening"
     );
     if !config.pusher.apps.is_empty() {
         let ids: Vec<&str> = config.pusher.apps.iter().map(|a| a.id.as_str()).collect();
@@ -246,6 +256,9 @@ fn shard_config(
     sc.auth_timeout = config.auth.timeout();
     sc.close_grace = config.shutdown.close_grace();
     sc.inbox_capacity = config.runtime.inbox_capacity;
+    sc.recv = config.runtime.recv.to_shards();
+    sc.recv_buffers = config.runtime.recv_buffers;
+    sc.recv_buffer_bytes = config.runtime.recv_buffer_bytes;
     sc.auth = Arc::new(auth_mode(config)?);
     sc.access = Arc::new(crate::config::channels::access(
         &config.channels,

@@ -16,6 +16,8 @@
 #   PEER_SKIP_BUILD=1   use the binaries already built
 #   PEER_GATEWAY, PEER_LOADTEST  other gateway / loadtest binaries (default $CARGO_TARGET_DIR/release/...,
 #                       target/release/... without CARGO_TARGET_DIR)
+#   PEER_GATEWAY_BASE   a second gateway binary (an earlier build) run as the server `gateway-base`, for a
+#                       before/after in one run: PEER_SERVERS="gateway-base gateway fastwebsockets"
 #   PEER_SUITE          echo (default: this suite) or pusher (the gateway's Pusher side against Sockudo:
 #                       benches/peers/pusher.sh, which lists its own settings)
 #
@@ -39,6 +41,7 @@ ALL_SERVERS=(gateway tokio-tungstenite-4k tokio-tungstenite-defaults fastwebsock
 read -r -a SERVERS <<<"$(tr ',' ' ' <<<"${PEER_SERVERS:-${ALL_SERVERS[*]}}")"
 
 GATEWAY=${PEER_GATEWAY:-${CARGO_TARGET_DIR:-$ROOT/target}/release/gateway}
+GATEWAY_BASE=${PEER_GATEWAY_BASE:-}
 LOADTEST=${PEER_LOADTEST:-${CARGO_TARGET_DIR:-$ROOT/target}/release/loadtest}
 PEER_BIN="$HERE/target/release"
 NODE_DIR="$HERE/node"
@@ -48,7 +51,7 @@ log() { printf '[peers] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 for s in "${SERVERS[@]}"; do
-  [[ " ${ALL_SERVERS[*]} " == *" $s "* ]] || die "unknown server '$s' (known: ${ALL_SERVERS[*]})"
+  [[ " ${ALL_SERVERS[*]} gateway-base " == *" $s "* ]] || die "unknown server '$s' (known: ${ALL_SERVERS[*]} gateway-base)"
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -gt 0 ]] || die "PEER_DURATION must be a positive integer"
 [[ "$IDLE_DURATION" =~ ^[0-9]+$ && "$IDLE_DURATION" -gt 0 ]] || die "PEER_IDLE_DURATION must be a positive integer"
@@ -143,6 +146,9 @@ start_server() {
   local cmd
   case $name in
     gateway) cmd=("$GATEWAY" echo --listen 127.0.0.1:0 --admin 127.0.0.1:0 --shards "$THREADS") ;;
+    gateway-base)
+      [[ -x "$GATEWAY_BASE" ]] || die "gateway-base needs PEER_GATEWAY_BASE (an executable gateway binary)"
+      cmd=("$GATEWAY_BASE" echo --listen 127.0.0.1:0 --admin 127.0.0.1:0 --shards "$THREADS") ;;
     tokio-tungstenite-4k) cmd=("$PEER_BIN/tokio-tungstenite-echo" --listen 127.0.0.1:0 --threads "$THREADS" --read-buffer 4096) ;;
     tokio-tungstenite-defaults) cmd=("$PEER_BIN/tokio-tungstenite-echo" --listen 127.0.0.1:0 --threads "$THREADS" --defaults) ;;
     fastwebsockets) cmd=("$PEER_BIN/fastwebsockets-echo" --listen 127.0.0.1:0 --threads "$THREADS") ;;
@@ -162,7 +168,7 @@ start_server() {
   done
   [[ -n $line ]] || die "$name printed no 'listening' line within 30 s"
   local addr
-  if [[ $name == gateway ]]; then
+  if [[ $name == gateway* ]]; then
     addr=$(sed -n 's/.*ws=\([^ ]*\).*/\1/p' <<<"$line")
   else
     addr=$(awk '{print $2}' <<<"$line")
@@ -174,7 +180,7 @@ start_server() {
     [[ $i == 300 ]] && die "$name does not accept on port $SERVER_PORT"
     sleep 0.1
   done
-  if [[ $name == gateway ]]; then
+  if [[ $name == gateway* ]]; then
     local admin
     admin=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' <<<"$line")
     for i in $(seq 300); do

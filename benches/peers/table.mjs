@@ -15,6 +15,7 @@ if (!dir || servers.length === 0) {
 
 const LABELS = {
   gateway: 'gateway echo',
+  'gateway-base': 'gateway echo (PEER_GATEWAY_BASE)',
   'tokio-tungstenite-4k': 'tokio-tungstenite (4 KiB)',
   'tokio-tungstenite-defaults': 'tokio-tungstenite (defaults)',
   fastwebsockets: 'fastwebsockets',

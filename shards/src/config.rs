@@ -31,6 +31,12 @@ pub struct ShardConfig {
     pub cpus: Vec<usize>,
     /// glommio io_memory per shard, in bytes (registered, so it counts against RLIMIT_MEMLOCK).
     pub io_memory_bytes: usize,
+    /// How the shard's ring reads sockets (multishot receive where the kernel has it, or the poll path).
+    pub recv: crate::uring::driver::RecvChoice,
+    /// Buffers in each shard's provided buffer ring (16 B each charged to RLIMIT_MEMLOCK).
+    pub recv_buffers: u16,
+    /// Bytes per provided buffer.
+    pub recv_buffer_bytes: usize,
     /// Time allowed for the HTTP upgrade; then the TCP connection is closed.
     pub handshake_timeout: Duration,
     /// Largest HTTP request head accepted in the upgrade (431 beyond).
@@ -96,6 +102,9 @@ impl ShardConfig {
             shards,
             cpus: Vec::new(),
             io_memory_bytes: 512 * 1024,
+            recv: Default::default(),
+            recv_buffers: 1024,
+            recv_buffer_bytes: 4096,
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 8192,
             allowed_origins: Vec::new(),

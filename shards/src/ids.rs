@@ -2,7 +2,7 @@
 
 /// A connection within its shard: slab index plus a generation, so a stale id (a connection that
 /// closed and whose slot was reused) never reaches the new occupant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConnId {
     /// Slot in the shard's connection table.
     pub index: u32,

@@ -34,6 +34,7 @@ pub mod shard;
 pub mod signal;
 pub mod status;
 pub mod timer;
+pub mod uring;
 pub mod webhooks;
 pub mod ws;
 

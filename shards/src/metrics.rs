@@ -35,6 +35,10 @@ pub const HANDSHAKE_FAILURES: &str = "gateway_handshake_failures_total";
 pub const RATE_LIMITED: &str = "gateway_rate_limited_total";
 /// accept() failures by `reason` (`emfile`, `other`).
 pub const ACCEPT_ERRORS: &str = "gateway_accept_errors_total";
+/// Multishot receives stopped because the shard's buffer ring was empty (re-armed; nothing is lost).
+pub const RECV_NO_BUFFERS: &str = "gateway_recv_no_buffers_total";
+/// Buffers circulating in the shard's provided buffer ring (it grows when a pass runs out).
+pub const RECV_BUFFERS: &str = "gateway_recv_buffers";
 /// Client operations refused by the channel rules, grants or `auth.client_send`, by `op`.
 pub const FORBIDDEN: &str = "gateway_forbidden_total";
 /// Identifies refused by `limits.max_connections_per_user`.
@@ -99,6 +103,8 @@ pub struct ShardMetrics {
     pub rate_limited: Counter,
     pub accept_emfile: Counter,
     pub accept_other: Counter,
+    pub recv_no_buffers: Counter,
+    pub recv_buffers: Gauge,
     resumes: Vec<Counter>,
     resume_replayed: Counter,
     pub resume_duplicates: Counter,
@@ -139,6 +145,8 @@ impl ShardMetrics {
             rate_limited: counter!(RATE_LIMITED, "shard" => s.clone()),
             accept_emfile: counter!(ACCEPT_ERRORS, "shard" => s.clone(), "reason" => "emfile"),
             accept_other: counter!(ACCEPT_ERRORS, "shard" => s.clone(), "reason" => "other"),
+            recv_no_buffers: counter!(RECV_NO_BUFFERS, "shard" => s.clone()),
+            recv_buffers: gauge!(RECV_BUFFERS, "shard" => s.clone()),
             resumes: ["user", "channel"]
                 .iter()
                 .flat_map(|stream| {

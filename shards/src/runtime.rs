@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement, net::TcpListener};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::os::fd::FromRawFd;
 use tracing::warn;
 
@@ -85,7 +85,7 @@ impl DataPlane {
                 .spawn(move || async move {
                     // SAFETY: `raw` is a listening TCP socket whose ownership was moved here from an
                     // OwnedFd; nothing else holds or closes it.
-                    let listener = unsafe { TcpListener::from_raw_fd(raw) };
+                    let listener = unsafe { OwnedFd::from_raw_fd(raw) };
                     shard::run(i, config, listener, status, inboxes).await;
                 })
                 .map_err(io::Error::from)?;

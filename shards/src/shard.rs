@@ -3,33 +3,32 @@
 //! A [`Shard`] is created inside its executor and never leaves it (nothing here is `Send`). Its mutable
 //! state sits in one `RefCell<ShardState>`, borrowed for the length of one poll or one batch and never
 //! across an `await`, so there is no way for two tasks to see it half-updated. Tasks:
-//! - the accept loop (its own SO_REUSEPORT listener),
+//! - the I/O driver (`crate::uring::driver`): the shard's own io_uring, which accepts on the shard's
+//!   SO_REUSEPORT listener and reads and writes every connection of the shard,
 //! - the inbox drain (messages from other shards and the control thread),
-//! - the tick (timer-wheel visits, gauges, overflow retries, shutdown progress),
+//! - the tick (timer-wheel visits, gauges, overflow retries, shutdown progress).
 //!
-//! plus one [`crate::conn::task::ConnTask`] per connection.
+//! A connection is a record in the table, not a task.
 
 use std::{
     cell::RefCell,
     collections::HashMap,
-    io,
     net::IpAddr,
-    rc::Rc,
+    os::fd::OwnedFd,
+    rc::{Rc, Weak},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use glommio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{error, info};
 
 use crate::{
     NodeStatus,
     config::{Mode, ShardConfig},
     conn::{
-        Conn, Phase,
+        Phase,
         ratelimit::TokenBucket,
         table::{ConnTable, Enqueued},
-        task::ConnTask,
     },
     ids::ConnId,
     inbox::Inbox,
@@ -44,12 +43,10 @@ use crate::{
     ws::CloseReason,
 };
 
-/// Size of the shard-wide read buffer every connection reads into.
-pub const READ_SCRATCH: usize = 64 * 1024;
 /// Most bytes gathered into one write.
 pub const WRITE_GATHER: usize = 64 * 1024;
 /// Connections past the cap that may be held at once just to be told 1013; beyond it they are dropped.
-const MAX_REJECTING: usize = 256;
+pub const MAX_REJECTING: usize = 256;
 
 /// A presence-by-users query waiting for answers from other owner shards.
 pub struct PendingPresence {
@@ -107,14 +104,6 @@ pub struct ShardState {
     pub pusher_members: crate::pusher::presence::Members,
 }
 
-/// Reusable I/O buffers of a shard, shared by all its connections one poll at a time.
-pub struct IoBuffers {
-    /// Every read lands here; only an incomplete frame is copied out per connection.
-    pub read: Box<[u8]>,
-    /// Small queued frames are gathered here into one write.
-    pub write: Vec<u8>,
-}
-
 /// A shard: one core's share of the node.
 pub struct Shard {
     /// Index of this shard.
@@ -129,8 +118,10 @@ pub struct Shard {
     pub inbox: Arc<Inbox>,
     /// Mutable state.
     pub state: RefCell<ShardState>,
-    /// Scratch buffers.
-    pub io: RefCell<IoBuffers>,
+    /// The shard's ring, buffers, listener and sends in flight.
+    pub io: crate::uring::driver::ShardIo,
+    /// The shard itself, for the tasks it spawns from a borrowed `&Shard`.
+    pub me: Weak<Shard>,
     /// Random high bits of session ids, so they differ across restarts.
     pub session_prefix: u64,
     /// Start of the shard clock.
@@ -169,10 +160,32 @@ impl Shard {
 pub async fn run(
     id: usize,
     config: Arc<ShardConfig>,
-    listener: TcpListener,
+    listener: OwnedFd,
     status: Arc<NodeStatus>,
     inboxes: Arc<[Arc<Inbox>]>,
 ) {
+    let io = match crate::uring::driver::ShardIo::new(
+        listener,
+        config.recv,
+        config.recv_buffers,
+        config.recv_buffer_bytes,
+    ) {
+        Ok(io) => io,
+        Err(e) => {
+            // Without its ring a shard cannot serve: stop the node with the reason rather than run on
+            // with a core that never answers.
+            error!(shard = id, error = %e, "cannot set up the shard's io_uring (is io_uring allowed, and RLIMIT_MEMLOCK large enough?)");
+            std::process::exit(70);
+        }
+    };
+    info!(
+        shard = id,
+        ring = ?io.uring.borrow().flavor,
+        recv = ?io.path,
+        max_buffers = io.bufs.borrow().as_ref().map_or(0, |b| b.entries()),
+        buffer_bytes = io.bufs.borrow().as_ref().map_or(0, |b| b.buffer_size()),
+        "shard ring ready"
+    );
     let metrics = ShardMetrics::register(id);
     let tick = config.tick();
     let conns = ConnTable::new(
@@ -205,24 +218,25 @@ pub async fn run(
         },
         pusher_members: Default::default(),
     };
-    let shard = Rc::new(Shard {
+    metrics
+        .recv_buffers
+        .set(io.bufs.borrow().as_ref().map_or(0.0, |b| b.live() as f64));
+    let shard = Rc::new_cyclic(|me| Shard {
         id,
         inbox: inboxes[id].clone(),
         config,
         status,
         metrics,
         state: RefCell::new(state),
-        io: RefCell::new(IoBuffers {
-            read: vec![0u8; READ_SCRATCH].into_boxed_slice(),
-            write: Vec::with_capacity(WRITE_GATHER),
-        }),
+        io,
+        me: me.clone(),
         session_prefix: session_prefix(),
         started: Instant::now(),
         stop_accepting: LocalSignal::default(),
         drain_started: LocalSignal::default(),
         done: LocalSignal::default(),
     });
-    glommio::spawn_local(accept_loop(shard.clone(), listener)).detach();
+    glommio::spawn_local(crate::uring::driver::run(shard.clone())).detach();
     glommio::spawn_local(inbox_loop(shard.clone())).detach();
     glommio::spawn_local(tick_loop(shard.clone(), tick)).detach();
     shard.done.wait().await;
@@ -237,108 +251,6 @@ fn session_prefix() -> u64 {
     (nanos ^ ((std::process::id() as u64) << 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40
 }
 
-/// Accepts connections until told to stop; never gives up on an error (EMFILE included).
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    shard.status.shard_accepting();
-    let mut last_warning: Option<Instant> = None;
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.stop_accepting.wait().await;
-            None
-        })
-        .await;
-        let Some(accepted) = accepted else { break };
-        match accepted {
-            Ok(stream) => admit(&shard, stream),
-            Err(e) => {
-                let e = io::Error::from(e);
-                let emfile = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
-                if emfile {
-                    shard.metrics.accept_emfile.increment(1);
-                } else {
-                    shard.metrics.accept_other.increment(1);
-                }
-                if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                    warn!(shard = shard.id, error = %e, "accept failed; backing off");
-                    last_warning = Some(Instant::now());
-                }
-                // Out of descriptors: the pending connections wait in the backlog until some close.
-                glommio::timer::sleep(Duration::from_millis(if emfile { 50 } else { 5 })).await;
-            }
-        }
-    }
-    drop(listener);
-    shard.status.shard_stopped();
-}
-
-/// Registers an accepted socket and starts its task.
-fn admit(shard: &Rc<Shard>, stream: glommio::net::TcpStream) {
-    shard.metrics.accepted.increment(1);
-    {
-        let mut st = shard.state.borrow_mut();
-        if !st.connects.take(shard.now_ms()) {
-            shard.metrics.connect_rate_limited.increment(1);
-            if st.rejecting >= MAX_REJECTING {
-                return; // dropping the stream closes it
-            }
-            st.rejecting += 1;
-            drop(st);
-            glommio::spawn_local(crate::connect_rate::refuse(shard.clone(), stream)).detach();
-            return;
-        }
-    }
-    let admission = admission(shard, &stream);
-    let mut st = shard.state.borrow_mut();
-    if let Err(reason) = admission {
-        if st.rejecting >= MAX_REJECTING {
-            shard.metrics.closed(reason);
-            return; // dropping the stream closes it
-        }
-        st.rejecting += 1;
-    }
-    let _ = stream.set_nodelay(true);
-    let now = shard.now_ms();
-    let mut conn = Conn::new(now, shard.bucket(now), admission.is_err());
-    conn.over_ip_limit = admission == Err(CloseReason::IpLimit);
-    let id = st.conns.insert(
-        conn,
-        now + shard.config.handshake_timeout.as_millis() as u64,
-    );
-    if let Ok(Some(ip_key)) = admission {
-        st.ip_keys.insert(id, ip_key);
-    }
-    drop(st);
-    shard.metrics.connections_open.increment(1.0);
-    glommio::spawn_local(ConnTask::new(shard.clone(), id, stream)).detach();
-}
-
-/// Counts a new connection against the node's cap, then its address's (`max_connections_per_ip`).
-/// `Ok` carries the per-IP key to release on close (`None` when that cap is off); `Err` the close the
-/// connection gets right after its upgrade. A connection refused by either cap holds neither count.
-fn admission(
-    shard: &Shard,
-    stream: &glommio::net::TcpStream,
-) -> Result<Option<IpAddr>, CloseReason> {
-    if !shard.status.try_admit() {
-        return Err(CloseReason::OverCapacity);
-    }
-    let max = shard.config.max_connections_per_ip;
-    if max == 0 {
-        return Ok(None);
-    }
-    // The address is read once here (getpeername); a reset connection may no longer have one at close.
-    let Ok(peer) = stream.peer_addr() else {
-        return Ok(None); // already gone: its task ends at the first read
-    };
-    match shard.status.per_ip().try_acquire(peer.ip(), max) {
-        Some(key) => Ok(Some(key)),
-        None => {
-            shard.status.release();
-            Err(CloseReason::IpLimit)
-        }
-    }
-}
-
 /// Drains the inbox in batches, forever.
 async fn inbox_loop(shard: Rc<Shard>) {
     loop {
@@ -350,7 +262,8 @@ async fn inbox_loop(shard: Rc<Shard>) {
                 let Some(msg) = shard.inbox.pop() else { break };
                 crate::route::handle(&shard, &mut st, msg, now);
             }
-            st.mesh.flush();
+            // Frames queued by this batch go out now, with the mesh's messages.
+            crate::uring::driver::pass(&shard, &mut st, false);
         }
         glommio::yield_if_needed().await;
     }
@@ -384,7 +297,7 @@ async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
         shard.metrics.history_streams.set(streams as f64);
         let bytes = st.history.bytes() + st.channel_history.bytes();
         shard.metrics.history_bytes.set(bytes as f64);
-        st.mesh.flush();
+        crate::uring::driver::pass(&shard, &mut st, false);
         shard.metrics.inbox_depth.set(shard.inbox.len() as f64);
         let dropped = st.mesh.dropped;
         shard
@@ -417,7 +330,7 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
             if now >= deadline {
                 shard.metrics.handshake_failed("timeout");
                 conn.abort = true;
-                conn.wake();
+                st.conns.wake(id);
                 return;
             }
             deadline
@@ -425,7 +338,7 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
         Phase::Closing { deadline_ms, .. } | Phase::Answering { deadline_ms } => {
             if now >= deadline_ms {
                 conn.abort = true;
-                conn.wake();
+                st.conns.wake(id);
                 return;
             }
             deadline_ms

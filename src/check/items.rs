@@ -84,7 +84,8 @@ pub fn file_max(max: Option<u64>, in_use: Option<u64>, t: Target) -> Item {
 /// RLIMIT_MEMLOCK against the pinned io_memory: each shard registers `io_memory` with three rings.
 pub fn memlock(limit: Option<u64>, io_memory: u64, t: Target) -> Item {
     let shards = t.shards.max(1) as u64;
-    let needed = GLOMMIO_MIN_MEMLOCK.max(RINGS * IO_MEMORY_MIN * shards);
+    let rings = shards * shard_ring_memlock();
+    let needed = GLOMMIO_MIN_MEMLOCK.max(RINGS * IO_MEMORY_MIN * shards) + rings;
     let ok = limit.is_none_or(|l| l >= needed);
     Item {
         name: "locked memory (RLIMIT_MEMLOCK)",
@@ -96,13 +97,27 @@ pub fn memlock(limit: Option<u64>, io_memory: u64, t: Target) -> Item {
         capacity: None,
         note: format!(
             "glommio refuses to start below {} and each of {} shards pins 3 × io_memory (at least \
-             3 × {}); LimitMEMLOCK=infinity in the unit, memlock in limits.d, --ulimit memlock=-1:-1 \
-             in Docker",
+             3 × {}), plus {} for its own ring and buffer ring; LimitMEMLOCK=infinity in the unit, \
+             memlock in limits.d, --ulimit memlock=-1:-1 in Docker",
             bytes(GLOMMIO_MIN_MEMLOCK),
             shards,
-            bytes(IO_MEMORY_MIN)
+            bytes(IO_MEMORY_MIN),
+            bytes(shard_ring_memlock()),
         ),
     }
+}
+
+/// Locked memory of one shard's own io_uring: its queues and its buffer ring's entries at the default
+/// `runtime.recv_buffers` (the buffers themselves are not locked).
+pub fn shard_ring_memlock() -> u64 {
+    let buffers = gateway_default_recv_buffers();
+    (shards::uring::Uring::memlock_bytes()
+        + shards::uring::bufring::BufRing::memlock_bytes(buffers)) as u64
+}
+
+/// `runtime.recv_buffers` by default.
+fn gateway_default_recv_buffers() -> u16 {
+    crate::config::RuntimeSection::default().recv_buffers
 }
 
 /// `nf_conntrack_max`, when the conntrack module is loaded: a full table drops new connections.

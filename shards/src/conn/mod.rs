@@ -1,15 +1,18 @@
-//! One client connection: its record in the shard's table, and the task that drives its socket.
+//! One client connection: its record in the shard's table, and what its bytes mean.
 //!
 //! The record ([`Conn`]) is the per-connection memory budget: every field is counted, and an idle,
-//! identified connection holds no heap but its name and its subscriptions. The task ([`task`]) is a
-//! hand-written future that owns the socket and polls reads and writes in one place.
+//! identified connection holds no heap but its name and its subscriptions. A connection has no task,
+//! no future and no socket object: its descriptor is in the record and the shard's ring
+//! (`crate::uring`) reads and writes it. [`input`] turns the bytes read into handshakes, frames and
+//! events; [`lifecycle`] removes a finished connection from every table.
 
+pub mod input;
+pub mod lifecycle;
 pub mod outq;
 pub mod ratelimit;
 pub mod table;
-pub mod task;
 
-use std::{sync::Arc, task::Waker};
+use std::{os::fd::RawFd, sync::Arc};
 
 use crate::ws::{CloseReason, decode::Decoder};
 use outq::OutQueue;
@@ -78,8 +81,10 @@ pub struct Conn {
     pub last_ping_ms: u64,
     /// Tick of this connection's live timer-wheel entry (other entries are stale).
     pub timer_at: u64,
-    /// The task to wake when frames are queued or the connection must close; set by the task.
-    pub waker: Option<Waker>,
+    /// The socket; closed through the shard's ring when the connection ends (-1 in unit tests).
+    pub fd: RawFd,
+    /// Listed in the table's dirty list: its output or close must be settled by the next I/O pass.
+    pub dirty: bool,
     /// Drop the socket now, without flushing (handshake timeout, close deadline passed).
     pub abort: bool,
     /// Accepted past the node's connection cap: after the upgrade it is closed with 1013.
@@ -90,7 +95,7 @@ pub struct Conn {
 
 impl Conn {
     /// A freshly accepted connection.
-    pub fn new(now_ms: u64, bucket: TokenBucket, over_capacity: bool) -> Self {
+    pub fn new(fd: RawFd, now_ms: u64, bucket: TokenBucket, over_capacity: bool) -> Self {
         Conn {
             phase: Phase::Handshake(Vec::new()),
             user: None,
@@ -106,7 +111,8 @@ impl Conn {
             last_rx_ms: now_ms,
             last_ping_ms: now_ms,
             timer_at: 0,
-            waker: None,
+            fd,
+            dirty: false,
             abort: false,
             over_capacity,
             over_ip_limit: false,
@@ -116,13 +122,6 @@ impl Conn {
     /// True once the close frame is queued (or the connection is going anyway).
     pub fn is_closing(&self) -> bool {
         matches!(self.phase, Phase::Closing { .. }) || self.abort
-    }
-
-    /// Wakes the connection's task.
-    pub fn wake(&self) {
-        if let Some(w) = &self.waker {
-            w.wake_by_ref();
-        }
     }
 
     /// Heap bytes held by this connection's record (for the memory budget).
@@ -152,7 +151,7 @@ mod tests {
         // The per-connection budget: the record itself must stay well under 256 bytes.
         let size = std::mem::size_of::<Conn>();
         assert!(size <= 256, "Conn is {size} bytes");
-        let c = Conn::new(0, TokenBucket::new(100, 200, 0), false);
+        let c = Conn::new(-1, 0, TokenBucket::new(100, 200, 0), false);
         assert_eq!(c.heap_bytes(), 0);
     }
 }

@@ -13,6 +13,17 @@ pub struct OutQueue {
     written: usize,
     /// Bytes queued and not yet written, over all frames.
     bytes: usize,
+    /// Bytes from the write position that a send in flight is writing (0: none in flight). Frames they
+    /// touch are started: they must finish, even when the rest is dropped.
+    in_flight: usize,
+}
+
+/// The bytes of the next send, from [`OutQueue::prepare_send`].
+pub enum Prepared {
+    /// The rest of the first frame, which waits alone (or is too large to gather): shared, not copied.
+    Frame(Bytes),
+    /// Several frames copied into the given buffer.
+    Gathered(Vec<u8>),
 }
 
 impl OutQueue {
@@ -32,9 +43,22 @@ impl OutQueue {
         self.frames.is_empty()
     }
 
-    /// Drops every frame not yet started (a partly written frame must finish, or the stream breaks).
+    /// Drops every frame not yet started (a partly written frame must finish, or the stream breaks;
+    /// so must every frame a send in flight is writing).
     pub fn drop_unstarted(&mut self) {
-        let keep = usize::from(self.written > 0).min(self.frames.len());
+        let mut keep = usize::from(self.written > 0);
+        if self.in_flight > 0 {
+            let mut covered = self.written + self.in_flight;
+            keep = 0;
+            for f in &self.frames {
+                if covered == 0 {
+                    break;
+                }
+                keep += 1;
+                covered = covered.saturating_sub(f.len());
+            }
+        }
+        let keep = keep.min(self.frames.len());
         while self.frames.len() > keep {
             if let Some(f) = self.frames.pop_back() {
                 self.bytes -= f.len();
@@ -45,25 +69,37 @@ impl OutQueue {
         }
     }
 
-    /// Copies queued bytes (from the current write position) into `buf`, up to its capacity; returns
-    /// the bytes to write: the first frame directly when it is alone, else the gathered copy.
-    pub fn gather<'a>(&'a self, buf: &'a mut Vec<u8>, max: usize) -> &'a [u8] {
-        let first = match self.frames.front() {
-            Some(f) => &f[self.written..],
-            None => return &[],
-        };
-        if self.frames.len() == 1 || first.len() >= max {
-            return first;
+    /// True while a send prepared by [`OutQueue::prepare_send`] has not completed.
+    pub fn sending(&self) -> bool {
+        self.in_flight > 0
+    }
+
+    /// The bytes of the next send, from the write position: the first frame itself when it waits alone
+    /// or fills `max`, else up to `max` bytes of whole frames copied into `buf`. Marks them in flight
+    /// until [`OutQueue::sent`]. `None` when nothing waits.
+    pub fn prepare_send(&mut self, mut buf: Vec<u8>, max: usize) -> Option<Prepared> {
+        let first = self.frames.front()?;
+        let rest = first.len() - self.written;
+        if self.frames.len() == 1 || rest >= max {
+            self.in_flight = rest;
+            return Some(Prepared::Frame(first.slice(self.written..)));
         }
         buf.clear();
-        buf.extend_from_slice(first);
+        buf.extend_from_slice(&first[self.written..]);
         for f in self.frames.iter().skip(1) {
             if buf.len() + f.len() > max {
                 break;
             }
             buf.extend_from_slice(f);
         }
-        buf
+        self.in_flight = buf.len();
+        Some(Prepared::Gathered(buf))
+    }
+
+    /// The send in flight wrote `n` bytes (0 when it failed); returns how many whole frames completed.
+    pub fn sent(&mut self, n: usize) -> usize {
+        self.in_flight = 0;
+        self.advance(n)
     }
 
     /// Marks `n` bytes written; returns how many whole frames completed.
@@ -102,6 +138,15 @@ impl OutQueue {
 mod tests {
     use super::*;
 
+    /// The bytes of the next send.
+    fn gathered(q: &mut OutQueue, max: usize) -> Vec<u8> {
+        match q.prepare_send(Vec::new(), max) {
+            Some(Prepared::Frame(b)) => b.to_vec(),
+            Some(Prepared::Gathered(v)) => v,
+            None => Vec::new(),
+        }
+    }
+
     #[test]
     fn gather_and_advance_across_partial_writes() {
         let mut q = OutQueue::default();
@@ -109,12 +154,12 @@ mod tests {
         q.push(Bytes::from_static(b"defg"));
         q.push(Bytes::from_static(b"h"));
         assert_eq!(q.bytes(), 8);
-        let mut buf = Vec::new();
-        assert_eq!(q.gather(&mut buf, 64), b"abcdefgh");
-        assert_eq!(q.advance(5), 1);
-        assert_eq!(q.gather(&mut buf, 64), b"fgh");
-        assert_eq!(q.gather(&mut buf, 2), b"fg");
-        assert_eq!(q.advance(3), 2);
+        assert_eq!(gathered(&mut q, 64), b"abcdefgh");
+        assert_eq!(q.sent(5), 1);
+        assert_eq!(gathered(&mut q, 64), b"fgh");
+        assert_eq!(q.sent(0), 0);
+        assert_eq!(gathered(&mut q, 2), b"fg");
+        assert_eq!(q.sent(3), 2);
         assert!(q.is_empty());
         assert_eq!(q.bytes(), 0);
     }
@@ -127,12 +172,34 @@ mod tests {
         q.advance(1);
         q.drop_unstarted();
         assert_eq!(q.bytes(), 2);
-        let mut buf = Vec::new();
-        assert_eq!(q.gather(&mut buf, 64), b"bc");
+        assert_eq!(gathered(&mut q, 64), b"bc");
         let mut q = OutQueue::default();
         q.push(Bytes::from_static(b"abc"));
         q.drop_unstarted();
         assert!(q.is_empty());
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn frames_in_flight_are_never_dropped() {
+        let mut q = OutQueue::default();
+        q.push(Bytes::from_static(b"abc"));
+        q.push(Bytes::from_static(b"def"));
+        q.push(Bytes::from_static(b"ghi"));
+        let Some(Prepared::Gathered(buf)) = q.prepare_send(Vec::new(), 5) else {
+            panic!("two frames wait: gathered");
+        };
+        assert_eq!(buf, b"abc");
+        assert!(q.sending());
+        q.drop_unstarted();
+        assert_eq!(q.bytes(), 3, "the frame being sent stays");
+        assert_eq!(q.sent(2), 0);
+        assert!(!q.sending());
+        let Some(Prepared::Frame(rest)) = q.prepare_send(Vec::new(), 64) else {
+            panic!("one frame waits: shared");
+        };
+        assert_eq!(&rest[..], b"c");
+        assert_eq!(q.sent(1), 1);
+        assert!(q.is_empty());
     }
 }

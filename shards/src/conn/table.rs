@@ -37,6 +37,8 @@ pub struct ConnTable {
     close_grace_ms: u64,
     /// `gateway_slow_consumer_closes_total` of this shard.
     slow_consumer: Counter,
+    /// Connections whose output or close the next I/O pass must settle (each listed once).
+    dirty: Vec<ConnId>,
 }
 
 impl ConnTable {
@@ -54,7 +56,29 @@ impl ConnTable {
             outbound_limit,
             close_grace_ms,
             slow_consumer,
+            dirty: Vec::new(),
         }
+    }
+
+    /// Lists `id` for the next I/O pass (frames queued, a close begun, an abort).
+    pub fn wake(&mut self, id: ConnId) {
+        if let Some(c) = self.get_mut(id)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    /// Moves the listed connections into `out` (emptying the list).
+    pub fn take_dirty(&mut self, out: &mut Vec<ConnId>) {
+        out.clear();
+        std::mem::swap(out, &mut self.dirty);
+    }
+
+    /// True when some connection waits for an I/O pass.
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     /// Adds a connection and schedules its first visit at `first_visit_ms`.
@@ -121,7 +145,7 @@ impl ConnTable {
             return Enqueued::SlowConsumer;
         }
         conn.out.push(frame);
-        conn.wake();
+        self.wake(id);
         Enqueued::Queued
     }
 
@@ -165,7 +189,7 @@ impl ConnTable {
                 };
             }
         }
-        conn.wake();
+        self.wake(id);
         self.schedule(id, deadline_ms);
     }
 
@@ -216,7 +240,7 @@ mod tests {
     }
 
     fn open_conn() -> Conn {
-        let mut c = Conn::new(0, TokenBucket::new(0, 1, 0), false);
+        let mut c = Conn::new(-1, 0, TokenBucket::new(0, 1, 0), false);
         c.phase = Phase::Open;
         c
     }
@@ -262,7 +286,7 @@ mod tests {
     #[test]
     fn closing_a_handshaking_connection_aborts_it() {
         let mut t = table();
-        let a = t.insert(Conn::new(0, TokenBucket::new(0, 1, 0), false), 0);
+        let a = t.insert(Conn::new(-1, 0, TokenBucket::new(0, 1, 0), false), 0);
         t.close(a, CloseReason::GoingAway, 0);
         assert!(t.get(a).unwrap().abort);
     }

@@ -251,11 +251,9 @@ fn respond(shard: &Shard, st: &mut ShardState, id: ConnId, r: &Response, unread:
     conn_wake(st, id);
 }
 
-/// Wakes the connection's task so the response is written.
-fn conn_wake(st: &ShardState, id: ConnId) {
-    if let Some(c) = st.conns.get(id) {
-        c.wake();
-    }
+/// Lists the connection for the next I/O pass so the response is written.
+fn conn_wake(st: &mut ShardState, id: ConnId) {
+    st.conns.wake(id);
 }
 
 /// The reason phrase of the statuses the API answers with.

@@ -1,23 +1,10 @@
-//! The task of one connection: a hand-written future that owns the socket.
+//! What a connection's bytes mean: the upgrade request, then WebSocket frames and their events.
 //!
-//! One `poll` reads (into the shard's scratch buffer, through glommio's nonblocking recv or a
-//! buffer-less io_uring poll when nothing is ready), decodes and dispatches, then writes what is queued
-//! (gathered into one send when several frames wait). Reads and writes use separate glommio sources on
-//! the same socket, so both can be pending at once without splitting the stream. The future holds only
-//! the socket and two ids: an idle connection costs its record, this future and the kernel's socket.
-
-use std::{
-    future::Future,
-    pin::Pin,
-    rc::Rc,
-    task::{Context, Poll},
-};
+//! The shard's ring hands every read here ([`on_bytes`]), from the buffer the kernel filled (or the
+//! scratch buffer on the poll path); only an incomplete frame is copied out, into the connection's
+//! decoder. Nothing here touches a socket: replies are queued on the record and the I/O pass writes them.
 
 use bytes::Bytes;
-use std::os::fd::AsRawFd;
-
-use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
@@ -26,7 +13,7 @@ use crate::{
     config::Mode,
     dispatch,
     ids::ConnId,
-    shard::{Shard, ShardState, WRITE_GATHER},
+    shard::{Shard, ShardState},
     ws::{
         CloseReason,
         decode::{DecodeLimits, Event, Flow},
@@ -35,171 +22,8 @@ use crate::{
     },
 };
 
-/// Reads per poll before the task yields to others (fairness under a flood).
-const MAX_READS_PER_POLL: usize = 4;
-
-/// The future driving one connection.
-pub struct ConnTask {
-    /// The shard that owns the connection.
-    shard: Rc<Shard>,
-    /// The connection's id in the shard's table.
-    id: ConnId,
-    /// The socket; dropped (closed) when the task ends.
-    stream: TcpStream,
-}
-
-impl ConnTask {
-    /// A task for the accepted `stream`, registered as `id`.
-    pub fn new(shard: Rc<Shard>, id: ConnId, stream: TcpStream) -> Self {
-        ConnTask { shard, id, stream }
-    }
-}
-
-/// What one poll concluded.
-enum Step {
-    /// Waiting for the socket, a timer or a queued frame.
-    Pending,
-    /// The connection is over, for this reason.
-    Done(CloseReason),
-}
-
-impl Future for ConnTask {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let ConnTask { shard, id, stream } = self.get_mut();
-        let shard: &Shard = shard;
-        let mut st = shard.state.borrow_mut();
-        let step = drive(shard, &mut st, *id, stream, cx);
-        let out = match step {
-            Step::Pending => Poll::Pending,
-            Step::Done(reason) => {
-                finish(shard, &mut st, *id, reason);
-                Poll::Ready(())
-            }
-        };
-        st.mesh.flush();
-        out
-    }
-}
-
-/// Reads, dispatches and writes as far as the socket allows.
-fn drive(
-    shard: &Shard,
-    st: &mut ShardState,
-    id: ConnId,
-    stream: &mut TcpStream,
-    cx: &mut Context<'_>,
-) -> Step {
-    let now = shard.now_ms();
-    {
-        let Some(conn) = st.conns.get_mut(id) else {
-            return Step::Done(CloseReason::Internal);
-        };
-        if conn.waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
-            conn.waker = Some(cx.waker().clone());
-        }
-    }
-    let mut reads = 0;
-    loop {
-        let Some(conn) = st.conns.get_mut(id) else {
-            return Step::Done(CloseReason::Internal);
-        };
-        if conn.abort {
-            return Step::Done(abort_reason(&conn.phase));
-        }
-        if matches!(
-            conn.phase,
-            Phase::Closing {
-                peer_done: true,
-                ..
-            }
-        ) {
-            break;
-        }
-        if reads == MAX_READS_PER_POLL {
-            cx.waker().wake_by_ref();
-            break;
-        }
-        let mut io = shard.io.borrow_mut();
-        match Pin::new(&mut *stream).poll_read(cx, &mut io.read) {
-            Poll::Pending => break,
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => match &mut conn.phase {
-                Phase::Closing { peer_done, .. } => {
-                    *peer_done = true;
-                    break;
-                }
-                Phase::Handshake(_) => {
-                    shard.metrics.handshake_failed("io");
-                    return Step::Done(CloseReason::PeerGone);
-                }
-                Phase::Open | Phase::Answering { .. } => return Step::Done(CloseReason::PeerGone),
-            },
-            Poll::Ready(Ok(n)) => {
-                reads += 1;
-                conn.last_rx_ms = now;
-                shard.metrics.bytes_in.increment(n as u64);
-                on_bytes(shard, st, id, &mut io.read[..n], now);
-            }
-        }
-    }
-    loop {
-        let Some(conn) = st.conns.get_mut(id) else {
-            return Step::Done(CloseReason::Internal);
-        };
-        if conn.out.is_empty() {
-            break;
-        }
-        let mut io = shard.io.borrow_mut();
-        let data = conn.out.gather(&mut io.write, WRITE_GATHER);
-        match Pin::new(&mut *stream).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) if n > 0 => {
-                let frames = conn.out.advance(n);
-                shard.metrics.bytes_out.increment(n as u64);
-                shard.metrics.frames_out.increment(frames as u64);
-            }
-            Poll::Ready(_) => return Step::Done(abort_reason(&conn.phase)),
-            Poll::Pending => break,
-        }
-    }
-    let Some(conn) = st.conns.get_mut(id) else {
-        return Step::Done(CloseReason::Internal);
-    };
-    let flushed = conn.out.is_empty();
-    match &mut conn.phase {
-        Phase::Closing {
-            reason,
-            peer_done: true,
-            ..
-        } if flushed => Step::Done(*reason),
-        Phase::Closing { write_shut, .. } if flushed && !*write_shut => {
-            *write_shut = true;
-            shutdown_write(stream);
-            Step::Pending
-        }
-        _ => Step::Pending,
-    }
-}
-
-/// Sends FIN once the close frame is out (RFC 6455 §7.1.1: the server closes the TCP connection first).
-/// Reading goes on until the peer's EOF or the close deadline, so a peer whose close reply cannot be
-/// parsed (after a protocol error) still ends the connection at once by closing its side.
-fn shutdown_write(stream: &TcpStream) {
-    // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Write);
-}
-
-/// The reason recorded when a connection ends without completing its close.
-fn abort_reason(phase: &Phase) -> CloseReason {
-    match phase {
-        Phase::Closing { reason, .. } => *reason,
-        _ => CloseReason::PeerGone,
-    }
-}
-
 /// Bytes just read: handshake or frames, depending on the phase.
-fn on_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &mut [u8], now: u64) {
+pub fn on_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &mut [u8], now: u64) {
     let Some(conn) = st.conns.get_mut(id) else {
         return;
     };
@@ -379,29 +203,4 @@ fn ping_flood(st: &mut ShardState, id: ConnId, now: u64) -> Flow {
         *desync = true;
     }
     Flow::Stop
-}
-
-/// Removes a finished connection from every table and counts it.
-fn finish(shard: &Shard, st: &mut ShardState, id: ConnId, reason: CloseReason) {
-    let Some(conn) = st.conns.remove(id) else {
-        return;
-    };
-    shard.metrics.closed(reason);
-    shard.metrics.connections_open.decrement(1.0);
-    if conn.over_capacity {
-        st.rejecting -= 1;
-    } else {
-        shard.status.release();
-    }
-    if !st.ip_keys.is_empty()
-        && let Some(key) = st.ip_keys.remove(&id)
-    {
-        shard.status.per_ip().release(key);
-    }
-    let now = shard.now_ms();
-    if let Some(user) = conn.user {
-        crate::route::conn_gone(shard, st, id, user, conn.subs, now);
-    } else if let Some(pusher) = conn.pusher {
-        crate::pusher::conn::gone(shard, st, id, *pusher, conn.subs, now);
-    }
 }
