@@ -29,7 +29,7 @@ pub use render::{bytes, count, render};
 pub const KERNEL_BYTES_PER_CONN: u64 = 4_900;
 /// Gateway resident memory per idle identified connection, measured with `examples/idle_conns.rs`
 /// (`docs/ARCHITECTURE.md`).
-pub const GATEWAY_BYTES_PER_CONN: u64 = 1_306;
+pub const GATEWAY_BYTES_PER_CONN: u64 = 639;
 /// The listen backlog the gateway asks for (config `backlog`, default).
 const BACKLOG: u64 = 65_535;
 /// glommio refuses to start an executor below this RLIMIT_MEMLOCK.
@@ -247,7 +247,7 @@ impl Report {
 /// Judges `snap` for `target`.
 pub fn evaluate(snap: &Snapshot, target: Target) -> Report {
     let io_memory = io_memory_for(snap.memlock, target.shards) as u64;
-    let pinned = RINGS * io_memory * target.shards as u64;
+    let pinned = (RINGS * io_memory + items::shard_ring_memlock()) * target.shards as u64;
     let items = vec![
         open_files(snap.nofile_soft, snap.nofile_hard, target),
         nr_open(snap.number(NR_OPEN), target),

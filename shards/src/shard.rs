@@ -263,7 +263,7 @@ async fn inbox_loop(shard: Rc<Shard>) {
                 crate::route::handle(&shard, &mut st, msg, now);
             }
             // Frames queued by this batch go out now, with the mesh's messages.
-            crate::uring::driver::pass(&shard, &mut st, false);
+            crate::uring::driver::pass(&shard, &mut st);
         }
         glommio::yield_if_needed().await;
     }
@@ -297,7 +297,7 @@ async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
         shard.metrics.history_streams.set(streams as f64);
         let bytes = st.history.bytes() + st.channel_history.bytes();
         shard.metrics.history_bytes.set(bytes as f64);
-        crate::uring::driver::pass(&shard, &mut st, false);
+        crate::uring::driver::pass(&shard, &mut st);
         shard.metrics.inbox_depth.set(shard.inbox.len() as f64);
         let dropped = st.mesh.dropped;
         shard

@@ -81,7 +81,8 @@ pub fn file_max(max: Option<u64>, in_use: Option<u64>, t: Target) -> Item {
     }
 }
 
-/// RLIMIT_MEMLOCK against the pinned io_memory: each shard registers `io_memory` with three rings.
+/// RLIMIT_MEMLOCK against the pinned io_memory (each shard registers `io_memory` with three rings)
+/// and each shard's own ring.
 pub fn memlock(limit: Option<u64>, io_memory: u64, t: Target) -> Item {
     let shards = t.shards.max(1) as u64;
     let rings = shards * shard_ring_memlock();

@@ -40,8 +40,11 @@ use crate::{
 
 /// Bytes the poll path reads at once into the shard's scratch buffer.
 pub const READ_SCRATCH: usize = 64 * 1024;
-/// Rounds of completions one pass handles before it yields to the shard's other tasks.
+/// Enters of the ring in one round of a pass (each takes what completed and submits what the
+/// previous one queued).
 const ROUNDS: usize = 4;
+/// Rounds in one pass before the rest is left to the driver.
+const PASSES: usize = 4;
 
 /// What the shard's ring needs besides the connection table, borrowed apart from `ShardState` so a
 /// received buffer can be read while the state is updated.
@@ -64,6 +67,8 @@ pub struct ShardIo {
     settling: RefCell<Vec<ConnId>>,
     /// True while a pass runs (a pass is never re-entered).
     in_pass: Cell<bool>,
+    /// The buffer ring already grew in this pass.
+    grown: Cell<bool>,
 }
 
 /// How the shard's sockets are read, as configured.
@@ -122,6 +127,7 @@ impl ShardIo {
             completions: RefCell::new(Vec::with_capacity(256)),
             settling: RefCell::new(Vec::new()),
             in_pass: Cell::new(false),
+            grown: Cell::new(false),
         })
     }
 
@@ -180,13 +186,12 @@ pub async fn run(shard: Rc<Shard>) {
     loop {
         let busy = {
             let mut st = shard.state.borrow_mut();
-            pass(&shard, &mut st, true)
+            pass(&shard, &mut st)
         };
         if busy {
             glommio::yield_if_needed().await;
-            continue;
         }
-        // Nothing was ready: sleep until the kernel signals the eventfd.
+        // Sleep until the kernel (or a pass that left work for later) signals the eventfd.
         if let Err(e) = efd.read_at(0, 8).await {
             tracing::error!(shard = shard.id, error = %e, "eventfd read failed");
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
@@ -194,33 +199,59 @@ pub async fn run(shard: Rc<Shard>) {
     }
 }
 
-/// One I/O pass (see the module docs). `enter`: enter the ring to run deferred completions (the
-/// driver); without it, only what is already posted is handled (the inbox and tick tasks). Returns
-/// true when completions were handled.
-pub fn pass(shard: &Shard, st: &mut ShardState, enter: bool) -> bool {
+/// One I/O pass (see the module docs), run by the driver and at the end of every inbox batch and tick.
+/// It runs with the eventfd's signals off and ends only when no work waits (checked after they are
+/// back on); after [`PASSES`] rounds of work it leaves the rest to the driver (and signals it).
+/// Returns true when completions were handled.
+pub fn pass(shard: &Shard, st: &mut ShardState) -> bool {
     if shard.io.in_pass.replace(true) {
         return false;
     }
+    shard.io.grown.set(false);
     let mut completions = shard.io.completions.take();
     let mut busy = false;
-    for _ in 0..ROUNDS {
+    let mut done = false;
+    for _ in 0..PASSES {
+        shard.io.uring.borrow_mut().quiet(true);
+        busy |= rounds(shard, st, &mut completions);
+        let mut uring = shard.io.uring.borrow_mut();
+        uring.quiet(false);
+        if !uring.work_pending() {
+            done = true;
+            break;
+        }
+    }
+    if !done {
+        shard.io.uring.borrow().poke();
+    }
+    st.mesh.flush();
+    completions.clear();
+    shard.io.completions.replace(completions);
+    shard.io.in_pass.set(false);
+    busy
+}
+
+/// Enters the ring (submitting what is queued and taking what completed) and dispatches the
+/// completions, again while that queued more work; the last round's submissions are entered too.
+fn rounds(shard: &Shard, st: &mut ShardState, completions: &mut Vec<Completion>) -> bool {
+    let mut busy = false;
+    for round in 0..ROUNDS {
         settle_dirty(shard, st);
+        if round > 0 && shard.io.uring.borrow_mut().nothing_queued() {
+            break;
+        }
         completions.clear();
-        shard.io.uring.borrow_mut().reap(&mut completions, enter);
+        shard.io.uring.borrow_mut().reap(completions);
         if completions.is_empty() {
             break;
         }
         busy = true;
-        for c in &completions {
+        for c in completions.iter() {
             complete(shard, st, *c);
         }
     }
     settle_dirty(shard, st);
     shard.io.uring.borrow_mut().submit();
-    st.mesh.flush();
-    completions.clear();
-    shard.io.completions.replace(completions);
-    shard.io.in_pass.set(false);
     busy
 }
 
@@ -254,7 +285,10 @@ fn on_recv(shard: &Shard, st: &mut ShardState, id: ConnId, c: Completion) {
         // Every buffer in circulation was taken in this pass: the bytes wait in the socket; more
         // buffers circulate from now on (up to `runtime.recv_buffers`), and the read is re-armed below.
         shard.metrics.recv_no_buffers.increment(1);
-        if let Some(ring) = shard.io.bufs.borrow_mut().as_mut()
+        // Once per pass: a storm of ENOBUFS in one pass is one shortage, not many. Every buffer in
+        // circulation is touched as the ring turns, so fewer keep the shard's reads in cache.
+        if !shard.io.grown.replace(true)
+            && let Some(ring) = shard.io.bufs.borrow_mut().as_mut()
             && ring.grow()
         {
             shard.metrics.recv_buffers.set(ring.live() as f64);

@@ -71,7 +71,8 @@ pub fn decode(user_data: u64) -> (Option<Op>, ConnId) {
 /// How the ring was set up, best first; logged at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
-    /// `SINGLE_ISSUER | DEFER_TASKRUN`: completions are posted only when the shard enters the ring.
+    /// `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`: completions are posted only when the shard
+    /// enters the ring.
     DeferTaskrun,
     /// `COOP_TASKRUN | TASKRUN_FLAG`: no inter-processor interrupt to post a completion.
     CoopTaskrun,
@@ -126,7 +127,9 @@ impl Uring {
             b.setup_cqsize(CQ_ENTRIES);
             match flavor {
                 Flavor::DeferTaskrun => {
-                    b.setup_single_issuer().setup_defer_taskrun();
+                    b.setup_single_issuer()
+                        .setup_defer_taskrun()
+                        .setup_taskrun_flag();
                 }
                 Flavor::CoopTaskrun => {
                     b.setup_coop_taskrun().setup_taskrun_flag();
@@ -197,6 +200,11 @@ impl Uring {
         }
     }
 
+    /// True when no submission waits.
+    pub fn nothing_queued(&mut self) -> bool {
+        self.ring.submission().is_empty()
+    }
+
     /// Submits what is queued (nothing to do when the queue is empty).
     pub fn submit(&mut self) {
         if self.ring.submission().is_empty() {
@@ -207,11 +215,10 @@ impl Uring {
         }
     }
 
-    /// Submits what is queued and copies every completion available into `out`. With `getevents` and
-    /// `DEFER_TASKRUN` this enters the ring to run the deferred work that posts them; without, only
-    /// what is already posted (sends completed inline by this submit, among others) is taken.
-    pub fn reap(&mut self, out: &mut Vec<Completion>, getevents: bool) {
-        if getevents && self.flavor == Flavor::DeferTaskrun {
+    /// Submits what is queued and copies every completion available into `out`. With `DEFER_TASKRUN`
+    /// this enters the ring (once) to run the deferred work that posts them.
+    pub fn reap(&mut self, out: &mut Vec<Completion>) {
+        if self.flavor == Flavor::DeferTaskrun {
             let to_submit = self.ring.submission().len() as u32;
             // SAFETY: no argument is passed; GETEVENTS with min_complete 0 never blocks.
             let r = unsafe {
@@ -230,6 +237,34 @@ impl Uring {
             result: c.result(),
             flags: c.flags(),
         }));
+    }
+
+    /// Stops (`true`) or restarts the eventfd's signals. A pass runs quiet: it reaps what its own
+    /// enters post, and a signal for each would only wake the driver for nothing.
+    pub fn quiet(&mut self, on: bool) {
+        if on {
+            self.ring.completion().disable_eventfd();
+        } else {
+            self.ring.completion().enable_eventfd();
+        }
+    }
+
+    /// True when completions wait, or deferred work that will post some (`IORING_SQ_TASKRUN`). Called
+    /// after the signals are restarted: work that came while they were off is seen here, work that
+    /// comes after signals the eventfd. The kernel sets the flag with a locked (fully ordered) atomic
+    /// on x86-64 and then reads the signal switch; the fence orders our side. Elsewhere an extra enter
+    /// makes sure.
+    pub fn work_pending(&mut self) -> bool {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if cfg!(not(target_arch = "x86_64")) && self.flavor == Flavor::DeferTaskrun {
+            // SAFETY: no argument; GETEVENTS with min_complete 0 never blocks.
+            let _ = unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(0, 0, ENTER_GETEVENTS, None)
+            };
+        }
+        self.ring.submission().taskrun() || !self.ring.completion().is_empty()
     }
 
     /// Memory this ring charges to RLIMIT_MEMLOCK (submission entries, completion entries and the
