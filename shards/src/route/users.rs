@@ -1,0 +1,304 @@
+//! User routing: a user's connections registered with its owner shard, direct messages to a user,
+//! and the resume of a user's stream. Kept apart so one user's path reads end to end in one place.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{reply, to_owner};
+use crate::{
+    ids::{ConnId, owner_of},
+    messages::{Ack, Origin, ShardMsg},
+    protocol::encode,
+    shard::{Shard, ShardState},
+};
+
+/// A connection of `user` is now identified on this shard; with `admit`, the owner answers with its
+/// verdict on the connection ([`crate::admit`]).
+pub fn user_connected(
+    shard: &Shard,
+    st: &mut ShardState,
+    user: &Arc<str>,
+    conn: ConnId,
+    admit: Option<crate::admit::Admit>,
+    now: u64,
+) {
+    st.users.add(user.clone(), conn);
+    let owner = owner_of(user, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::DirAdd {
+            user: user.clone(),
+            shard: shard.id,
+            admit,
+        },
+        now,
+    );
+}
+
+/// A connection of `user` on this shard is gone: local tables, then the owners.
+pub fn conn_gone(
+    shard: &Shard,
+    st: &mut ShardState,
+    conn: ConnId,
+    user: Arc<str>,
+    subs: Vec<Arc<str>>,
+    now: u64,
+) {
+    for channel in subs {
+        st.channels.remove(&channel, conn);
+        let owner = owner_of(&channel, shard.config.shards);
+        to_owner(
+            shard,
+            st,
+            owner,
+            ShardMsg::ChanUnsub {
+                channel,
+                user: user.clone(),
+                shard: shard.id,
+            },
+            now,
+        );
+    }
+    st.users.remove(&user, conn);
+    st.resuming.forget(conn);
+    let owner = owner_of(&user, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::DirRemove {
+            user,
+            shard: shard.id,
+        },
+        now,
+    );
+}
+
+/// Entry of a direct message: to the recipient's owner shard.
+pub fn send_to_user(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: Arc<str>,
+    frame: Bytes,
+    reply: Origin,
+    now: u64,
+) {
+    let owner = owner_of(&to, shard.config.shards);
+    to_owner(
+        shard,
+        st,
+        owner,
+        ShardMsg::RouteUser {
+            to,
+            frame,
+            reply,
+            local_only: false,
+            seq: 0,
+        },
+        now,
+    );
+}
+
+/// Owner step of a direct message. With history on, a single node numbers and keeps the message here
+/// and acks `stored` when no connection got it; in cluster mode the bridge numbers it in Redis and
+/// delivers it everywhere (with Redis down: delivered here, unnumbered, and acked as degraded).
+pub(super) fn route_user_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: Arc<str>,
+    frame: Bytes,
+    reply_to: Origin,
+    now: u64,
+) {
+    let history = shard.config.history.enabled();
+    let Some(link) = &shard.config.cluster else {
+        let (frame, seq) = if history {
+            st.history.append(&to, &frame, now)
+        } else {
+            (frame, 0)
+        };
+        let conns = deliver_to_holders(shard, st, &to, &frame, seq, now);
+        let status = match (conns, seq) {
+            (0, 0) => "offline",
+            (0, _) => "stored",
+            _ => "delivered",
+        };
+        return answer(shard, st, reply_to, Ack { status, conns }, now);
+    };
+    let (frame, reply_to) = if history {
+        let here = st.directory.holders(&to).is_some_and(|h| !h.is_empty());
+        match link.sequence_user(to.clone(), frame, here, reply_to) {
+            Ok(()) => return,
+            Err(back) => back,
+        }
+    } else {
+        (frame, reply_to)
+    };
+    // No history, or Redis down: this node's connections now, then the link forwards to the other
+    // nodes (or, Redis being down, answers with this node's count).
+    let conns = deliver_to_holders(shard, st, &to, &frame, 0, now);
+    link.forward_user(to, frame, conns, reply_to);
+}
+
+/// Hands `frame` to every shard holding `to` (this one in place); returns the connections reached.
+pub(super) fn deliver_to_holders(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: &Arc<str>,
+    frame: &Bytes,
+    seq: u64,
+    now: u64,
+) -> u64 {
+    let holders = st.directory.holders(to).cloned().unwrap_or_default();
+    let mut conns = 0u64;
+    for &(holder, n) in &holders {
+        conns += n as u64;
+        let holder = holder as usize;
+        if holder == shard.id {
+            deliver_user_local(shard, st, to, frame, seq, now);
+        } else {
+            shard.metrics.routed_cross.increment(1);
+            st.mesh.send(
+                holder,
+                ShardMsg::DeliverUser {
+                    to: to.clone(),
+                    frame: frame.clone(),
+                    seq,
+                },
+            );
+        }
+    }
+    conns
+}
+
+/// Owner step of a resume (after the connection's `DirAdd`, so every later message reaches it live):
+/// read from this shard's history, or from Redis through the bridge.
+pub(super) fn resume_at_owner(
+    shard: &Shard,
+    st: &mut ShardState,
+    user: Arc<str>,
+    req: crate::history::ResumeRequest,
+    now: u64,
+) {
+    let (outcome, frames) = match &shard.config.cluster {
+        _ if !shard.config.history.enabled() => {
+            (crate::history::Outcome::unavailable(), Vec::new())
+        }
+        Some(link) => match link.resume_user(user, req) {
+            Ok(()) => return,
+            Err(req) => {
+                return send_resumed(
+                    shard,
+                    st,
+                    req,
+                    crate::history::Outcome::unavailable(),
+                    Vec::new(),
+                    now,
+                );
+            }
+        },
+        None => st.history.resume(&user, &req.from, now),
+    };
+    send_resumed(shard, st, req, outcome, frames, now);
+}
+
+/// Sends a resume's answer to the connection's shard (in place when it is this one).
+fn send_resumed(
+    shard: &Shard,
+    st: &mut ShardState,
+    req: crate::history::ResumeRequest,
+    outcome: crate::history::Outcome,
+    frames: Vec<Bytes>,
+    now: u64,
+) {
+    if req.shard == shard.id {
+        crate::history::resume::finish(shard, st, req.conn, outcome, frames, now);
+    } else {
+        st.mesh.send(
+            req.shard,
+            ShardMsg::Resumed {
+                conn: req.conn,
+                outcome,
+                frames,
+            },
+        );
+    }
+}
+
+/// A connection of `user` on this shard resumes its stream: the owner answers once it has
+/// registered the connection (the request follows the `DirAdd` on the same path).
+pub fn resume_user(
+    shard: &Shard,
+    st: &mut ShardState,
+    user: Arc<str>,
+    req: crate::history::ResumeRequest,
+    now: u64,
+) {
+    let owner = owner_of(&user, shard.config.shards);
+    to_owner(shard, st, owner, ShardMsg::ResumeUser { user, req }, now);
+}
+
+/// Answers a routed message's origin from outside the shards (the bridge): an ack frame is pushed
+/// into the origin connection's shard inbox, an external sink is called directly.
+pub fn answer_from_outside(
+    origin: Origin,
+    ack: Ack,
+    inboxes: &[std::sync::Arc<crate::inbox::Inbox>],
+) {
+    match origin {
+        Origin::Conn(reply_to) => {
+            let frame = encode::ack(reply_to.id.as_deref(), ack.status, Some(ack.conns));
+            if let Some(inbox) = inboxes.get(reply_to.shard) {
+                let _ = inbox.send(ShardMsg::ToConn {
+                    conn: reply_to.conn,
+                    frame,
+                });
+            }
+        }
+        Origin::External(sink) | Origin::Skip { then: sink, .. } => sink(ack),
+        Origin::Silent(_) => {}
+    }
+}
+
+/// Sends a routed message's ack where it belongs: an ack frame to a connection, or the values to an
+/// external sink.
+pub(super) fn answer(shard: &Shard, st: &mut ShardState, origin: Origin, ack: Ack, now: u64) {
+    match origin {
+        Origin::Conn(reply_to) => {
+            let frame = encode::ack(reply_to.id.as_deref(), ack.status, Some(ack.conns));
+            reply(shard, st, &reply_to, frame, now);
+        }
+        Origin::External(sink) | Origin::Skip { then: sink, .. } => sink(ack),
+        Origin::Silent(_) => {}
+    }
+}
+
+/// Holder step of a direct message: every local connection of `to` (a resuming one holds it until
+/// its replay is out).
+pub(super) fn deliver_user_local(
+    shard: &Shard,
+    st: &mut ShardState,
+    to: &str,
+    frame: &Bytes,
+    seq: u64,
+    now: u64,
+) {
+    let ShardState {
+        users,
+        conns,
+        resuming,
+        ..
+    } = st;
+    for &conn in users.get(to) {
+        shard.metrics.routed_local.increment(1);
+        let bound = shard.config.outbound_queue_bytes;
+        let copy =
+            crate::history::resume::deliver(resuming, conns, bound, conn, seq, frame.clone(), now);
+        if copy {
+            shard.metrics.resume_duplicates.increment(1);
+        }
+    }
+}
