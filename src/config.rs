@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use runtime::{RecvMode, RuntimeSection};
+pub use runtime::{RecvMode, RingFlags, RuntimeSection};
 
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "GATEWAY_";

@@ -257,6 +257,7 @@ fn shard_config(
     sc.close_grace = config.shutdown.close_grace();
     sc.inbox_capacity = config.runtime.inbox_capacity;
     sc.recv = config.runtime.recv.to_shards();
+    sc.ring = config.runtime.ring_flags.to_shards();
     sc.recv_buffers = config.runtime.recv_buffers;
     sc.recv_buffer_bytes = config.runtime.recv_buffer_bytes;
     sc.auth = Arc::new(auth_mode(config)?);

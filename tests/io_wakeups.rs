@@ -4,7 +4,8 @@
 //! another task (a delivery arriving from the other shard's inbox) go out through that task's own
 //! pass. A lost wake-up shows as a message that never arrives. Two users on different shards send to
 //! each other in bursts separated by silences (so both drivers go to sleep between rounds), thousands
-//! of times, and every message, ack and pong must arrive, in order.
+//! of times, and every message, ack and pong must arrive, in order: on the multishot and poll read paths,
+//! and on the ring setups older kernels fall back to.
 
 mod common;
 
@@ -36,14 +37,28 @@ fn one_per_shard(node: &Node) -> (Client, Client, String) {
     panic!("64 connections all landed on shard {shard_a}");
 }
 
-fn bursts_and_silence(recv: &str) {
+fn bursts_and_silence(recv: &str, ring_flags: &str) {
     let node = Node::start(
         NodeOpts::new()
             .shards(2)
             .set_str("runtime.recv", recv)
+            .set_str("runtime.ring_flags", ring_flags)
             .set("limits.rate_limit_per_sec", 1_000_000)
             .set("limits.rate_limit_burst", 1_000_000),
     );
+    // Both shards run the setup asked for (this kernel has them all).
+    let log = node.stderr_tail(64 * 1024);
+    let flavor = match ring_flags {
+        "defer" => "DeferTaskrun",
+        "coop" => "CoopTaskrun",
+        _ => "Plain",
+    };
+    let path = if recv == "poll" { "Poll" } else { "Multishot" };
+    let ready = log.lines().filter(|l| l.contains("shard ring ready"));
+    let matching = ready
+        .filter(|l| l.contains(&format!("ring={flavor}")) && l.contains(&format!("recv={path}")))
+        .count();
+    assert_eq!(matching, 2, "both shards on {flavor}/{path}:\n{log}");
     let (mut a, mut b, b_user) = one_per_shard(&node);
     let (mut delivered, mut acked, mut pongs) = (0usize, 0usize, 0usize);
     for round in 0..ROUNDS {
@@ -76,16 +91,26 @@ fn bursts_and_silence(recv: &str) {
             std::thread::sleep(Duration::from_micros(200 + (round % 7) as u64 * 300));
         }
     }
-    eprintln!("{recv}: {delivered} delivered, {acked} acked, {pongs} pongs over {ROUNDS} rounds");
+    eprintln!(
+        "{recv}/{ring_flags}: {delivered} delivered, {acked} acked, {pongs} pongs over {ROUNDS} rounds"
+    );
     assert_eq!(pongs, ROUNDS);
 }
 
 #[test]
 fn multishot_path_loses_no_wakeup() {
-    bursts_and_silence("multishot");
+    bursts_and_silence("multishot", "defer");
 }
 
 #[test]
 fn poll_path_loses_no_wakeup() {
-    bursts_and_silence("poll");
+    bursts_and_silence("poll", "defer");
+}
+
+/// The fallbacks of older kernels, forced on this one: `COOP_TASKRUN` (completions posted when the
+/// shard's thread enters the kernel) and a ring without setup flags.
+#[test]
+fn older_ring_setups_lose_no_wakeup() {
+    bursts_and_silence("multishot", "coop");
+    bursts_and_silence("poll", "none");
 }

@@ -33,6 +33,8 @@ pub struct ShardConfig {
     pub io_memory_bytes: usize,
     /// How the shard's ring reads sockets (multishot receive where the kernel has it, or the poll path).
     pub recv: crate::uring::driver::RecvChoice,
+    /// The best ring setup to try (lower ones follow when the kernel refuses it).
+    pub ring: crate::uring::Flavor,
     /// Buffers in each shard's provided buffer ring (16 B each charged to RLIMIT_MEMLOCK).
     pub recv_buffers: u16,
     /// Bytes per provided buffer.
@@ -103,6 +105,7 @@ impl ShardConfig {
             cpus: Vec::new(),
             io_memory_bytes: 512 * 1024,
             recv: Default::default(),
+            ring: Default::default(),
             recv_buffers: 1024,
             recv_buffer_bytes: 4096,
             handshake_timeout: Duration::from_secs(10),

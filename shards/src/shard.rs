@@ -167,6 +167,7 @@ pub async fn run(
     let io = match crate::uring::driver::ShardIo::new(
         listener,
         config.recv,
+        config.ring,
         config.recv_buffers,
         config.recv_buffer_bytes,
     ) {

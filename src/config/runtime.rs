@@ -28,6 +28,30 @@ impl RecvMode {
     }
 }
 
+/// The best io_uring setup a shard tries; each falls back to the next when the kernel refuses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RingFlags {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (6.1+), else `coop`.
+    #[default]
+    Defer,
+    /// `COOP_TASKRUN | TASKRUN_FLAG` (5.19+), else `none`.
+    Coop,
+    /// No setup flags.
+    None,
+}
+
+impl RingFlags {
+    /// The data plane's form.
+    pub fn to_shards(self) -> shards::uring::Flavor {
+        match self {
+            RingFlags::Defer => shards::uring::Flavor::DeferTaskrun,
+            RingFlags::Coop => shards::uring::Flavor::CoopTaskrun,
+            RingFlags::None => shards::uring::Flavor::Plain,
+        }
+    }
+}
+
 /// Most buffers in one shard's ring (the kernel's limit).
 pub const MAX_RECV_BUFFERS: u16 = 1 << 15;
 
@@ -41,6 +65,8 @@ pub struct RuntimeSection {
     pub inbox_capacity: usize,
     /// How the shards read sockets: `auto`, `multishot` or `poll`. Default `auto`.
     pub recv: RecvMode,
+    /// The best ring setup the shards try: `defer`, `coop` or `none`. Default `defer`.
+    pub ring_flags: RingFlags,
     /// Buffers in each shard's provided buffer ring, a power of two (16 B each are locked memory).
     /// Default 1024.
     pub recv_buffers: u16,
@@ -54,6 +80,7 @@ impl Default for RuntimeSection {
             io_memory_bytes: 0,
             inbox_capacity: 65536,
             recv: RecvMode::Auto,
+            ring_flags: RingFlags::Defer,
             recv_buffers: 1024,
             recv_buffer_bytes: 4096,
         }

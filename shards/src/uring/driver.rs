@@ -88,10 +88,11 @@ impl ShardIo {
     pub fn new(
         listener: OwnedFd,
         choice: RecvChoice,
+        best: super::Flavor,
         buffers: u16,
         buffer_bytes: usize,
     ) -> io::Result<ShardIo> {
-        let uring = Uring::new()?;
+        let uring = Uring::new(best)?;
         let want_multishot = match choice {
             RecvChoice::Poll => false,
             RecvChoice::Multishot => true,

@@ -69,10 +69,11 @@ pub fn decode(user_data: u64) -> (Option<Op>, ConnId) {
 }
 
 /// How the ring was set up, best first; logged at start-up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Flavor {
     /// `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`: completions are posted only when the shard
     /// enters the ring.
+    #[default]
     DeferTaskrun,
     /// `COOP_TASKRUN | TASKRUN_FLAG`: no inter-processor interrupt to post a completion.
     CoopTaskrun,
@@ -119,10 +120,13 @@ pub struct Uring {
 }
 
 impl Uring {
-    /// A ring with the best setup flags this kernel accepts, and a registered eventfd.
-    pub fn new() -> io::Result<Uring> {
+    /// A ring with the best setup flags this kernel accepts, starting from `best` (a lower flavour
+    /// is only ever chosen to run the fallbacks on a kernel that has better), and a registered eventfd.
+    pub fn new(best: Flavor) -> io::Result<Uring> {
         let mut last = None;
-        for flavor in [Flavor::DeferTaskrun, Flavor::CoopTaskrun, Flavor::Plain] {
+        let flavors = [Flavor::DeferTaskrun, Flavor::CoopTaskrun, Flavor::Plain];
+        let from = flavors.iter().position(|&f| f == best).unwrap_or(0);
+        for flavor in flavors.into_iter().skip(from) {
             let mut b = IoUring::builder();
             b.setup_cqsize(CQ_ENTRIES);
             match flavor {
@@ -229,8 +233,12 @@ impl Uring {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "io_uring enter");
             }
-        } else {
-            self.submit();
+        } else if !self.ring.submission().is_empty() || self.ring.submission().taskrun() {
+            // Submits, and runs the completions' task work when the kernel flagged some (COOP_TASKRUN
+            // posts them only when this thread enters the kernel).
+            if let Err(e) = self.ring.submit() {
+                tracing::debug!(error = %e, "io_uring submit");
+            }
         }
         out.extend(self.ring.completion().map(|c| Completion {
             user_data: c.user_data(),
