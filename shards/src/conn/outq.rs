@@ -75,15 +75,21 @@ impl OutQueue {
     }
 
     /// The bytes of the next send, from the write position: the first frame itself when it waits alone
-    /// or fills `max`, else up to `max` bytes of whole frames copied into `buf`. Marks them in flight
+    /// or fills `max`, else up to `max` bytes of whole frames copied into a buffer from `buffer` (taken
+    /// only then, so a pooled buffer is not spent on a send that needs none). Marks them in flight
     /// until [`OutQueue::sent`]. `None` when nothing waits.
-    pub fn prepare_send(&mut self, mut buf: Vec<u8>, max: usize) -> Option<Prepared> {
+    pub fn prepare_send(
+        &mut self,
+        buffer: impl FnOnce() -> Vec<u8>,
+        max: usize,
+    ) -> Option<Prepared> {
         let first = self.frames.front()?;
         let rest = first.len() - self.written;
         if self.frames.len() == 1 || rest >= max {
             self.in_flight = rest;
             return Some(Prepared::Frame(first.slice(self.written..)));
         }
+        let mut buf = buffer();
         buf.clear();
         buf.extend_from_slice(&first[self.written..]);
         for f in self.frames.iter().skip(1) {
@@ -141,7 +147,7 @@ mod tests {
 
     /// The bytes of the next send.
     fn gathered(q: &mut OutQueue, max: usize) -> Vec<u8> {
-        match q.prepare_send(Vec::new(), max) {
+        match q.prepare_send(Vec::new, max) {
             Some(Prepared::Frame(b)) => b.to_vec(),
             Some(Prepared::Gathered(v)) => v,
             None => Vec::new(),
@@ -188,7 +194,7 @@ mod tests {
         q.push(Bytes::from_static(b"abc"));
         q.push(Bytes::from_static(b"def"));
         q.push(Bytes::from_static(b"ghi"));
-        let Some(Prepared::Gathered(buf)) = q.prepare_send(Vec::new(), 5) else {
+        let Some(Prepared::Gathered(buf)) = q.prepare_send(Vec::new, 5) else {
             panic!("two frames wait: gathered");
         };
         assert_eq!(buf, b"abc");
@@ -197,7 +203,7 @@ mod tests {
         assert_eq!(q.bytes(), 3, "the frame being sent stays");
         assert_eq!(q.sent(2), 0);
         assert!(!q.sending());
-        let Some(Prepared::Frame(rest)) = q.prepare_send(Vec::new(), 64) else {
+        let Some(Prepared::Frame(rest)) = q.prepare_send(Vec::new, 64) else {
             panic!("one frame waits: shared");
         };
         assert_eq!(&rest[..], b"c");

@@ -248,12 +248,7 @@ fn respond(shard: &Shard, st: &mut ShardState, id: ConnId, r: &Response, unread:
         write_shut: false,
     };
     st.conns.schedule(id, deadline_ms);
-    conn_wake(st, id);
-}
-
-/// Lists the connection for the next I/O pass so the response is written.
-fn conn_wake(st: &mut ShardState, id: ConnId) {
-    st.conns.wake(id);
+    st.conns.wake(id); // the response goes out with the next I/O pass
 }
 
 /// The reason phrase of the statuses the API answers with.

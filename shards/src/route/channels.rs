@@ -444,8 +444,20 @@ pub fn unsubscribed(
     conn: ConnId,
     now: u64,
 ) {
-    st.channels.remove(&channel, conn);
     st.resuming.forget_channel(conn, &channel);
+    leave_channel(shard, st, channel, user, conn, now);
+}
+
+/// `conn` (of `user`) leaves `channel`: out of this shard's table, and the channel's owner is told.
+pub(super) fn leave_channel(
+    shard: &Shard,
+    st: &mut ShardState,
+    channel: Arc<str>,
+    user: Arc<str>,
+    conn: ConnId,
+    now: u64,
+) {
+    st.channels.remove(&channel, conn);
     let owner = owner_of(&channel, shard.config.shards);
     to_owner(
         shard,

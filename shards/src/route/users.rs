@@ -48,19 +48,7 @@ pub fn conn_gone(
     now: u64,
 ) {
     for channel in subs {
-        st.channels.remove(&channel, conn);
-        let owner = owner_of(&channel, shard.config.shards);
-        to_owner(
-            shard,
-            st,
-            owner,
-            ShardMsg::ChanUnsub {
-                channel,
-                user: user.clone(),
-                shard: shard.id,
-            },
-            now,
-        );
+        super::channels::leave_channel(shard, st, channel, user.clone(), conn, now);
     }
     st.users.remove(&user, conn);
     st.resuming.forget(conn);

@@ -443,7 +443,7 @@ fn settle(shard: &Shard, st: &mut ShardState, id: ConnId) {
     }
     let fd = conn.fd;
     let mut sends = shard.io.sends.borrow_mut();
-    if let Some(prepared) = conn.out.prepare_send(sends.buffer(), WRITE_GATHER) {
+    if let Some(prepared) = conn.out.prepare_send(|| sends.buffer(), WRITE_GATHER) {
         let (ptr, len) = match prepared {
             Prepared::Frame(frame) => sends.frame(id, frame),
             Prepared::Gathered(buf) => sends.gathered(id, buf),

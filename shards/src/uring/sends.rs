@@ -61,14 +61,4 @@ impl Sends {
             self.pool.push(buf);
         }
     }
-
-    /// Sends in flight.
-    pub fn len(&self) -> usize {
-        self.flight.len()
-    }
-
-    /// True when no send is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.flight.is_empty()
-    }
 }
