@@ -40,9 +40,13 @@ fn no_refresh_closes_with_4011_at_expiry() {
     let info = c.expect_close(4011);
     assert!(info.data.is_empty(), "{:?}", info.data);
     assert_eq!(c.close_reason.as_deref(), Some("token expired"));
-    let closed = node.metric_sum(
+    // The server counts the close once the client's answer (or its EOF) ends it.
+    drop(c);
+    let closed = node.wait_metric(
         "gateway_connections_closed_total",
         &[("reason", "token_expired")],
+        1.0,
+        Duration::from_secs(10),
     );
     assert_eq!(closed, 1.0);
 }
