@@ -681,6 +681,18 @@ impl Config {
             self.auth.timeout_ms > 0,
             "auth.timeout_ms must be greater than 0".into(),
         );
+        // A connection's record keeps its moments in 32 bits (shards::conn::stamp).
+        let max_span = shards::conn::stamp::MAX_SPAN_MS;
+        for (key, value) in [
+            ("websocket.handshake_timeout_ms", ws.handshake_timeout_ms),
+            ("auth.timeout_ms", self.auth.timeout_ms),
+            ("heartbeat.timeout_ms", hb.timeout_ms),
+        ] {
+            check(
+                value <= max_span,
+                format!("{key} ({value}) must be at most {max_span} (24 days)"),
+            );
+        }
         let access = channels::access(
             &self.channels,
             &self.auth.client_send,

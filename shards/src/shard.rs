@@ -28,6 +28,7 @@ use crate::{
     conn::{
         Phase,
         ratelimit::TokenBucket,
+        stamp::Stamp,
         table::{ConnTable, Enqueued},
     },
     ids::ConnId,
@@ -322,12 +323,14 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
     let Some(conn) = st.conns.get_mut(id) else {
         return;
     };
-    if conn.timer_at != at {
+    if conn.timer_at != at as u32 {
         return; // stale entry: the connection was rescheduled
     }
     let next = match conn.phase {
         Phase::Handshake(_) => {
-            let deadline = conn.opened_ms + cfg.handshake_timeout.as_millis() as u64;
+            let deadline = conn
+                .opened
+                .plus(cfg.handshake_timeout.as_millis() as u64, now);
             if now >= deadline {
                 shard.metrics.handshake_failed("timeout");
                 conn.abort = true;
@@ -345,25 +348,27 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
             deadline_ms
         }
         Phase::Open => {
-            let auth_deadline = conn.opened_ms + cfg.auth_timeout.as_millis() as u64;
+            let auth_deadline = conn.opened.plus(cfg.auth_timeout.as_millis() as u64, now);
             let pusher = conn.pusher.is_some();
             let must_identify = conn.user.is_none() && !pusher && cfg.mode == Mode::Protocol;
             if must_identify && now >= auth_deadline {
                 st.conns.close(id, CloseReason::IdentifyTimeout, now);
                 return;
             }
-            let silence_deadline = conn.last_rx_ms + cfg.heartbeat_timeout.as_millis() as u64;
+            let silence_deadline = conn
+                .last_rx
+                .plus(cfg.heartbeat_timeout.as_millis() as u64, now);
             if now >= silence_deadline {
                 st.conns.close(id, CloseReason::HeartbeatTimeout, now);
                 return;
             }
             let interval = cfg.heartbeat_interval.as_millis() as u64;
             let mut ping = false;
-            if now >= conn.last_ping_ms + interval {
-                conn.last_ping_ms = now;
+            if conn.last_ping.elapsed(now) >= interval {
+                conn.last_ping = Stamp::at(now);
                 ping = true;
             }
-            let mut next = (conn.last_ping_ms + interval).min(silence_deadline);
+            let mut next = conn.last_ping.plus(interval, now).min(silence_deadline);
             if crate::authorize::expired(conn, now, &mut next) {
                 st.conns.close(id, CloseReason::TokenExpired, now);
                 return;

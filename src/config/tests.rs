@@ -191,6 +191,32 @@ fn validation_reports_every_problem() {
 }
 
 #[test]
+fn per_connection_timeouts_stay_within_what_a_record_measures() {
+    let mut c = Config::default();
+    c.heartbeat.timeout_ms = 30 * 86_400_000;
+    c.auth.timeout_ms = 1 << 31;
+    c.websocket.handshake_timeout_ms = u64::MAX;
+    let problems = invalid(&c);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    for key in [
+        "heartbeat.timeout_ms",
+        "auth.timeout_ms",
+        "websocket.handshake_timeout_ms",
+    ] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(key) && p.contains("24 days")),
+            "{key}: {problems:?}"
+        );
+    }
+    c.heartbeat.timeout_ms = 20 * 86_400_000;
+    c.auth.timeout_ms = (1 << 31) - 1;
+    c.websocket.handshake_timeout_ms = 60_000;
+    assert!(c.validate().is_ok());
+}
+
+#[test]
 fn node_id_defaults_to_host_pid_and_a_suffix_that_differs_between_processes() {
     let id = Config::default().node_id_or_default();
     let (rest, suffix) = id.rsplit_once('-').unwrap();

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use super::Phase;
+use super::{Phase, stamp::Stamp};
 use crate::{
     config::Mode,
     dispatch,
@@ -61,8 +61,8 @@ fn handshake_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], 
             let mut rest = buf.split_off(consumed);
             rest.extend_from_slice(tail);
             conn.phase = Phase::Open;
-            conn.last_rx_ms = now;
-            conn.last_ping_ms = now;
+            conn.last_rx = Stamp::at(now);
+            conn.last_ping = Stamp::at(now);
             conn.out
                 .push(Bytes::from(handshake::accept_response(&upgrade.accept_key)));
             let origin_ok = cfg.allowed_origins.is_empty()

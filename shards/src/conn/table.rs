@@ -117,7 +117,7 @@ impl ConnTable {
     pub fn schedule(&mut self, id: ConnId, at_ms: u64) {
         let tick = self.wheel.schedule(id, at_ms);
         if let Some(c) = self.get_mut(id) {
-            c.timer_at = tick;
+            c.timer_at = tick as u32;
         }
     }
 
@@ -125,7 +125,9 @@ impl ConnTable {
     /// such as a token's expiry); a later `at_ms` changes nothing.
     pub fn schedule_by(&mut self, id: ConnId, at_ms: u64) {
         let due = self.get(id).map(|c| c.timer_at);
-        if due.is_some_and(|t| self.wheel.tick_of(at_ms) < t) {
+        // Earlier on the truncated ticks: both are within the wheel's horizon of its cursor.
+        let tick = self.wheel.tick_of(at_ms) as u32;
+        if due.is_some_and(|t| (tick.wrapping_sub(t) as i32) < 0) {
             self.schedule(id, at_ms);
         }
     }

@@ -159,7 +159,7 @@ pub fn gone(
     st: &mut ShardState,
     id: ConnId,
     pusher: PusherConn,
-    subs: Vec<Arc<str>>,
+    subs: thin_vec::ThinVec<Arc<str>>,
     now: u64,
 ) {
     shard.config.pusher.disconnected(pusher.index);
@@ -169,6 +169,6 @@ pub fn gone(
     }
     if let Some(user) = pusher.user {
         // The user's other sockets, here and on other nodes, stay reachable.
-        crate::route::conn_gone(shard, st, id, user, Vec::new(), now);
+        crate::route::conn_gone(shard, st, id, user, thin_vec::ThinVec::new(), now);
     }
 }

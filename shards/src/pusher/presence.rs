@@ -181,7 +181,7 @@ pub fn succeeded_at(conn: crate::ids::ConnId, channel: Arc<str>, frame: Bytes) -
         let subscribed = st
             .conns
             .get(conn)
-            .is_some_and(|c| c.subs.iter().any(|s| *s == channel));
+            .is_some_and(|c| c.subs.contains(&channel));
         if subscribed {
             st.channels.add(channel, conn);
             st.conns.enqueue(conn, frame, now);

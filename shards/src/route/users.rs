@@ -44,7 +44,7 @@ pub fn conn_gone(
     st: &mut ShardState,
     conn: ConnId,
     user: Arc<str>,
-    subs: Vec<Arc<str>>,
+    subs: thin_vec::ThinVec<Arc<str>>,
     now: u64,
 ) {
     for channel in subs {

@@ -370,7 +370,7 @@ fn reading(st: &ShardState, id: ConnId) -> bool {
 fn got_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &mut [u8]) {
     let now = shard.now_ms();
     if let Some(conn) = st.conns.get_mut(id) {
-        conn.last_rx_ms = now;
+        conn.last_rx = crate::conn::stamp::Stamp::at(now);
     }
     shard.metrics.bytes_in.increment(data.len() as u64);
     input::on_bytes(shard, st, id, data, now);

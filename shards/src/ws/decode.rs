@@ -115,28 +115,54 @@ impl Fragments {
     }
 }
 
-/// Per-connection decoder state.
+/// Per-connection decoder state: one pointer, `None` while idle (no incomplete frame, no open
+/// fragmented message), so an idle connection pays 8 bytes for its decoder.
 #[derive(Debug, Default)]
-pub struct Decoder {
-    /// Bytes of an incomplete frame carried over to the next read. Empty, with no allocation, while idle.
+pub struct Decoder(Option<Box<Held>>);
+
+/// What a decoder holds between reads.
+#[derive(Debug, Default)]
+struct Held {
+    /// Bytes of an incomplete frame carried over to the next read.
     partial: Vec<u8>,
     /// The message being assembled from fragments; `None` while no fragmented message is open.
-    fragments: Option<Box<Fragments>>,
+    fragments: Option<Fragments>,
 }
 
 impl Decoder {
     /// Heap bytes this decoder holds (for per-connection memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.partial.capacity()
-            + self
-                .fragments
-                .as_ref()
-                .map_or(0, |f| f.payload.capacity() + size_of::<Fragments>())
+        self.0.as_ref().map_or(0, |h| {
+            size_of::<Held>()
+                + h.partial.capacity()
+                + h.fragments.as_ref().map_or(0, |f| f.payload.capacity())
+        })
     }
 
     /// True when bytes of an incomplete frame are buffered.
     pub fn has_partial(&self) -> bool {
-        !self.partial.is_empty()
+        self.0.as_ref().is_some_and(|h| !h.partial.is_empty())
+    }
+
+    /// The held state, boxed on first use.
+    fn held(&mut self) -> &mut Held {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the held state once it holds nothing.
+    fn release_if_idle(&mut self) {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|h| h.partial.is_empty() && h.fragments.is_none())
+        {
+            self.0 = None;
+        }
+    }
+
+    /// True while a fragmented message is open.
+    fn in_message(&self) -> bool {
+        self.0.as_ref().is_some_and(|h| h.fragments.is_some())
     }
 
     /// Decodes freshly read bytes. `input` is mutated (unmasked in place). Calls `on_event` for every
@@ -148,26 +174,31 @@ impl Decoder {
         limits: DecodeLimits,
         mut on_event: impl FnMut(Event<'_>) -> Flow,
     ) -> Result<(), DecodeError> {
-        if self.partial.is_empty() {
-            let (used, frame_len) = self.decode(input, limits, &mut on_event)?;
-            if used < input.len() {
-                // An incomplete frame is left. Once its header is in (and has passed the limits, so
-                // `frame_len` is at most `max_frame_bytes` + 14), room for the whole frame is reserved
-                // at once instead of growing read by read.
-                self.partial.reserve_exact(frame_len);
-                self.partial.extend_from_slice(&input[used..]);
+        let held = self.0.as_mut().map(|h| std::mem::take(&mut h.partial));
+        match held {
+            Some(mut buf) if !buf.is_empty() => {
+                buf.extend_from_slice(input);
+                let (used, frame_len) = self.decode(&mut buf, limits, &mut on_event)?;
+                if used < buf.len() {
+                    buf.drain(..used);
+                    // As below, on the buffer that is kept.
+                    buf.reserve_exact(frame_len.saturating_sub(buf.len()));
+                    self.held().partial = buf;
+                }
             }
-        } else {
-            let mut buf = std::mem::take(&mut self.partial);
-            buf.extend_from_slice(input);
-            let (used, frame_len) = self.decode(&mut buf, limits, &mut on_event)?;
-            if used < buf.len() {
-                buf.drain(..used);
-                // The same, on the buffer that is kept (not on `self.partial`, replaced just below).
-                buf.reserve_exact(frame_len.saturating_sub(buf.len()));
-                self.partial = buf;
+            _ => {
+                let (used, frame_len) = self.decode(input, limits, &mut on_event)?;
+                if used < input.len() {
+                    // An incomplete frame is left. Once its header is in (and has passed the limits,
+                    // so `frame_len` is at most `max_frame_bytes` + 14), room for the whole frame is
+                    // reserved at once instead of growing read by read.
+                    let partial = &mut self.held().partial;
+                    partial.reserve_exact(frame_len);
+                    partial.extend_from_slice(&input[used..]);
+                }
             }
         }
+        self.release_if_idle();
         Ok(())
     }
 
@@ -217,25 +248,25 @@ impl Decoder {
     ) -> Result<Flow, DecodeError> {
         match header.opcode {
             OpCode::Data(Data::Text) | OpCode::Data(Data::Binary) => {
-                if self.fragments.is_some() {
+                if self.in_message() {
                     return Err(DecodeError::Protocol("new message inside a fragmented one"));
                 }
                 let text = header.opcode == OpCode::Data(Data::Text);
                 if header.is_final {
                     return deliver(text, payload, on_event);
                 }
-                let mut frag = Box::new(Fragments {
+                let mut frag = Fragments {
                     text,
                     valid: 0,
                     payload: payload.to_vec(),
                     frames: 1,
-                });
+                };
                 frag.check_utf8(false)?;
-                self.fragments = Some(frag);
+                self.held().fragments = Some(frag);
                 Ok(Flow::Continue)
             }
             OpCode::Data(Data::Continue) => {
-                let Some(frag) = self.fragments.as_mut() else {
+                let Some(frag) = self.0.as_mut().and_then(|h| h.fragments.as_mut()) else {
                     return Err(DecodeError::Protocol("continuation without a message"));
                 };
                 if frag.payload.len() + payload.len() > limits.max_message_bytes {
@@ -250,7 +281,8 @@ impl Decoder {
                 if !header.is_final {
                     return Ok(Flow::Continue);
                 }
-                let mut frag = self.fragments.take().expect("checked above");
+                let taken = self.0.as_mut().and_then(|h| h.fragments.take());
+                let mut frag = taken.expect("checked above");
                 Ok(on_event(frag.event()))
             }
             OpCode::Control(Control::Ping) => Ok(on_event(Event::Ping(payload))),
@@ -459,8 +491,14 @@ mod tests {
             })
             .unwrap();
             if (7..frame.len() - 1).contains(&i) {
-                // From the header's last byte (the 8th) on: one buffer of the frame's size.
-                assert_eq!(dec.heap_bytes(), frame.len(), "after {} bytes", i + 1);
+                // From the header's last byte (the 8th) on: one buffer of the frame's size (and the
+                // boxed state that holds it).
+                assert_eq!(
+                    dec.heap_bytes(),
+                    size_of::<Held>() + frame.len(),
+                    "after {} bytes",
+                    i + 1
+                );
             }
         }
         assert_eq!(got, 1000);
