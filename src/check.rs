@@ -29,7 +29,7 @@ pub use render::{bytes, count, render};
 pub const KERNEL_BYTES_PER_CONN: u64 = 4_900;
 /// Gateway resident memory per idle identified connection, measured with `examples/idle_conns.rs`
 /// (`docs/ARCHITECTURE.md`).
-pub const GATEWAY_BYTES_PER_CONN: u64 = 499;
+pub const GATEWAY_BYTES_PER_CONN: u64 = 375;
 /// The listen backlog the gateway asks for (config `backlog`, default).
 const BACKLOG: u64 = 65_535;
 /// glommio refuses to start an executor below this RLIMIT_MEMLOCK.

@@ -169,8 +169,8 @@ fn each_limit_blocks_on_its_own() {
     assert_eq!(blockers(&r), ["memory (MemTotal)"]);
     // 4,096,000,000 B less 16 shards' pinned memory (3 × 1 MiB io_memory, and each shard's own ring:
     // 64 KiB of submission entries, 72 KiB of completion ring, 16 KiB of buffer ring entries), over
-    // 4,900 + 499 B per connection.
-    assert_eq!(item(&r, "memory").capacity, Some(748_875));
+    // 4,900 + 375 B per connection.
+    assert_eq!(item(&r, "memory").capacity, Some(766_479));
 }
 
 #[test]
