@@ -24,6 +24,7 @@
 //! arrived. When Redis cannot be reached the answer says `unavailable` with the local count, at once.
 
 pub mod envelope;
+mod listen;
 pub(crate) mod outgoing;
 pub mod subscriber;
 
@@ -55,8 +56,8 @@ use crate::cluster::{
     presence::live_fields,
 };
 use envelope::Envelope;
+pub use listen::serve;
 use outgoing::Outgoing;
-use subscriber::{Push, classify};
 
 /// Longest an origin waits for the other nodes' acks.
 pub const ACK_WAIT: Duration = Duration::from_secs(1);
@@ -573,56 +574,4 @@ pub fn send_resumed(
     if inboxes.get(req.shard).is_none_or(|i| i.send(msg).is_err()) {
         warn!("shard inbox full; a resume answer is lost and the connection waits for its ready");
     }
-}
-
-/// Serves the listening connection's messages until it fails, and publishes this node's answers (all
-/// answers queued at a time go out in one pipelined round trip). Returns when the connection is gone
-/// (the bridge then reconnects).
-pub async fn serve(
-    relay: Arc<Relay>,
-    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
-) -> redis::RedisResult<()> {
-    let mut acks_rx = relay
-        .acks_rx
-        .lock()
-        .ok()
-        .and_then(|mut rx| rx.take())
-        .ok_or_else(|| redis::RedisError::from(std::io::Error::other("relay served twice")))?;
-    let out_rx = relay
-        .out_rx
-        .lock()
-        .ok()
-        .and_then(|mut rx| rx.take())
-        .ok_or_else(|| redis::RedisError::from(std::io::Error::other("relay served twice")))?;
-    let sender = tokio::spawn(outgoing::run(relay.clone(), out_rx));
-    let mut conn = relay.conn.clone();
-    let ack_task = tokio::spawn(async move {
-        let mut batch = Vec::new();
-        while acks_rx.recv_many(&mut batch, 1024).await > 0 {
-            let mut pipe = redis::pipe();
-            for (origin, corr, conns) in batch.drain(..) {
-                pipe.cmd("PUBLISH")
-                    .arg(keys::node_channel(&origin))
-                    .arg(envelope::ack(corr, conns))
-                    .ignore();
-            }
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                warn!(error = %e, "could not publish cross-node acks");
-            }
-        }
-    });
-    let result = loop {
-        match pushes.recv().await.map(classify) {
-            Some(Push::Message(payload)) => relay.on_message(&payload),
-            Some(Push::Other) => {}
-            Some(Push::Disconnected) | None => {
-                break Err(redis::RedisError::from(std::io::Error::other(
-                    "listening connection to Redis lost",
-                )));
-            }
-        }
-    };
-    ack_task.abort();
-    sender.abort();
-    result
 }
