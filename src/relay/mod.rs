@@ -245,7 +245,7 @@ impl Relay {
     fn hand_over(&self, item: Outgoing) {
         if let Err(mpsc::error::SendError(item)) = self.out.send(item) {
             // The sender task is gone with its connection: answer without the other nodes.
-            item.answer_degraded(&self.inboxes);
+            item.answer_degraded(&self.inboxes, false);
         }
     }
 

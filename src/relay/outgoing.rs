@@ -81,9 +81,14 @@ pub(super) enum Outgoing {
 }
 
 impl Outgoing {
-    /// Answers the origin without the other nodes (Redis failed).
-    pub(super) fn answer_degraded(self, inboxes: &[Arc<Inbox>]) {
+    /// Answers the origin without the other nodes (Redis failed). A message with history that Redis
+    /// never numbered is delivered here unnumbered. When Redis `may_have_numbered` it (the request
+    /// went out and its reply was lost), the script may have kept and published the numbered copy,
+    /// which then reaches every holder, this node included: a local unnumbered copy would be a second
+    /// delivery. Such a message is answered `unavailable` and left to its numbered copy, if any.
+    pub(super) fn answer_degraded(self, inboxes: &[Arc<Inbox>], may_have_numbered: bool) {
         let (ack, origin) = match self {
+            Outgoing::Seq { origin, .. } if may_have_numbered => (degraded_ack(0), origin),
             Outgoing::Seq {
                 to, frame, origin, ..
             } => {
@@ -91,6 +96,9 @@ impl Outgoing {
             }
             Outgoing::Dm { local, origin, .. } => (degraded_ack(local), origin),
             Outgoing::Pub { local, origin, .. } => (degraded_publish_ack(local), origin),
+            Outgoing::SeqPub { origin, .. } if may_have_numbered => {
+                (degraded_publish_ack(0), origin)
+            }
             Outgoing::SeqPub {
                 channel,
                 frame,
@@ -100,6 +108,13 @@ impl Outgoing {
         };
         answer_from_outside(origin, ack, inboxes);
     }
+}
+
+/// True when a failed request may still have run on the server: it failed in transport (the
+/// connection dropped or timed out, possibly after the request was written), not on a refused
+/// connection and not with an error reply (Redis answered, so a script that failed did not run).
+pub(crate) fn may_have_run(e: &redis::RedisError) -> bool {
+    e.is_io_error() && !e.is_connection_refusal()
 }
 
 /// Delivers a direct message to this node's connections of `to`, unnumbered (its history could not be
@@ -184,9 +199,10 @@ pub(super) async fn run(relay: Arc<Relay>, mut rx: mpsc::UnboundedReceiver<Outgo
                 tokio::spawn(async move { answer(&relay, sent).await });
             }
             Ok(Err((e, items))) => {
-                warn!(error = %e, messages = items.len(), "cross-node send failed");
+                let unsure = may_have_run(&e);
+                warn!(error = %e, messages = items.len(), unsure, "cross-node send failed");
                 for item in items {
-                    item.answer_degraded(&relay.inboxes);
+                    item.answer_degraded(&relay.inboxes, unsure);
                 }
             }
             Err(_) => warn!("cross-node send timed out; its origins were not answered"),
@@ -323,16 +339,24 @@ async fn send(
         match pipe.query_async(&mut conn).await {
             Ok(r) => r,
             Err(e) => {
-                let items = sent
-                    .into_iter()
-                    .map(|s| {
-                        if let Some(corr) = s.corr {
-                            relay.forget(corr);
+                // The messages with history are numbered and published already (the first round
+                // trip succeeded): they go on to their answers. Only the plain ones failed.
+                warn!(error = %e, "cross-node publishes failed");
+                let mut numbered = Vec::new();
+                for s in sent {
+                    match s.item {
+                        Outgoing::Seq { .. } | Outgoing::SeqPub { .. } => numbered.push(s),
+                        item => {
+                            if let Some(corr) = s.corr {
+                                relay.forget(corr);
+                            }
+                            item.answer_degraded(&relay.inboxes, false);
                         }
-                        s.item
-                    })
-                    .collect();
-                return Err((e, items));
+                    }
+                }
+                sent = numbered;
+                publishes = vec![0; sent.len()];
+                Vec::new()
             }
         }
     } else {

@@ -7,6 +7,7 @@
 
 mod admin;
 mod client;
+pub mod cut_proxy;
 pub mod hooks;
 mod jwt;
 mod opts;
