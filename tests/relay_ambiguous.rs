@@ -65,6 +65,38 @@ fn until_numbered(c: &mut Client, mut send: impl FnMut(&str) -> Value, ok: &str)
     panic!("the relay did not come back: {got:?}");
 }
 
+/// A node behind a proxy to a real Redis, with alice (the recipient) and bob (the sender); bob's
+/// first message to alice is delivered and read (numbered 1). Fields drop in order: clients first.
+struct Pair {
+    alice: Client,
+    bob: Client,
+    _node: Node,
+    proxy: CutProxy,
+    _redis: RedisServer,
+}
+
+fn pair() -> Pair {
+    let redis = RedisServer::start();
+    let proxy = CutProxy::start(redis.addr());
+    let node = node(&proxy);
+    let mut alice = client(&node, "alice");
+    let mut bob = client(&node, "bob");
+    assert_eq!(send(&mut bob, "w", "warm")["status"], "delivered");
+    assert_eq!(messages_until(&mut alice, "warm")[0]["seq"], 1);
+    Pair {
+        alice,
+        bob,
+        _node: node,
+        proxy,
+        _redis: redis,
+    }
+}
+
+/// Bob's `send` of `text` to alice; returns the ack.
+fn send(bob: &mut Client, id: &str, text: &str) -> Value {
+    bob.request(json!({"op": "send", "id": id, "to": "alice", "data": {"text": text}}))
+}
+
 /// The messages of `got` whose text is `text`.
 fn with_text<'a>(got: &'a [Value], text: &str) -> Vec<&'a Value> {
     got.iter().filter(|m| m["data"]["text"] == text).collect()
@@ -72,21 +104,12 @@ fn with_text<'a>(got: &'a [Value], text: &str) -> Vec<&'a Value> {
 
 #[test]
 fn a_send_whose_reply_is_lost_arrives_once_numbered_and_is_acked_unavailable() {
-    let redis = RedisServer::start();
-    let proxy = CutProxy::start(redis.addr());
-    let node = node(&proxy);
-    let mut alice = client(&node, "alice");
-    let mut bob = client(&node, "bob");
-    let send = |bob: &mut Client, id: &str, text: &str| {
-        bob.request(json!({"op": "send", "id": id, "to": "alice", "data": {"text": text}}))
-    };
-    assert_eq!(send(&mut bob, "w", "warm")["status"], "delivered");
-    assert_eq!(messages_until(&mut alice, "warm")[0]["seq"], 1);
+    let mut p = pair();
 
-    proxy.arm(b"lost-reply-5d1c");
-    let ack = send(&mut bob, "x", "lost-reply-5d1c");
+    p.proxy.arm(b"lost-reply-5d1c");
+    let ack = send(&mut p.bob, "x", "lost-reply-5d1c");
     assert_eq!(
-        proxy.cuts(),
+        p.proxy.cuts(),
         1,
         "the proxy cut the script's connection: {ack}"
     );
@@ -99,7 +122,7 @@ fn a_send_whose_reply_is_lost_arrives_once_numbered_and_is_acked_unavailable() {
         (Some("ack"), Some("x"), Some("unavailable")),
         "{ack}"
     );
-    let got = until_numbered(&mut alice, |t| send(&mut bob, "a", t), "delivered");
+    let got = until_numbered(&mut p.alice, |t| send(&mut p.bob, "a", t), "delivered");
     let lost = with_text(&got, "lost-reply-5d1c");
     assert_eq!(lost.len(), 1, "exactly one copy: {got:?}");
     assert_eq!(lost[0]["seq"], 2, "numbered, after the first: {got:?}");
@@ -148,4 +171,24 @@ fn a_publication_whose_reply_is_lost_arrives_once_numbered() {
         3,
         "the next numbered message follows it: {got:?}"
     );
+}
+
+#[test]
+fn a_send_redis_never_answers_is_still_acked() {
+    // Redis runs the request and its connection then stays silent, longer than the relay waits. A
+    // timeout is a lost reply too: the sender is answered `unavailable` (not never: each round trip
+    // is cut at the relay's bound with its messages kept), and the recipient reads one numbered copy.
+    let mut p = pair();
+
+    p.proxy.stall(b"silent-3e77", Duration::from_secs(8));
+    let ack = send(&mut p.bob, "x", "silent-3e77");
+    assert_eq!(
+        (ack["id"].as_str(), ack["status"].as_str()),
+        (Some("x"), Some("unavailable")),
+        "{ack}"
+    );
+    let got = until_numbered(&mut p.alice, |t| send(&mut p.bob, "a", t), "delivered");
+    let silent = with_text(&got, "silent-3e77");
+    assert_eq!(silent.len(), 1, "exactly one copy: {got:?}");
+    assert_eq!(silent[0]["seq"], 2, "numbered, after the first: {got:?}");
 }

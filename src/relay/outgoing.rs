@@ -110,6 +110,14 @@ impl Outgoing {
     }
 }
 
+/// The error of a round trip cut at the relay's deadline: the request may have run.
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no reply within the relay's bound",
+    ))
+}
+
 /// True when a failed request may still have run on the server: it failed in transport (the
 /// connection dropped or timed out, possibly after the request was written), not on a refused
 /// connection and not with an error reply (Redis answered, so a script that failed did not run).
@@ -193,19 +201,21 @@ pub(super) async fn run(relay: Arc<Relay>, mut rx: mpsc::UnboundedReceiver<Outgo
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let items = std::mem::take(&mut batch);
-        match tokio::time::timeout(super::RELAY_TIMEOUT, send(&relay, items)).await {
-            Ok(Ok(sent)) => {
+        // Both round trips share the bound; each is cut at the deadline with its items kept, so
+        // every origin is answered, also when Redis stops answering.
+        let deadline = tokio::time::Instant::now() + super::RELAY_TIMEOUT;
+        match send(&relay, items, deadline).await {
+            Ok(sent) => {
                 let relay = relay.clone();
                 tokio::spawn(async move { answer(&relay, sent).await });
             }
-            Ok(Err((e, items))) => {
+            Err((e, items)) => {
                 let unsure = may_have_run(&e);
                 warn!(error = %e, messages = items.len(), unsure, "cross-node send failed");
                 for item in items {
                     item.answer_degraded(&relay.inboxes, unsure);
                 }
             }
-            Err(_) => warn!("cross-node send timed out; its origins were not answered"),
         }
     }
 }
@@ -232,10 +242,12 @@ enum Stream {
 }
 
 /// Numbers (history) or looks up (no history) every direct message of `items`, then publishes every
-/// message without history in order (the append script published the others).
+/// message without history in order (the append script published the others). A round trip still
+/// unanswered at `deadline` fails as a timeout.
 async fn send(
     relay: &Arc<Relay>,
     mut items: Vec<Outgoing>,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<Sent>, (redis::RedisError, Vec<Outgoing>)> {
     let mut users = Vec::new();
     let mut numbered = Vec::new();
@@ -269,7 +281,8 @@ async fn send(
             head,
         });
     }
-    let mut looked = match look_up(relay, users, numbered).await {
+    let looked = tokio::time::timeout_at(deadline, look_up(relay, users, numbered)).await;
+    let mut looked = match looked.unwrap_or_else(|_| Err(timed_out())) {
         Ok(l) => l,
         Err(e) => {
             for corr in corrs {
@@ -336,7 +349,8 @@ async fn send(
     }
     let receivers: Vec<i64> = if publishes.iter().any(|&n| n > 0) {
         let mut conn = relay.conn.clone();
-        match pipe.query_async(&mut conn).await {
+        let replies = tokio::time::timeout_at(deadline, pipe.query_async(&mut conn)).await;
+        match replies.unwrap_or_else(|_| Err(timed_out())) {
             Ok(r) => r,
             Err(e) => {
                 // The messages with history are numbered and published already (the first round

@@ -20,8 +20,9 @@ const RUN_TIME: Duration = Duration::from_millis(300);
 pub struct CutProxy {
     /// Where clients connect.
     pub port: u16,
-    /// The marker of the request whose reply is to be lost; taken by the cut.
-    armed: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The marker of the request whose reply is to be lost, and how long Redis's replies on its
+    /// connection are held back before the cut; taken by the cut.
+    armed: Arc<Mutex<Option<Armed>>>,
     /// Connections cut so far.
     cuts: Arc<AtomicUsize>,
 }
@@ -31,7 +32,7 @@ impl CutProxy {
     pub fn start(upstream: SocketAddr) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let armed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+        let armed: Arc<Mutex<Option<Armed>>> = Arc::default();
         let cuts: Arc<AtomicUsize> = Arc::default();
         let (a, c) = (armed.clone(), cuts.clone());
         thread::spawn(move || {
@@ -50,9 +51,19 @@ impl CutProxy {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Loses the reply to the next request whose bytes contain `marker`.
+    /// Loses the reply to the next request whose bytes contain `marker`: its connection is cut
+    /// once Redis has had time to run it.
     pub fn arm(&self, marker: &[u8]) {
-        *self.armed.lock().unwrap() = Some(marker.to_vec());
+        self.stall(marker, RUN_TIME);
+    }
+
+    /// Like [`arm`](Self::arm), but the connection stays open and silent for `hold` first: Redis runs
+    /// the request and its client hears nothing (a server that stopped answering).
+    pub fn stall(&self, marker: &[u8], hold: Duration) {
+        *self.armed.lock().unwrap() = Some(Armed {
+            marker: marker.to_vec(),
+            hold,
+        });
     }
 
     /// Connections cut so far.
@@ -61,11 +72,17 @@ impl CutProxy {
     }
 }
 
+/// A lost reply to come.
+struct Armed {
+    marker: Vec<u8>,
+    hold: Duration,
+}
+
 /// Forwards one connection both ways until either side closes or the cut.
 fn pair(
     client: TcpStream,
     server: TcpStream,
-    armed: Arc<Mutex<Option<Vec<u8>>>>,
+    armed: Arc<Mutex<Option<Armed>>>,
     cuts: Arc<AtomicUsize>,
 ) {
     let cut = Arc::new(AtomicBool::new(false));
@@ -86,23 +103,24 @@ fn pair(
                 let mut armed = armed.lock().unwrap();
                 let found = armed
                     .as_ref()
-                    .is_some_and(|m| window.windows(m.len()).any(|w| w == &m[..]));
+                    .is_some_and(|a| window.windows(a.marker.len()).any(|w| w == &a.marker[..]));
                 if found {
-                    *armed = None;
+                    armed.take().map(|a| a.hold)
+                } else {
+                    None
                 }
-                found
             };
             let keep = window.len().saturating_sub(256);
             window.drain(..keep);
-            if hit {
+            if hit.is_some() {
                 // Set before the request goes on, so its reply is never passed back.
                 cut_up.store(true, Ordering::SeqCst);
             }
             if s_out.write_all(&buf[..n]).is_err() {
                 break;
             }
-            if hit {
-                thread::sleep(RUN_TIME);
+            if let Some(hold) = hit {
+                thread::sleep(hold);
                 cuts.fetch_add(1, Ordering::SeqCst);
                 let _ = c_in.shutdown(Shutdown::Both);
                 let _ = s_out.shutdown(Shutdown::Both);
