@@ -69,8 +69,10 @@ mod link;
 mod occupancy;
 mod pusher;
 mod queries;
+pub mod target;
 
 use queries::Queries;
+use target::{Resolved, Target};
 
 use backoff::Backoff;
 pub use link::BridgeLink;
@@ -240,8 +242,8 @@ async fn run(
 ) {
     let up = gauge!("gateway_redis_up");
     up.set(0.0);
-    let client = match redis::Client::open(config.redis_url.as_str()) {
-        Ok(c) => c,
+    let mut target = match Target::new(&config.redis_url) {
+        Ok(t) => t,
         Err(e) => {
             warn!(error = %e, "invalid redis_url; cluster mode disabled");
             return;
@@ -255,29 +257,26 @@ async fn run(
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1);
-        match tokio::time::timeout(
-            OP_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => {
-                info!(url = %config.redis_url, "connected to Redis");
+        match connect(&mut target).await {
+            Ok((server, conn)) => {
+                match &server.master {
+                    Some((host, port)) => {
+                        info!(url = %config.redis_url, master = %format!("{host}:{port}"), "connected to the Sentinel master")
+                    }
+                    None => info!(url = %config.redis_url, "connected to Redis"),
+                }
                 backoff.reset();
-                let ended =
-                    serve(&config, &client, conn, &shared, &view, &inboxes, &mut state).await;
+                let ended = serve(
+                    &config, &server, &target, conn, &shared, &view, &inboxes, &mut state,
+                )
+                .await;
                 if ended == Ended::Stopped {
                     return;
                 }
                 set_up(&view, false);
                 counter!("gateway_redis_reconnects_total").increment(1);
             }
-            Ok(Err(e)) => warn!(error = %e, "Redis unreachable; retrying"),
-            Err(_) => warn!("Redis connect timed out; retrying"),
+            Err(e) => warn!(error = %e, "Redis unreachable; retrying"),
         }
         // While Redis is down, keep the queue from growing: remember only the latest count per user,
         // answer requests without the other nodes, and let held subscribe acks go.
@@ -290,8 +289,28 @@ async fn run(
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shared.wake.notified() => {}
+            // Sentinel announced a new master: go now.
+            _ = target.news() => {}
         }
     }
+}
+
+/// One connection attempt: the server to use now, a connection to it, and (Sentinel) that it is the
+/// master.
+async fn connect(target: &mut Target) -> redis::RedisResult<(Resolved, ConnectionManager)> {
+    let server = timed(target.resolve()).await?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(OP_TIMEOUT))
+        .set_response_timeout(Some(OP_TIMEOUT))
+        .set_number_of_retries(1);
+    let mut conn = tokio::time::timeout(
+        OP_TIMEOUT * 2,
+        ConnectionManager::new_with_config(server.client.clone(), manager_config),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis connect timed out"))??;
+    timed(target.check_role(&mut conn)).await?;
+    Ok((server, conn))
 }
 
 /// What the bridge knows between connections.
@@ -356,10 +375,19 @@ struct Session {
     queries: Queries,
 }
 
+impl Drop for Session {
+    /// However the session ends, its relay stops writing to this connection's server.
+    fn drop(&mut self) {
+        self.relay.end();
+    }
+}
+
 /// Serves one Redis connection: batches, refreshes, heartbeats, subscriptions.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     config: &BridgeConfig,
-    client: &redis::Client,
+    server: &Resolved,
+    target: &Target,
     mut conn: ConnectionManager,
     shared: &Shared,
     view: &ClusterView,
@@ -368,7 +396,7 @@ async fn serve(
 ) -> Ended {
     let sharded = has_sharded_pubsub(&mut conn).await;
     let (subscriber, pushes) = match timed(Subscriber::connect(
-        client,
+        &server.client,
         &keys::node_channel(&config.node_id),
         sharded,
         OP_TIMEOUT,
@@ -487,6 +515,10 @@ async fn serve(
             }
             _ = heartbeat_tick.tick() => heartbeat(&mut session, shared, view).await,
             _ = shared.wake.notified() => heartbeat(&mut session, shared, view).await,
+            // Sentinel moved the master: this one no longer takes writes (or is gone).
+            _ = target.moved_from(&server.master) => Err(redis::RedisError::from(
+                std::io::Error::other("Sentinel switched the master"),
+            )),
         };
         if let Err(e) = result {
             warn!(error = %e, "Redis operation failed; reconnecting");

@@ -280,3 +280,29 @@ fn abuse_limits_have_safe_defaults_and_are_validated() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn redis_url_takes_one_server_or_sentinels_and_says_what_is_wrong() {
+    let mut c = Config::default();
+    for good in [
+        "redis://127.0.0.1:6379/0",
+        "rediss://:pw@redis.internal:6380/",
+        "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster",
+        "redis+sentinel://:pw@s1:26379/mymaster/2",
+    ] {
+        c.redis_url = good.into();
+        assert!(c.validate().is_ok(), "{good}");
+    }
+    for (bad, says) in [
+        ("http://127.0.0.1:6379", "must start with redis://"),
+        ("redis+sentinel://s1:26379", "names its master"),
+        ("redis+sentinel://s1/mymaster", "needs a port"),
+    ] {
+        c.redis_url = bad.into();
+        let problems = invalid(&c);
+        assert!(
+            problems.iter().any(|p| p.contains(says)),
+            "{bad}: {problems:?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The checks of values that parse but cannot work, all reported at once.
 
 use super::*;
+use crate::bridge::target::{SENTINEL_SCHEME, parse_sentinel_url};
 
 impl Config {
     /// Checks values that parse but cannot work; reports every problem at once.
@@ -151,12 +152,16 @@ impl Config {
         check(
             self.redis_url.is_empty()
                 || self.redis_url.starts_with("redis://")
-                || self.redis_url.starts_with("rediss://"),
+                || self.redis_url.starts_with("rediss://")
+                || self.redis_url.starts_with(SENTINEL_SCHEME),
             format!(
-                "redis_url {:?} must start with redis:// (or rediss://)",
+                "redis_url {:?} must start with redis:// (or rediss://, or redis+sentinel://)",
                 self.redis_url
             ),
         );
+        if let Err(why) = parse_sentinel_url(&self.redis_url) {
+            check(false, format!("redis_url {:?}: {why}", self.redis_url));
+        }
         problems.extend(pusher::problems(&self.pusher));
         for (i, hook) in self.webhooks.iter().enumerate() {
             problems.extend(webhooks::problems(

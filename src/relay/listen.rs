@@ -31,11 +31,21 @@ pub async fn serve(
         .ok()
         .and_then(|mut rx| rx.take())
         .ok_or_else(|| redis::RedisError::from(std::io::Error::other("relay served twice")))?;
+    // Both tasks end with the session (`Relay::end`), also when this future is aborted.
     let sender = tokio::spawn(outgoing::run(relay.clone(), out_rx));
     let mut conn = relay.conn.clone();
+    let mut ended = relay.ended.subscribe();
     let ack_task = tokio::spawn(async move {
         let mut batch = Vec::new();
-        while acks_rx.recv_many(&mut batch, 1024).await > 0 {
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = ended.wait_for(|e| *e) => 0,
+                n = acks_rx.recv_many(&mut batch, 1024) => n,
+            };
+            if received == 0 {
+                return;
+            }
             let mut pipe = redis::pipe();
             for (origin, corr, conns) in batch.drain(..) {
                 pipe.cmd("PUBLISH")

@@ -130,6 +130,8 @@ pub struct Relay {
     out_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
     /// Message history in Redis.
     history: Arc<HistoryStore>,
+    /// Set when the bridge's session on this relay's connection is over ([`Relay::end`]).
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 impl Relay {
@@ -157,7 +159,14 @@ impl Relay {
             out,
             out_rx: Mutex::new(Some(out_rx)),
             history,
+            ended: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// The bridge's session on this relay's connection is over: its tasks stop (what is queued is
+    /// answered as not sent) and nothing more is written through it.
+    pub fn end(&self) {
+        self.ended.send_replace(true);
     }
 
     /// Numbers and keeps a direct message in `to`'s stream, then delivers it to every node holding `to`

@@ -196,10 +196,29 @@ struct Sent {
     expected: usize,
 }
 
-/// Sends batches until the channel closes (the relay's connection is gone).
+/// Sends batches until the relay's session ends ([`Relay::end`]); what is queued then was never sent
+/// and is answered as such (refused: an unnumbered local copy where the recipient is here). Nothing is
+/// written to Redis after the end: the bridge ends a session when its master is being failed over,
+/// and a message the old master numbered then would be lost with it.
 pub(super) async fn run(relay: Arc<Relay>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    let mut ended = relay.ended.subscribe();
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = ended.wait_for(|e| *e) => 0,
+            n = rx.recv_many(&mut batch, BATCH) => n,
+        };
+        if received == 0 || *ended.borrow() {
+            rx.close();
+            while let Ok(item) = rx.try_recv() {
+                batch.push(item);
+            }
+            for item in batch.drain(..) {
+                item.answer_degraded(&relay.inboxes, false);
+            }
+            return;
+        }
         let items = std::mem::take(&mut batch);
         // Both round trips share the bound; each is cut at the deadline with its items kept, so
         // every origin is answered, also when Redis stops answering.

@@ -10,10 +10,12 @@ mod client;
 pub mod cut_proxy;
 pub mod hooks;
 mod jwt;
+pub mod load;
 mod opts;
 pub mod pusher;
 pub mod raw;
 pub mod redis;
+pub mod sentinel;
 mod wire;
 
 #[allow(unused_imports)]

@@ -30,12 +30,20 @@ pub struct RedisServer {
     pub port: u16,
     /// Working directory and log file; removed on drop.
     dir: PathBuf,
+    /// Arguments after the defaults (e.g. `--replicaof`), kept across restarts.
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers PING; panics with its log otherwise.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more arguments for `redis-server` (they win over the defaults).
+    pub fn start_with(args: &[&str]) -> RedisServer {
         let mut server = RedisServer::unstarted();
+        server.args = args.iter().map(|a| a.to_string()).collect();
         // The free port is found by binding port 0 and releasing it, so another process may take it
         // before redis-server binds: try a few ports.
         let mut last = String::new();
@@ -73,6 +81,7 @@ impl RedisServer {
             child: None,
             port: 0,
             dir,
+            args: Vec::new(),
         }
     }
 
@@ -155,6 +164,7 @@ impl RedisServer {
             .arg("no")
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
