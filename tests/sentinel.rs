@@ -73,6 +73,12 @@ fn fail_over_under_load(
         r.gaps
     );
     assert!(r.acked > 0, "no message was acked");
+    for n in [&a, &b] {
+        assert!(
+            n.metric_sum("gateway_redis_failovers_total", &[]) >= 1.0,
+            "the switch was not counted"
+        );
+    }
     // The nodes write to the new master: a user identified now is in its presence hash there.
     let mut c = a.client();
     let ready = c.identify("after-failover");

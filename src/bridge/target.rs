@@ -329,6 +329,7 @@ async fn watch_one(sentinel: &str, master: &str, tx: &watch::Sender<Watched>) ->
                         return false;
                     }
                     info!(master = %master, host = %new.0, port = new.1, "Sentinel switched the master");
+                    metrics::counter!("gateway_redis_failovers_total").increment(1);
                     w.master = Some(new);
                     if !w.fences(&old) {
                         w.fenced = Some((old, std::time::Instant::now()));
