@@ -1,9 +1,11 @@
 //! Redis Sentinel, for real: a master, a replica and three sentinels (tests/common/sentinel.rs), two
 //! gateway nodes on `redis+sentinel://`, and direct-message load between them (tests/common/load.rs)
-//! while the master fails: SIGKILLed, or switched by `SENTINEL FAILOVER` while it still runs (then it
-//! is demoted to a replica that refuses writes, so only following the switch keeps the nodes working).
+//! while the master fails: SIGKILLed, or switched by `SENTINEL FAILOVER` while it still runs (it goes on
+//! taking writes as a master until the sentinels demote it seconds later, so only following the
+//! sentinels' announcements keeps the nodes from numbering messages there that the new master lacks).
 //! Each test reports how long the sentinels took to promote the replica and the nodes to be back on
-//! it, and checks that the nodes write to the new master and that no acked message was lost after the
+//! it, and checks that the nodes write to the new master, that a channel subscription from before the
+//! failure still gets publications from the other node, and that no acked message was lost after the
 //! clients resumed (no resume reported a gap, every acked message arrived once).
 
 mod common;
@@ -14,6 +16,7 @@ use common::load::round;
 use common::sentinel::SentinelGroup;
 use common::{Node, NodeOpts};
 use gateway::cluster::keys;
+use serde_json::json;
 
 /// Bound on the sentinels promoting the replica and both nodes being back on it.
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
@@ -57,6 +60,11 @@ fn fail_over_under_load(
     let new_master = group.replica.port;
     let reconnects = |n: &Node| n.metric_sum("gateway_redis_reconnects_total", &[]);
     let before = [reconnects(&a), reconnects(&b)];
+    // A channel subscriber on A from before the failure: its subscription must be restored on the
+    // new master.
+    let mut sub = a.identified("news-sub");
+    let ack = sub.request(json!({"op": "subscribe", "id": "s", "channel": "news"}));
+    assert_eq!(ack["status"], "subscribed", "{ack}");
     let mut timings = None;
     let r = round(a.ws_addr, b.ws_addr, || {
         let start = Instant::now();
@@ -79,6 +87,22 @@ fn fail_over_under_load(
             "the switch was not counted"
         );
     }
+    // A publish from B reaches the subscriber on A through the new master.
+    let mut publisher = b.identified("news-pub");
+    let ack = publisher.request(
+        json!({"op": "publish", "id": "p", "channel": "news", "data": {"after": "failover"}}),
+    );
+    assert_eq!(
+        (ack["status"].as_str(), ack["conns"].as_u64()),
+        (Some("published"), Some(1)),
+        "{ack}"
+    );
+    let m = sub.recv_json();
+    assert_eq!(
+        (m["channel"].as_str(), &m["data"]),
+        (Some("news"), &json!({"after": "failover"})),
+        "{m}"
+    );
     // The nodes write to the new master: a user identified now is in its presence hash there.
     let mut c = a.client();
     let ready = c.identify("after-failover");
