@@ -195,6 +195,12 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // The harness's own settings are not the gateway's (it rejects unknown GATEWAY_* variables).
+        for (k, _) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| k.starts_with("GATEWAY_TEST_")) {
+                cmd.env_remove(k);
+            }
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
