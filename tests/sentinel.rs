@@ -49,6 +49,29 @@ fn wait_back(nodes: [&Node; 2], before: [f64; 2], since: Instant) -> Duration {
     }
 }
 
+/// Identifies `user` on `node` and waits until the new master (the group's first replica) has the
+/// user's presence from that node.
+fn identified_on_the_new_master(group: &SentinelGroup, node: &Node, user: &str) {
+    let mut c = node.client();
+    let ready = c.identify(user);
+    let node_id = ready["node"].as_str().expect("node id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let holders: Vec<String> = redis::cmd("HKEYS")
+            .arg(keys::presence(user))
+            .query(&mut group.conn(&group.replica))
+            .expect("HKEYS on the new master");
+        if holders.contains(&node_id) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new master has no presence of {user}, identified after the failover: {holders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs the load across a master failure caused by `fail` and checks what the module doc says.
 fn fail_over_under_load(
     group: &mut SentinelGroup,
@@ -104,24 +127,7 @@ fn fail_over_under_load(
         "{m}"
     );
     // The nodes write to the new master: a user identified now is in its presence hash there.
-    let mut c = a.client();
-    let ready = c.identify("after-failover");
-    let node_id = ready["node"].as_str().expect("node id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let holders: Vec<String> = redis::cmd("HKEYS")
-            .arg(keys::presence("after-failover"))
-            .query(&mut group.replica.conn())
-            .expect("HKEYS on the new master");
-        if holders.contains(&node_id) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new master has no presence of a user identified after the failover: {holders:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    identified_on_the_new_master(group, &a, "after-failover");
     eprintln!(
         "SENTINEL {fault}: replica promoted {promoted:?} after the fault, both nodes back on it after {back:?}; \
          acked {}, in flight at the fault {}, replayed {}, duplicates filtered {}, resumes on a skipped seq {}, \
@@ -134,6 +140,36 @@ fn fail_over_under_load(
 fn sigkill_of_the_master_under_load_is_followed_without_losing_an_acked_message() {
     let mut group = SentinelGroup::start();
     fail_over_under_load(&mut group, "master SIGKILLed", |g| g.master.kill());
+}
+
+#[test]
+fn a_secured_group_is_followed_and_a_wrong_sentinel_password_gets_nothing() {
+    let group = SentinelGroup::start_secured(Some("m-secret"), Some("s-secret"));
+    // From the attacker's side: the master's password but not the sentinels' finds no master, so
+    // the node never reaches Redis and stays unready.
+    let intruder = Node::start(
+        NodeOpts::new()
+            .cluster(&group.url_with(Some("guess")))
+            .no_wait_ready(),
+    );
+    let a = node(&group);
+    group.failover();
+    group.wait_master(group.replica.port, RECOVERY_BOUND);
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    while a.metric_sum("gateway_redis_failovers_total", &[]) < 1.0
+        || a.metric_sum("gateway_redis_up", &[]) != 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not follow the switch"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // It writes to the new master (with the master's password).
+    identified_on_the_new_master(&group, &a, "secured");
+    let (status, body) = intruder.http_get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(intruder.metric_sum("gateway_redis_up", &[]), 0.0);
 }
 
 #[test]

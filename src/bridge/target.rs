@@ -1,5 +1,7 @@
 //! Where the bridge connects: the one Redis of `redis://`, or the master that Redis Sentinel names
-//! for `redis+sentinel://`.
+//! for `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/<db>]`
+//! `[?sentinel_username=...&sentinel_password=...]` (the credentials before `@` are the master's, the
+//! parameters the sentinels', percent-encoded).
 //!
 //! With Sentinel, every connection attempt asks the sentinels for the master's address (the first
 //! sentinel that answers wins and is asked first next time), connects, and checks with `ROLE` that the
@@ -19,7 +21,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::{Client, RedisResult};
+use redis::{Client, IntoConnectionInfo, RedisResult};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -47,6 +49,52 @@ pub struct SentinelUrl {
     pub auth: String,
     /// Database number on the master.
     pub db: i64,
+    /// Username for the sentinels (`?sentinel_username=`).
+    pub sentinel_username: Option<String>,
+    /// Password for the sentinels (`?sentinel_password=`): sentinels with `requirepass` ask for it.
+    pub sentinel_password: Option<String>,
+}
+
+impl SentinelUrl {
+    /// A client for one sentinel (`host:port`), with the sentinels' credentials.
+    fn sentinel_client(&self, sentinel: &str) -> RedisResult<Client> {
+        let (host, port) = sentinel
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                std::io::Error::other(format!("sentinel {sentinel:?} is not host:port"))
+            })?;
+        let info = (host, port).into_connection_info()?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &self.sentinel_username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &self.sentinel_password {
+            settings = settings.set_password(password);
+        }
+        Client::open(info.set_redis_settings(settings))
+    }
+}
+
+/// Decodes `%XX` escapes (a query value may carry any byte of a password that way).
+fn percent_decoded(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad escape in {value:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{value:?} is not UTF-8 once decoded"))
 }
 
 /// Parses a Sentinel URL; `Ok(None)` for any other scheme.
@@ -71,6 +119,19 @@ pub fn parse_sentinel_url(url: &str) -> Result<Option<SentinelUrl>, String> {
         }
         sentinels.push(host.to_string());
     }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let (mut sentinel_username, mut sentinel_password) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sentinel_username", v)) => sentinel_username = Some(percent_decoded(v)?),
+            Some(("sentinel_password", v)) => sentinel_password = Some(percent_decoded(v)?),
+            _ => {
+                return Err(format!(
+                    "unknown parameter {pair:?} (sentinel_username and sentinel_password are known)"
+                ));
+            }
+        }
+    }
     let (master, db) = match path.split_once('/') {
         Some((master, db)) if !db.is_empty() => (
             master,
@@ -90,6 +151,8 @@ pub fn parse_sentinel_url(url: &str) -> Result<Option<SentinelUrl>, String> {
         master: master.to_string(),
         auth,
         db,
+        sentinel_username,
+        sentinel_password,
     }))
 }
 
@@ -139,11 +202,7 @@ impl Target {
                 let (tx, news) = watch::channel(Watched::default());
                 let tx = std::sync::Arc::new(tx);
                 for sentinel in &url.sentinels {
-                    tokio::spawn(watch_sentinel(
-                        sentinel.clone(),
-                        url.master.clone(),
-                        tx.clone(),
-                    ));
+                    tokio::spawn(watch_sentinel(sentinel.clone(), url.clone(), tx.clone()));
                 }
                 Ok(Target::Sentinel { url, news })
             }
@@ -228,7 +287,7 @@ impl Target {
 async fn ask_master(url: &mut SentinelUrl) -> RedisResult<Addr> {
     let mut last_error = None;
     for i in 0..url.sentinels.len() {
-        match tokio::time::timeout(ASK_TIMEOUT, ask_one(&url.sentinels[i], &url.master)).await {
+        match tokio::time::timeout(ASK_TIMEOUT, ask_one(url, &url.sentinels[i])).await {
             Ok(Ok(Some(addr))) => {
                 // Ask this one first next time (the sentinel client guidelines).
                 url.sentinels[..=i].rotate_right(1);
@@ -250,8 +309,9 @@ async fn ask_master(url: &mut SentinelUrl) -> RedisResult<Addr> {
 }
 
 /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel.
-async fn ask_one(sentinel: &str, master: &str) -> RedisResult<Option<Addr>> {
-    let client = Client::open(format!("redis://{sentinel}/"))?;
+async fn ask_one(url: &SentinelUrl, sentinel: &str) -> RedisResult<Option<Addr>> {
+    let master = &url.master;
+    let client = url.sentinel_client(sentinel)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let addr: Option<(String, String)> = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
@@ -292,14 +352,14 @@ fn announcement(channel: &str, payload: &str, master: &str) -> Option<Announceme
 /// drops its receiver.
 async fn watch_sentinel(
     sentinel: String,
-    master: String,
+    url: SentinelUrl,
     tx: std::sync::Arc<watch::Sender<Watched>>,
 ) {
     loop {
         if tx.is_closed() {
             return;
         }
-        if let Err(e) = watch_one(&sentinel, &master, &tx).await {
+        if let Err(e) = watch_one(&url, &sentinel, &tx).await {
             tracing::debug!(sentinel = %sentinel, error = %e, "sentinel announcements lost; reconnecting");
         }
         tokio::time::sleep(WATCH_RETRY).await;
@@ -307,8 +367,13 @@ async fn watch_sentinel(
 }
 
 /// Follows one sentinel's announcements until its connection fails.
-async fn watch_one(sentinel: &str, master: &str, tx: &watch::Sender<Watched>) -> RedisResult<()> {
-    let client = Client::open(format!("redis://{sentinel}/"))?;
+async fn watch_one(
+    url: &SentinelUrl,
+    sentinel: &str,
+    tx: &watch::Sender<Watched>,
+) -> RedisResult<()> {
+    let master = url.master.as_str();
+    let client = url.sentinel_client(sentinel)?;
     let mut pubsub = tokio::time::timeout(ASK_TIMEOUT, client.get_async_pubsub())
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
@@ -366,6 +431,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((u.master.as_str(), u.auth.as_str(), u.db), ("m", "", 0));
+        let u = parse_sentinel_url(
+            "redis+sentinel://h:1/m?sentinel_username=watch&sentinel_password=p%40ss%2Fw%25",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(u.master, "m");
+        assert_eq!(u.sentinel_username.as_deref(), Some("watch"));
+        assert_eq!(u.sentinel_password.as_deref(), Some("p@ss/w%"));
         assert_eq!(parse_sentinel_url("redis://h:1/").unwrap(), None);
         for bad in [
             "redis+sentinel://h:1",
@@ -374,6 +447,8 @@ mod tests {
             "redis+sentinel://h:0/m",
             "redis+sentinel://h:1,:2/m",
             "redis+sentinel://h:1/m/x",
+            "redis+sentinel://h:1/m?password=x",
+            "redis+sentinel://h:1/m?sentinel_password=%zz",
         ] {
             assert!(parse_sentinel_url(bad).is_err(), "{bad}");
         }

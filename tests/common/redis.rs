@@ -232,7 +232,7 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// Sends an inline PING and expects `+PONG`.
+/// Sends an inline PING and expects `+PONG` (or `-NOAUTH`).
 fn ping(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
@@ -242,5 +242,7 @@ fn ping(addr: SocketAddr) -> bool {
         return false;
     }
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("+PONG")
+    // A server with `requirepass` answers `-NOAUTH`: up all the same.
+    BufReader::new(s).read_line(&mut line).is_ok()
+        && (line.starts_with("+PONG") || line.starts_with("-NOAUTH"))
 }

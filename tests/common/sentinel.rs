@@ -2,6 +2,7 @@
 //! real processes on free ports of 127.0.0.1, killed on drop. The sentinels are `redis-sentinel`
 //! (Debian's package, which `.ci/run` installs) or, without it, `redis-server --sentinel` (the same
 //! program). They declare a master down after [`DOWN_AFTER_MS`] and agree by a quorum of two.
+//! [`SentinelGroup::start_secured`] sets passwords on the servers and the sentinels.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +23,8 @@ struct Sentinel {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// Its `requirepass`, if any.
+    password: Option<String>,
 }
 
 /// A master, its replica and three sentinels watching it.
@@ -31,26 +34,39 @@ pub struct SentinelGroup {
     /// The replica at the start (the master after a failover).
     pub replica: RedisServer,
     sentinels: Vec<Sentinel>,
+    /// `requirepass` of the master and the replica, if any.
+    master_password: Option<String>,
 }
 
 impl SentinelGroup {
     /// Starts the group and waits until the replica is in sync and every sentinel knows the replica
     /// and the two other sentinels (only then can they fail over).
     pub fn start() -> SentinelGroup {
+        SentinelGroup::start_secured(None, None)
+    }
+
+    /// [`start`](Self::start) with `requirepass` on the master and the replica (`master_password`)
+    /// and on the sentinels (`sentinel_password`), each told the other's as a deployment would.
+    pub fn start_secured(
+        master_password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> SentinelGroup {
         // Without persistence a replica syncs over the socket; no delay before the first sync.
-        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+        let mut args = vec!["--repl-diskless-sync-delay", "0"];
+        if let Some(pw) = master_password {
+            args.extend(["--requirepass", pw, "--masterauth", pw]);
+        }
+        let master = RedisServer::start_with(&args);
         let master_port = master.port.to_string();
-        let replica = RedisServer::start_with(&[
-            "--replicaof",
-            "127.0.0.1",
-            &master_port,
-            "--repl-diskless-sync-delay",
-            "0",
-        ]);
+        args.extend(["--replicaof", "127.0.0.1", &master_port]);
+        let replica = RedisServer::start_with(&args);
         let group = SentinelGroup {
-            sentinels: (0..3).map(|_| Sentinel::start(master.port)).collect(),
+            sentinels: (0..3)
+                .map(|_| Sentinel::start(master.port, master_password, sentinel_password))
+                .collect(),
             master,
             replica,
+            master_password: master_password.map(str::to_string),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -65,14 +81,40 @@ impl SentinelGroup {
         }
     }
 
-    /// `redis+sentinel://` URL naming the three sentinels and the master.
+    /// `redis+sentinel://` URL naming the three sentinels and the master, with the group's
+    /// credentials.
     pub fn url(&self) -> String {
+        self.url_with(self.sentinels[0].password.as_deref())
+    }
+
+    /// [`url`](Self::url) with `sentinel_password` for the sentinels instead.
+    pub fn url_with(&self, sentinel_password: Option<&str>) -> String {
         let hosts: Vec<String> = self
             .sentinels
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+        let auth = self
+            .master_password
+            .as_ref()
+            .map_or(String::new(), |pw| format!(":{pw}@"));
+        let query =
+            sentinel_password.map_or(String::new(), |pw| format!("?sentinel_password={pw}"));
+        format!(
+            "redis+sentinel://{auth}{}/{MASTER_NAME}{query}",
+            hosts.join(",")
+        )
+    }
+
+    /// A blocking connection to `server` (the master or the replica), authenticated.
+    pub fn conn(&self, server: &RedisServer) -> redis::Connection {
+        let auth = self
+            .master_password
+            .as_ref()
+            .map_or(String::new(), |pw| format!(":{pw}@"));
+        redis::Client::open(format!("redis://{auth}127.0.0.1:{}/", server.port))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("connect to redis on port {}: {e}", server.port))
     }
 
     /// The master's port as the first sentinel that answers gives it.
@@ -115,7 +157,7 @@ impl SentinelGroup {
     fn ready(&self) -> bool {
         let synced = redis::cmd("INFO")
             .arg("replication")
-            .query::<String>(&mut self.replica.conn())
+            .query::<String>(&mut self.conn(&self.replica))
             .is_ok_and(|info| info.contains("master_link_status:up"));
         synced
             && self.sentinels.iter().all(|s| {
@@ -135,7 +177,7 @@ impl SentinelGroup {
 }
 
 impl Sentinel {
-    fn start(master_port: u16) -> Sentinel {
+    fn start(master_port: u16, master_password: Option<&str>, password: Option<&str>) -> Sentinel {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("gateway-sentinel-{}-{port}", std::process::id()));
@@ -151,7 +193,11 @@ impl Sentinel {
                  sentinel failover-timeout {MASTER_NAME} 5000\n\
                  sentinel parallel-syncs {MASTER_NAME} 1\n",
                 dir.display()
-            ),
+            ) + &master_password.map_or(String::new(), |pw| {
+                format!("sentinel auth-pass {MASTER_NAME} {pw}\n")
+            }) + &password.map_or(String::new(), |pw| {
+                format!("requirepass {pw}\nsentinel sentinel-pass {pw}\n")
+            }),
         )
         .expect("write sentinel.conf");
         let log = std::fs::File::create(dir.join("sentinel.log")).expect("sentinel log");
@@ -170,7 +216,12 @@ impl Sentinel {
             .stderr(log)
             .spawn()
             .expect("start redis-sentinel (install the redis-sentinel package)");
-        let sentinel = Sentinel { child, port, dir };
+        let sentinel = Sentinel {
+            child,
+            port,
+            dir,
+            password: password.map(str::to_string),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while sentinel.conn().is_none() {
             assert!(
@@ -183,7 +234,11 @@ impl Sentinel {
     }
 
     fn conn(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).ok()?;
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |pw| format!(":{pw}@"));
+        let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{}/", self.port)).ok()?;
         let mut conn = client
             .get_connection_with_timeout(Duration::from_millis(500))
             .ok()?;
