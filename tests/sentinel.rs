@@ -13,6 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::load::round;
+use common::redis::RedisServer;
 use common::sentinel::SentinelGroup;
 use common::{Node, NodeOpts};
 use gateway::cluster::keys;
@@ -49,9 +50,9 @@ fn wait_back(nodes: [&Node; 2], before: [f64; 2], since: Instant) -> Duration {
     }
 }
 
-/// Identifies `user` on `node` and waits until the new master (the group's first replica) has the
-/// user's presence from that node.
-fn identified_on_the_new_master(group: &SentinelGroup, node: &Node, user: &str) {
+/// Identifies `user` on `node` and waits until `server` (a master of the group) has the user's
+/// presence from that node.
+fn identified_on(group: &SentinelGroup, server: &RedisServer, node: &Node, user: &str) {
     let mut c = node.client();
     let ready = c.identify(user);
     let node_id = ready["node"].as_str().expect("node id").to_string();
@@ -59,14 +60,15 @@ fn identified_on_the_new_master(group: &SentinelGroup, node: &Node, user: &str) 
     loop {
         let holders: Vec<String> = redis::cmd("HKEYS")
             .arg(keys::presence(user))
-            .query(&mut group.conn(&group.replica))
-            .expect("HKEYS on the new master");
+            .query(&mut group.conn(server))
+            .expect("HKEYS on the master");
         if holders.contains(&node_id) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "the new master has no presence of {user}, identified after the failover: {holders:?}"
+            "the master on port {} has no presence of {user}: {holders:?}",
+            server.port
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -127,7 +129,7 @@ fn fail_over_under_load(
         "{m}"
     );
     // The nodes write to the new master: a user identified now is in its presence hash there.
-    identified_on_the_new_master(group, &a, "after-failover");
+    identified_on(group, &group.replica, &a, "after-failover");
     eprintln!(
         "SENTINEL {fault}: replica promoted {promoted:?} after the fault, both nodes back on it after {back:?}; \
          acked {}, in flight at the fault {}, replayed {}, duplicates filtered {}, resumes on a skipped seq {}, \
@@ -166,10 +168,30 @@ fn a_secured_group_is_followed_and_a_wrong_sentinel_password_gets_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // It writes to the new master (with the master's password).
-    identified_on_the_new_master(&group, &a, "secured");
+    identified_on(&group, &group.replica, &a, "secured");
     let (status, body) = intruder.http_get("/readyz");
     assert_eq!(status, 503, "{body}");
     assert_eq!(intruder.metric_sum("gateway_redis_up", &[]), 0.0);
+}
+
+#[test]
+fn sentinels_that_never_answer_are_passed_over() {
+    let group = SentinelGroup::start();
+    // Two "sentinels" that accept connections (the kernel does, into the backlog) and never answer,
+    // listed first: each costs its own timeout, then the real ones are asked.
+    let silent: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = silent
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    let a = Node::start(
+        NodeOpts::new()
+            .shards(2)
+            .cluster(&group.url_listing(&ports, None)),
+    );
+    identified_on(&group, &group.master, &a, "patient");
 }
 
 #[test]

@@ -298,7 +298,9 @@ async fn run(
 /// One connection attempt: the server to use now, a connection to it, and (Sentinel) that it is the
 /// master.
 async fn connect(target: &mut Target) -> redis::RedisResult<(Resolved, ConnectionManager)> {
-    let server = timed(target.resolve()).await?;
+    // Not `timed`: in Sentinel mode each sentinel has its own bound, and a dead one must not keep
+    // the next from being asked.
+    let server = target.resolve().await?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(OP_TIMEOUT))
         .set_response_timeout(Some(OP_TIMEOUT))

@@ -192,7 +192,8 @@ pub struct Resolved {
 }
 
 impl Target {
-    /// The target of `url`; in Sentinel mode this starts the watcher task (on the caller's runtime).
+    /// The target of `url`; in Sentinel mode this starts the watcher tasks, one per sentinel (on the
+    /// caller's runtime).
     pub fn new(url: &str) -> Result<Target, String> {
         match parse_sentinel_url(url)? {
             None => Client::open(url)
@@ -209,7 +210,8 @@ impl Target {
         }
     }
 
-    /// The server to connect to now.
+    /// The server to connect to now. In Sentinel mode each sentinel asked is bounded by its own
+    /// timeout (so a dead one costs at most that and the next is asked), not the whole.
     pub async fn resolve(&mut self) -> RedisResult<Resolved> {
         match self {
             Target::Single(client) => Ok(Resolved {

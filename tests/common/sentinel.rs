@@ -89,10 +89,16 @@ impl SentinelGroup {
 
     /// [`url`](Self::url) with `sentinel_password` for the sentinels instead.
     pub fn url_with(&self, sentinel_password: Option<&str>) -> String {
-        let hosts: Vec<String> = self
-            .sentinels
+        self.url_listing(&[], sentinel_password)
+    }
+
+    /// [`url`](Self::url) listing the sentinels after other addresses (`first`, ports on 127.0.0.1).
+    pub fn url_listing(&self, first: &[u16], sentinel_password: Option<&str>) -> String {
+        let hosts: Vec<String> = first
             .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
+            .copied()
+            .chain(self.sentinels.iter().map(|s| s.port))
+            .map(|port| format!("127.0.0.1:{port}"))
             .collect();
         let auth = self
             .master_password
