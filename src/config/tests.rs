@@ -286,7 +286,7 @@ fn redis_url_takes_one_server_or_sentinels_and_says_what_is_wrong() {
     let mut c = Config::default();
     for good in [
         "redis://127.0.0.1:6379/0",
-        "rediss://:pw@redis.internal:6380/",
+        "redis://:pw@redis.internal:6380/",
         "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster",
         "redis+sentinel://:pw@s1:26379/mymaster/2",
     ] {
@@ -295,6 +295,9 @@ fn redis_url_takes_one_server_or_sentinels_and_says_what_is_wrong() {
     }
     for (bad, says) in [
         ("http://127.0.0.1:6379", "must start with redis://"),
+        // This build has no TLS client: refused at start-up rather than running without Redis.
+        ("rediss://redis.internal:6380/", "no TLS client"),
+        ("redis://127.0.0.1:6379/notadb", "redis_url"),
         ("redis+sentinel://s1:26379", "names its master"),
         ("redis+sentinel://s1/mymaster", "needs a port"),
     ] {

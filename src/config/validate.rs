@@ -149,18 +149,27 @@ impl Config {
             "cluster.heartbeat_interval_ms must be greater than 0 and below cluster.node_ttl_ms"
                 .into(),
         );
+        let url = &self.redis_url;
         check(
-            self.redis_url.is_empty()
-                || self.redis_url.starts_with("redis://")
-                || self.redis_url.starts_with("rediss://")
-                || self.redis_url.starts_with(SENTINEL_SCHEME),
-            format!(
-                "redis_url {:?} must start with redis:// (or rediss://, or redis+sentinel://)",
-                self.redis_url
-            ),
+            url.is_empty() || url.starts_with("redis://") || url.starts_with(SENTINEL_SCHEME),
+            if url.starts_with("rediss://") {
+                format!(
+                    "redis_url {url:?}: this build has no TLS client (rediss://); use redis:// over a \
+                     private network or a TLS tunnel"
+                )
+            } else {
+                format!("redis_url {url:?} must start with redis:// or redis+sentinel://")
+            },
         );
-        if let Err(why) = parse_sentinel_url(&self.redis_url) {
-            check(false, format!("redis_url {:?}: {why}", self.redis_url));
+        if let Err(why) = parse_sentinel_url(url) {
+            check(false, format!("redis_url {url:?}: {why}"));
+        }
+        // What the client library refuses (a bad host, port or database) is refused here, at start-up:
+        // a node told to join a cluster must not run alone instead.
+        if url.starts_with("redis://")
+            && let Err(e) = redis::Client::open(url.as_str())
+        {
+            check(false, format!("redis_url {url:?}: {e}"));
         }
         problems.extend(pusher::problems(&self.pusher));
         for (i, hook) in self.webhooks.iter().enumerate() {
