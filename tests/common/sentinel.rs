@@ -100,10 +100,7 @@ impl SentinelGroup {
             .chain(self.sentinels.iter().map(|s| s.port))
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
-        let auth = self
-            .master_password
-            .as_ref()
-            .map_or(String::new(), |pw| format!(":{pw}@"));
+        let auth = userinfo(self.master_password.as_deref());
         let query =
             sentinel_password.map_or(String::new(), |pw| format!("?sentinel_password={pw}"));
         format!(
@@ -114,10 +111,7 @@ impl SentinelGroup {
 
     /// A blocking connection to `server` (the master or the replica), authenticated.
     pub fn conn(&self, server: &RedisServer) -> redis::Connection {
-        let auth = self
-            .master_password
-            .as_ref()
-            .map_or(String::new(), |pw| format!(":{pw}@"));
+        let auth = userinfo(self.master_password.as_deref());
         redis::Client::open(format!("redis://{auth}127.0.0.1:{}/", server.port))
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
             .unwrap_or_else(|e| panic!("connect to redis on port {}: {e}", server.port))
@@ -240,10 +234,7 @@ impl Sentinel {
     }
 
     fn conn(&self) -> Option<redis::Connection> {
-        let auth = self
-            .password
-            .as_ref()
-            .map_or(String::new(), |pw| format!(":{pw}@"));
+        let auth = userinfo(self.password.as_deref());
         let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{}/", self.port)).ok()?;
         let mut conn = client
             .get_connection_with_timeout(Duration::from_millis(500))
@@ -273,4 +264,9 @@ fn which(bin: &str) -> Option<PathBuf> {
             .map(|p| p.join(bin))
             .find(|p| p.is_file())
     })
+}
+
+/// `:<password>@` for a `redis://` URL, or nothing without a password.
+fn userinfo(password: Option<&str>) -> String {
+    password.map_or(String::new(), |pw| format!(":{pw}@"))
 }
