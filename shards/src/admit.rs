@@ -86,7 +86,7 @@ pub fn at_owner(
     now: u64,
 ) {
     let cap = shard.config.max_connections_per_user;
-    let conns = st.directory.connections(user);
+    let conns = st.users.directory.connections(user);
     if cap > 0 && conns > u64::from(cap) {
         crate::route::report_presence(shard, st, user);
         return answer(shard, st, holder, admit.conn, Verdict::TooMany, now);
@@ -143,7 +143,7 @@ fn answer(
 pub fn on_verdict(shard: &Shard, st: &mut ShardState, conn: ConnId, verdict: Verdict, now: u64) {
     match verdict {
         Verdict::TooMany => {
-            let id = st.resuming.refuse(conn);
+            let id = st.history.resuming.refuse(conn);
             if st.conns.get(conn).is_none_or(|c| c.is_closing()) {
                 return;
             }
@@ -171,7 +171,7 @@ pub fn finish_ready(
     cluster: Option<ClusterState>,
     now: u64,
 ) {
-    let Some(waiting) = st.resuming.take_ready(conn) else {
+    let Some(waiting) = st.history.resuming.take_ready(conn) else {
         return; // closed meanwhile, or refused
     };
     // A Pusher sign-in waits the same way; its answer is `pusher:signin_success`.

@@ -54,7 +54,7 @@ pub async fn refuse(shard: Rc<Shard>, mut stream: TcpStream) {
     })
     .await;
     drop(stream);
-    shard.state.borrow_mut().rejecting -= 1;
+    shard.state.borrow_mut().intake.rejecting -= 1;
 }
 
 #[cfg(test)]

@@ -13,19 +13,24 @@ use crate::{
 
 /// Connections of `user` over every shard, as the user's owner shard's directory counts them.
 pub fn user_connections(st: &ShardState, user: &str) -> u64 {
-    st.directory.connections(user)
+    st.users.directory.connections(user)
 }
 
 /// Every user this shard owns, with its connections on this node: what the cluster bridge re-asserts in
 /// Redis on each presence refresh and after Redis comes back empty.
 pub fn owned_users(st: &ShardState) -> Vec<(Arc<str>, u64)> {
-    st.directory.iter().map(|(u, n)| (u.clone(), n)).collect()
+    st.users
+        .directory
+        .iter()
+        .map(|(u, n)| (u.clone(), n))
+        .collect()
 }
 
 /// Every channel this shard owns with its subscribed users on this node: what the bridge re-asserts as
 /// channel presence (and the topics it resubscribes) after Redis comes back.
 pub fn owned_channels(st: &ShardState) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
-    st.index
+    st.channels
+        .index
         .iter()
         .map(|(c, e)| (c.clone(), e.users().cloned().collect()))
         .collect()
@@ -39,12 +44,12 @@ pub type MemberInfo = (Arc<str>, Arc<str>, Arc<str>);
 pub fn owned_pusher(st: &ShardState) -> (Vec<MemberInfo>, Vec<(Arc<str>, u64)>) {
     let mut members = Vec::new();
     let mut counts = Vec::new();
-    for (channel, entry) in st.index.iter() {
+    for (channel, entry) in st.channels.index.iter() {
         if crate::pusher::names::external(channel).is_none() {
             continue;
         }
         counts.push((channel.clone(), entry.connections()));
-        for (member, info) in st.pusher_members.of(channel) {
+        for (member, info) in st.channels.pusher_members.of(channel) {
             members.push((channel.clone(), member.clone(), info.clone()));
         }
     }
@@ -53,7 +58,7 @@ pub fn owned_pusher(st: &ShardState) -> (Vec<MemberInfo>, Vec<(Arc<str>, u64)>) 
 
 /// Closes every local connection of `user` with `reason`; returns how many.
 pub fn disconnect_user(st: &mut ShardState, user: &str, reason: CloseReason, now: u64) -> usize {
-    let conns: Vec<_> = st.users.get(user).to_vec();
+    let conns: Vec<_> = st.users.local.get(user).to_vec();
     for &id in &conns {
         st.conns.close(id, reason, now);
     }

@@ -155,9 +155,11 @@ fn anonymous(
             // its replay or its admission must be held from the first one on.
             let wait = crate::admit::must_wait(shard);
             if resume.is_some() {
-                st.resuming.start(conn, id.map(Arc::from), now);
+                st.history.resuming.start(conn, id.map(Arc::from), now);
             } else if wait {
-                st.resuming.start_ready(conn, id.map(Arc::from), now);
+                st.history
+                    .resuming
+                    .start_ready(conn, id.map(Arc::from), now);
             }
             let admit = wait.then_some(crate::admit::Admit {
                 conn,

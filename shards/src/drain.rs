@@ -51,7 +51,7 @@ impl Drain {
 /// Starts this shard's drain (once; a second plan, or one after a shutdown began, is ignored): stops
 /// accepting at once, first batch after one interval.
 pub fn start(shard: &Shard, st: &mut ShardState, plan: DrainPlan, now: u64) {
-    if st.drain.is_some() || st.shutdown_deadline_ms.is_some() {
+    if st.lifecycle.drain.is_some() || st.lifecycle.shutdown_deadline_ms.is_some() {
         return;
     }
     shard.stop_accepting.fire();
@@ -63,7 +63,7 @@ pub fn start(shard: &Shard, st: &mut ShardState, plan: DrainPlan, now: u64) {
         window_ms = plan.window.as_millis() as u64,
         "draining"
     );
-    st.drain = Some(Drain {
+    st.lifecycle.drain = Some(Drain {
         plan,
         next_ms: now + plan.interval.as_millis() as u64,
         deadline_ms: now + plan.window.as_millis() as u64,
@@ -75,10 +75,10 @@ pub fn start(shard: &Shard, st: &mut ShardState, plan: DrainPlan, now: u64) {
 /// One tick of the drain: a batch when one is due (never more than one per interval, even after a
 /// late tick), everything at the window's end; then the shard finishes like a shutdown.
 pub fn step(shard: &Shard, st: &mut ShardState, now: u64) {
-    let Some(drain) = st.drain.as_mut() else {
+    let Some(drain) = st.lifecycle.drain.as_mut() else {
         return;
     };
-    if st.shutdown_deadline_ms.is_some() || now < drain.next_ms.min(drain.deadline_ms) {
+    if st.lifecycle.shutdown_deadline_ms.is_some() || now < drain.next_ms.min(drain.deadline_ms) {
         return;
     }
     let last = now >= drain.deadline_ms;
@@ -95,7 +95,8 @@ pub fn step(shard: &Shard, st: &mut ShardState, now: u64) {
     info!(shard = shard.id, closed = ids.len(), "drain batch");
     if last || st.conns.open_ids(1).is_empty() {
         // Everything is closing: finish like a shutdown once the close handshakes are done.
-        st.shutdown_deadline_ms = Some(now + shard.config.close_grace.as_millis() as u64 + 1000);
+        st.lifecycle.shutdown_deadline_ms =
+            Some(now + shard.config.close_grace.as_millis() as u64 + 1000);
         info!(shard = shard.id, deadline_reached = last, "drain done");
     }
 }

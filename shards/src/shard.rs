@@ -12,8 +12,6 @@
 
 use std::{
     cell::RefCell,
-    collections::HashMap,
-    net::IpAddr,
     os::fd::OwnedFd,
     rc::{Rc, Weak},
     sync::Arc,
@@ -35,11 +33,6 @@ use crate::{
     inbox::Inbox,
     mesh::Mesh,
     metrics::ShardMetrics,
-    routing::{
-        channels::ChannelIndex,
-        directory::Directory,
-        local::{LocalChannels, LocalUsers},
-    },
     signal::LocalSignal,
     ws::CloseReason,
 };
@@ -49,60 +42,36 @@ pub const WRITE_GATHER: usize = 64 * 1024;
 /// Connections past the cap that may be held at once just to be told 1013; beyond it they are dropped.
 pub const MAX_REJECTING: usize = 256;
 
-/// A presence-by-users query waiting for answers from other owner shards.
-pub struct PendingPresence {
-    /// The asking connection.
-    pub conn: ConnId,
-    /// The request's id.
-    pub id: Option<Arc<str>>,
-    /// The users asked about, in order, with their answer so far.
-    pub users: Vec<(Arc<str>, bool)>,
-    /// Owner shards that have not answered yet.
-    pub remaining: usize,
-}
-
-/// The mutable state of a shard.
+/// The mutable state of a shard, one part per concern. Each part is declared next to the code that
+/// handles it; the connection table and the mesh are shared by all of them.
 pub struct ShardState {
-    /// Connections and their timers.
+    /// Connections and their timers (the connections and I/O concern).
     pub conns: ConnTable,
-    /// Local connections by user.
-    pub users: LocalUsers,
-    /// Local subscribers by channel.
-    pub channels: LocalChannels,
-    /// Directory entries of the users this shard owns.
-    pub directory: Directory,
-    /// Subscriber maps of the channels this shard owns.
-    pub index: ChannelIndex,
+    /// What the shard keeps about connections arriving and leaving, besides the table.
+    pub intake: crate::conn::Intake,
     /// Sending side towards the other shards.
     pub mesh: Mesh,
-    /// Presence queries waiting for other shards, by query id.
-    pub presence: HashMap<u64, PendingPresence>,
-    /// Next presence query id.
-    pub next_query: u64,
-    /// Next session counter.
-    pub next_session: u32,
-    /// Connections held past the cap (to send them 1013).
-    pub rejecting: usize,
-    /// The address each connection is counted under in the node's per-IP table, released on close.
-    /// Kept here rather than in the record, so the 17 bytes are paid only while
-    /// `limits.max_connections_per_ip` is on (it must be off behind a load balancer).
-    pub ip_keys: HashMap<ConnId, IpAddr>,
+    /// Users: local connections by user, and the directory of the users this shard owns.
+    pub users: crate::route::users::Users,
+    /// Channels: local subscribers, the index of the channels this shard owns, Pusher members.
+    pub channels: crate::route::channels::Channels,
+    /// Presence queries waiting for other shards.
+    pub presence: crate::route::presence::Presence,
+    /// History streams this shard owns and the resumes of its connections.
+    pub history: crate::history::History,
+    /// Shutdown and drain progress.
+    pub lifecycle: Lifecycle,
+}
+
+/// Where the shard is in its shutdown or drain.
+#[derive(Default)]
+pub struct Lifecycle {
     /// Set when shutdown began: when the shard must be done at the latest.
     pub shutdown_deadline_ms: Option<u64>,
     /// The paced drain, once the node started one.
     pub drain: Option<crate::drain::Drain>,
     /// `mesh.dropped` already reported to the metric.
     pub dropped_reported: u64,
-    /// History streams of the users this shard owns (embedded mode).
-    pub history: crate::history::ring::Streams,
-    /// History streams of the channels with history this shard owns (embedded mode).
-    pub channel_history: crate::history::ring::Streams,
-    /// Connections of this shard waiting for their resume replay.
-    pub resuming: crate::history::resume::Resuming,
-    /// This shard's share of `limits.max_connects_per_sec` (rate 0: no limit).
-    pub connects: TokenBucket,
-    /// Members (and their `user_info`) of the Pusher presence channels this shard owns.
-    pub pusher_members: crate::pusher::presence::Members,
 }
 
 /// A shard: one core's share of the node.
@@ -143,8 +112,10 @@ impl Shard {
 
     /// A new session id: random prefix, shard, counter.
     pub fn new_session(&self, st: &mut ShardState) -> u64 {
-        st.next_session = st.next_session.wrapping_add(1);
-        (self.session_prefix << 40) | ((self.id as u64 & 0xff) << 32) | st.next_session as u64
+        st.intake.next_session = st.intake.next_session.wrapping_add(1);
+        (self.session_prefix << 40)
+            | ((self.id as u64 & 0xff) << 32)
+            | st.intake.next_session as u64
     }
 
     /// A fresh token bucket per the configured rate.
@@ -198,27 +169,17 @@ pub async fn run(
     );
     let state = ShardState {
         conns,
-        users: LocalUsers::default(),
-        channels: LocalChannels::default(),
-        directory: Directory::default(),
-        index: ChannelIndex::default(),
+        intake: crate::conn::Intake::new(crate::connect_rate::share(
+            config.max_connects_per_sec,
+            config.shards,
+            id,
+        )),
         mesh: Mesh::new(id, inboxes.clone()),
-        presence: HashMap::new(),
-        next_query: 0,
-        next_session: 0,
-        rejecting: 0,
-        ip_keys: HashMap::new(),
-        shutdown_deadline_ms: None,
-        drain: None,
-        dropped_reported: 0,
-        history: crate::history::ring::Streams::new(config.history),
-        channel_history: crate::history::ring::Streams::new(config.history),
-        resuming: Default::default(),
-        connects: {
-            let rate = crate::connect_rate::share(config.max_connects_per_sec, config.shards, id);
-            TokenBucket::new(rate, rate, 0)
-        },
-        pusher_members: Default::default(),
+        users: Default::default(),
+        channels: Default::default(),
+        presence: Default::default(),
+        history: crate::history::History::new(config.history),
+        lifecycle: Lifecycle::default(),
     };
     metrics
         .recv_buffers
@@ -286,18 +247,22 @@ async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
         let now = shard.now_ms();
         let mut st = shard.state.borrow_mut();
         crate::drain::step(&shard, &mut st, now);
-        sleep = st.drain.as_ref().map_or(tick, |d| d.interval().min(tick));
+        sleep = st
+            .lifecycle
+            .drain
+            .as_ref()
+            .map_or(tick, |d| d.interval().min(tick));
         due.clear();
         st.conns.wheel.advance(now, &mut due);
         for &(id, at) in &due {
             visit(&shard, &mut st, id, at, now);
         }
-        st.history.expire(now);
-        st.channel_history.expire(now);
+        st.history.users.expire(now);
+        st.history.channels.expire(now);
         crate::history::resume::expire(&shard, &mut st, now);
-        let streams = st.history.len() + st.channel_history.len();
+        let streams = st.history.users.len() + st.history.channels.len();
         shard.metrics.history_streams.set(streams as f64);
-        let bytes = st.history.bytes() + st.channel_history.bytes();
+        let bytes = st.history.users.bytes() + st.history.channels.bytes();
         shard.metrics.history_bytes.set(bytes as f64);
         crate::uring::driver::pass(&shard, &mut st);
         shard.metrics.inbox_depth.set(shard.inbox.len() as f64);
@@ -305,9 +270,9 @@ async fn tick_loop(shard: Rc<Shard>, tick: Duration) {
         shard
             .metrics
             .inbox_dropped
-            .increment(dropped - st.dropped_reported);
-        st.dropped_reported = dropped;
-        if let Some(deadline) = st.shutdown_deadline_ms
+            .increment(dropped - st.lifecycle.dropped_reported);
+        st.lifecycle.dropped_reported = dropped;
+        if let Some(deadline) = st.lifecycle.shutdown_deadline_ms
             && (st.conns.is_empty() || now >= deadline)
         {
             drop(st);
@@ -392,10 +357,11 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
 
 /// Begins this shard's shutdown: stop accepting, close everyone with 1001, finish by the deadline.
 pub fn begin_shutdown(shard: &Shard, st: &mut ShardState, now: u64) {
-    if st.shutdown_deadline_ms.is_some() {
+    if st.lifecycle.shutdown_deadline_ms.is_some() {
         return;
     }
-    st.shutdown_deadline_ms = Some(now + shard.config.close_grace.as_millis() as u64 + 1000);
+    st.lifecycle.shutdown_deadline_ms =
+        Some(now + shard.config.close_grace.as_millis() as u64 + 1000);
     shard.stop_accepting.fire();
     for id in st.conns.ids() {
         st.conns.close(id, CloseReason::GoingAway, now);

@@ -28,12 +28,12 @@ pub fn finish(
     shard.metrics.closed(reason);
     shard.metrics.connections_open.decrement(1.0);
     if conn.over_capacity {
-        st.rejecting -= 1;
+        st.intake.rejecting -= 1;
     } else {
         shard.status.release();
     }
-    if !st.ip_keys.is_empty()
-        && let Some(key) = st.ip_keys.remove(&id)
+    if !st.intake.ip_keys.is_empty()
+        && let Some(key) = st.intake.ip_keys.remove(&id)
     {
         shard.status.per_ip().release(key);
     }

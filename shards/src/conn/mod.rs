@@ -13,7 +13,7 @@ pub mod ratelimit;
 pub mod stamp;
 pub mod table;
 
-use std::{os::fd::RawFd, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, os::fd::RawFd, sync::Arc};
 
 use thin_vec::ThinVec;
 
@@ -21,6 +21,33 @@ use crate::ws::{CloseReason, decode::Decoder};
 use outq::OutQueue;
 use ratelimit::{PingWindow, TokenBucket};
 use stamp::Stamp;
+
+/// What a shard keeps about its connections besides the table: session numbering, the connect rate,
+/// the overflow held to be told 1013, and per-IP accounting.
+pub struct Intake {
+    /// Next session counter.
+    pub next_session: u32,
+    /// Connections held past the cap (to send them 1013).
+    pub rejecting: usize,
+    /// The address each connection is counted under in the node's per-IP table, released on close.
+    /// Kept here rather than in the record, so the 17 bytes are paid only while
+    /// `limits.max_connections_per_ip` is on (it must be off behind a load balancer).
+    pub ip_keys: HashMap<crate::ids::ConnId, IpAddr>,
+    /// This shard's share of `limits.max_connects_per_sec` (rate 0: no limit).
+    pub connects: TokenBucket,
+}
+
+impl Intake {
+    /// Nothing yet; connects limited to `rate` per second (0: no limit).
+    pub fn new(rate: u32) -> Intake {
+        Intake {
+            next_session: 0,
+            rejecting: 0,
+            ip_keys: HashMap::new(),
+            connects: TokenBucket::new(rate, rate, 0),
+        }
+    }
+}
 
 /// Where a connection is in its life.
 #[derive(Debug)]

@@ -27,6 +27,27 @@ use bytes::{BufMut, Bytes};
 
 use crate::ws::encode::FrameBuilder;
 
+/// The history state of a shard (embedded mode keeps the streams here; cluster mode in Redis).
+pub struct History {
+    /// Streams of the users this shard owns.
+    pub users: ring::Streams,
+    /// Streams of the channels with history this shard owns.
+    pub channels: ring::Streams,
+    /// Connections of this shard waiting for their resume replay.
+    pub resuming: resume::Resuming,
+}
+
+impl History {
+    /// Empty streams under `config`.
+    pub fn new(config: HistoryConfig) -> History {
+        History {
+            users: ring::Streams::new(config),
+            channels: ring::Streams::new(config),
+            resuming: Default::default(),
+        }
+    }
+}
+
 /// How long a stream's epoch and last `seq` are remembered after its last message (its entries go
 /// after `max_age`).
 pub const META_TTL: Duration = Duration::from_secs(24 * 3600);

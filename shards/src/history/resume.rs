@@ -378,11 +378,11 @@ pub fn deliver_channel(
 /// Answers the resumes whose replay did not come within [`RESUME_WAIT_MS`] with `unavailable` (the
 /// held live messages follow): from the shard's tick.
 pub fn expire(shard: &Shard, st: &mut ShardState, now: u64) {
-    st.resuming.lapse_floors(now);
-    if st.resuming.is_empty() {
+    st.history.resuming.lapse_floors(now);
+    if st.history.resuming.is_empty() {
         return;
     }
-    for (conn, channel) in st.resuming.overdue(now) {
+    for (conn, channel) in st.history.resuming.overdue(now) {
         tracing::warn!(
             ?conn,
             channel = channel.as_deref(),
@@ -390,7 +390,7 @@ pub fn expire(shard: &Shard, st: &mut ShardState, now: u64) {
         );
         let outcome = Outcome::unavailable();
         match channel {
-            None if st.resuming.waits_ready(conn) => {
+            None if st.history.resuming.waits_ready(conn) => {
                 let degraded = Some(crate::admit::ClusterState::Degraded);
                 crate::admit::finish_ready(shard, st, conn, degraded, now)
             }
@@ -411,7 +411,7 @@ pub fn finish_channel(
     frames: Vec<Bytes>,
     now: u64,
 ) {
-    let Some(waiting) = st.resuming.take_channel(conn, channel) else {
+    let Some(waiting) = st.history.resuming.take_channel(conn, channel) else {
         return; // unsubscribed or closed meanwhile
     };
     let ack = encode::subscribed_resumed(waiting.id.as_deref(), &outcome);
@@ -421,7 +421,9 @@ pub fn finish_channel(
     shard.metrics.resume_duplicates.increment(dropped);
     if let Some(epoch) = &outcome.epoch {
         let stream = Some(Arc::from(channel));
-        st.resuming.set_floor(conn, stream, outcome.seq, epoch, now);
+        st.history
+            .resuming
+            .set_floor(conn, stream, outcome.seq, epoch, now);
     }
 }
 
@@ -435,7 +437,7 @@ pub fn finish(
     frames: Vec<Bytes>,
     now: u64,
 ) {
-    let Some(waiting) = st.resuming.by_conn.remove(&conn) else {
+    let Some(waiting) = st.history.resuming.by_conn.remove(&conn) else {
         return; // closed meanwhile
     };
     let Some(c) = st.conns.get(conn) else {
@@ -460,7 +462,9 @@ pub fn finish(
     let dropped = replay(&mut st.conns, conn, &outcome, frames, waiting.held, now);
     shard.metrics.resume_duplicates.increment(dropped);
     if let Some(epoch) = &outcome.epoch {
-        st.resuming.set_floor(conn, None, outcome.seq, epoch, now);
+        st.history
+            .resuming
+            .set_floor(conn, None, outcome.seq, epoch, now);
     }
 }
 

@@ -92,13 +92,14 @@ pub fn joined(
         .and_then(|(app, _)| shard.config.pusher.by_id(app))
         .map_or(100, |(_, a)| a.max_presence_members as usize);
     let members = st
+        .channels
         .pusher_members
         .channels
         .entry(channel.clone())
         .or_default();
     if first && members.len() >= cap {
         if members.is_empty() {
-            st.pusher_members.channels.remove(channel);
+            st.channels.pusher_members.channels.remove(channel);
         }
         return false;
     }
@@ -118,10 +119,10 @@ pub fn joined(
 
 /// Owner step of a member's last socket (on this node) leaving `channel`.
 pub fn left(shard: &Shard, st: &mut ShardState, channel: &Arc<str>, member: &Arc<str>, now: u64) {
-    if let Some(members) = st.pusher_members.channels.get_mut(channel) {
+    if let Some(members) = st.channels.pusher_members.channels.get_mut(channel) {
         members.remove(member);
         if members.is_empty() {
-            st.pusher_members.channels.remove(channel);
+            st.channels.pusher_members.channels.remove(channel);
         }
     }
     match &shard.config.cluster {
@@ -183,7 +184,7 @@ pub fn succeeded_at(conn: crate::ids::ConnId, channel: Arc<str>, frame: Bytes) -
             .get(conn)
             .is_some_and(|c| c.subs.contains(&channel));
         if subscribed {
-            st.channels.add(channel, conn);
+            st.channels.local.add(channel, conn);
             st.conns.enqueue(conn, frame, now);
         }
     }))

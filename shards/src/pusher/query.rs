@@ -299,7 +299,7 @@ fn local_channel(st: &ShardState, query: &mut Query) {
     let (Ask::Channel(channel) | Ask::Users(channel)) = &query.ask else {
         return;
     };
-    if let Some(entry) = st.index.get(channel) {
+    if let Some(entry) = st.channels.index.get(channel) {
         query.facts.subscriptions = entry.connections();
         if super::presence::is_presence(channel) {
             query.facts.users = entry.users().cloned().collect();
@@ -318,7 +318,7 @@ fn local_channels(shard: &Shard, st: &ShardState, query: &mut Query) {
     };
     match &query.ask {
         Ask::Channels { app, prefix } => {
-            for (channel, entry) in st.index.iter() {
+            for (channel, entry) in st.channels.index.iter() {
                 let Some((owner_app, name)) = names::external(channel) else {
                     continue;
                 };
@@ -334,7 +334,7 @@ fn local_channels(shard: &Shard, st: &ShardState, query: &mut Query) {
                 if owner_of(channel, shard.config.shards) != shard.id {
                     continue;
                 }
-                if let Some(entry) = st.index.get(channel) {
+                if let Some(entry) = st.channels.index.get(channel) {
                     query
                         .facts
                         .counts

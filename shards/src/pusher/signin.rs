@@ -60,7 +60,7 @@ pub fn signin(
     // As protocol v1's `ready`: the answer waits for the owner's verdict (in cluster mode, the
     // user's presence written to Redis), and what is sent to the user meanwhile is held after it.
     p.signin = Some(Box::new(success(user_data)));
-    st.resuming.start_ready(conn, None, now);
+    st.history.resuming.start_ready(conn, None, now);
     let admit = crate::admit::Admit { conn, ready: true };
     route::user_connected(shard, st, &user, conn, Some(admit), now);
 }

@@ -147,8 +147,8 @@ pub fn refused(shard: &Shard, st: &mut ShardState, conn: ConnId, channel: &Arc<s
     if let Some(p) = &mut c.pusher {
         p.presence.retain(|(ch, _)| ch != channel);
     }
-    st.channels.remove(channel, conn);
-    st.resuming.forget_channel(conn, channel);
+    st.channels.local.remove(channel, conn);
+    st.history.resuming.forget_channel(conn, channel);
     shard.metrics.forbidden("subscribe");
     let name = names::external(channel).map_or(&**channel, |(_, c)| c);
     let frame = frames::subscription_error(name, 403, "presence channel is full");

@@ -11,8 +11,20 @@ use crate::{
     ids::{ConnId, owner_of},
     messages::{Ack, Origin, ReplyTo, ShardMsg},
     protocol::encode,
+    routing::{channels::ChannelIndex, local::LocalChannels},
     shard::{Shard, ShardState},
 };
+
+/// The channels state of a shard.
+#[derive(Default)]
+pub struct Channels {
+    /// This shard's subscribers by channel.
+    pub local: LocalChannels,
+    /// Subscriber maps of the channels this shard owns.
+    pub index: ChannelIndex,
+    /// Members (and their `user_info`) of the Pusher presence channels this shard owns.
+    pub pusher_members: crate::pusher::presence::Members,
+}
 
 /// Owner step of a subscribe: the index, the cluster reports, then the ack or, for a subscribe with
 /// `since`, the channel's replay (both held in cluster mode until the node listens to the channel's
@@ -26,7 +38,10 @@ pub(super) fn chan_sub_at_owner(
     (ack, since): (Option<ReplyTo>, Option<Box<crate::history::ResumeRequest>>),
     now: u64,
 ) {
-    let joined = st.index.subscribe(channel.clone(), user.clone(), holder);
+    let joined = st
+        .channels
+        .index
+        .subscribe(channel.clone(), user.clone(), holder);
     if joined.first {
         crate::webhooks::occupied(shard, &channel, true);
     }
@@ -46,7 +61,9 @@ pub(super) fn chan_sub_at_owner(
         ) {
             // The presence channel is full: undone before anyone outside this shard saw it.
             let mut released = Vec::new();
-            st.index.unsubscribe(&channel, &user, holder, &mut released);
+            st.channels
+                .index
+                .unsubscribe(&channel, &user, holder, &mut released);
             ack_subscribed(shard, st, &channel, released, now);
             if let Some(ack) = ack {
                 presence::refuse(shard, st, channel, ack, now);
@@ -61,13 +78,13 @@ pub(super) fn chan_sub_at_owner(
         }
         if joined.first
             && link.channel_interest(&channel, true)
-            && let Some(entry) = st.index.get_mut(&channel)
+            && let Some(entry) = st.channels.index.get_mut(&channel)
         {
             entry.wait();
         }
     }
     if let Some(req) = since {
-        match st.index.get_mut(&channel) {
+        match st.channels.index.get_mut(&channel) {
             Some(entry) if entry.is_waiting() => entry.hold_resume(*req),
             _ => resume_channel_at_owner(shard, st, channel.clone(), *req, now),
         }
@@ -75,7 +92,7 @@ pub(super) fn chan_sub_at_owner(
     let Some(ack) = ack else {
         return;
     };
-    match st.index.get_mut(&channel) {
+    match st.channels.index.get_mut(&channel) {
         Some(entry) if entry.is_waiting() => entry.hold(ack),
         _ => ack_subscribed(shard, st, &channel, vec![ack], now),
     }
@@ -115,7 +132,7 @@ pub(super) fn resume_channel_at_owner(
                     );
                 }
             },
-            None => st.channel_history.resume(&channel, &req.from, now),
+            None => st.history.channels.resume(&channel, &req.from, now),
         }
     };
     send_chan_resumed(shard, st, channel, req, outcome, frames, now);
@@ -156,7 +173,10 @@ pub(super) fn chan_unsub_at_owner(
     now: u64,
 ) {
     let mut released = Vec::new();
-    let left = st.index.unsubscribe(&channel, &user, holder, &mut released);
+    let left = st
+        .channels
+        .index
+        .unsubscribe(&channel, &user, holder, &mut released);
     let presence = crate::pusher::presence::is_presence(&channel);
     if left.user_left && presence {
         crate::pusher::presence::left(shard, st, &channel, &user, now);
@@ -183,7 +203,11 @@ fn report_subscriptions(
     channel: &Arc<str>,
 ) {
     if crate::pusher::names::external(channel).is_some() {
-        let count = st.index.get(channel).map_or(0, |e| e.connections());
+        let count = st
+            .channels
+            .index
+            .get(channel)
+            .map_or(0, |e| e.connections());
         link.pusher_subscriptions(channel, count);
     }
 }
@@ -200,7 +224,7 @@ pub(super) fn ack_subscribed(
     for ack in acks {
         if presence && let Some(link) = &shard.config.cluster {
             // This node's members, completed with the other nodes' in Redis by the bridge.
-            let members = st.pusher_members.of(channel);
+            let members = st.channels.pusher_members.of(channel);
             let query = crate::cluster::PresenceQuery::PusherMembers {
                 channel: Arc::from(channel),
                 members: members
@@ -217,7 +241,10 @@ pub(super) fn ack_subscribed(
         }
         if presence {
             // The member list as this shard knows it now, the joining member included.
-            let frame = crate::pusher::presence::succeeded(channel, &st.pusher_members.of(channel));
+            let frame = crate::pusher::presence::succeeded(
+                channel,
+                &st.channels.pusher_members.of(channel),
+            );
             let msg = crate::pusher::presence::succeeded_at(ack.conn, Arc::from(channel), frame);
             to_shard(shard, st, ack.shard, msg, now);
             continue;
@@ -246,7 +273,7 @@ pub fn publish(
     now: u64,
 ) {
     let self_subscribed = match &reply {
-        Origin::Conn(r) | Origin::Silent(r) => st.channels.contains(&channel, r.conn),
+        Origin::Conn(r) | Origin::Silent(r) => st.channels.local.contains(&channel, r.conn),
         Origin::External(_) | Origin::Skip { .. } => false,
     };
     let owner = owner_of(&channel, shard.config.shards);
@@ -287,7 +314,7 @@ pub(super) fn publish_at_owner(
     } else {
         match &shard.config.cluster {
             None => {
-                let (frame, seq) = st.channel_history.append(&channel, &frame, now);
+                let (frame, seq) = st.history.channels.append(&channel, &frame, now);
                 (frame, reply_to, seq)
             }
             Some(link) => match link.sequence_publish(channel.clone(), frame, reply_to) {
@@ -297,7 +324,7 @@ pub(super) fn publish_at_owner(
             },
         }
     };
-    let (targets, total) = match st.index.get(&channel) {
+    let (targets, total) = match st.channels.index.get(&channel) {
         Some(entry) => (entry.shards.clone(), entry.connections()),
         None => Default::default(),
     };
@@ -357,15 +384,15 @@ pub(super) fn deliver_channel_local(
     let ShardState {
         channels,
         conns,
-        resuming,
+        history,
         ..
     } = st;
     let bound = shard.config.outbound_queue_bytes;
-    for conn in channels.subscribers(channel) {
+    for conn in channels.local.subscribers(channel) {
         if Some(conn) != exclude {
             shard.metrics.routed_local.increment(1);
             let copy = crate::history::resume::deliver_channel(
-                resuming,
+                &mut history.resuming,
                 conns,
                 bound,
                 conn,
@@ -396,12 +423,13 @@ pub fn subscribed(
     now: u64,
 ) {
     if info.is_none() {
-        st.channels.add(channel.clone(), ack.conn);
+        st.channels.local.add(channel.clone(), ack.conn);
     } // else: a presence member receives the channel from its `subscription_succeeded` on
     let owner = owner_of(&channel, shard.config.shards);
     let (ack, since) = match (since, &shard.config.cluster) {
         (Some(from), _) => {
-            st.resuming
+            st.history
+                .resuming
                 .start_channel(ack.conn, channel.clone(), ack.id.clone(), now);
             let req = crate::history::ResumeRequest {
                 shard: shard.id,
@@ -444,7 +472,7 @@ pub fn unsubscribed(
     conn: ConnId,
     now: u64,
 ) {
-    st.resuming.forget_channel(conn, &channel);
+    st.history.resuming.forget_channel(conn, &channel);
     leave_channel(shard, st, channel, user, conn, now);
 }
 
@@ -457,7 +485,7 @@ pub(super) fn leave_channel(
     conn: ConnId,
     now: u64,
 ) {
-    st.channels.remove(&channel, conn);
+    st.channels.local.remove(&channel, conn);
     let owner = owner_of(&channel, shard.config.shards);
     to_owner(
         shard,

@@ -8,9 +8,9 @@
 //! are in the submodules: `users` (direct messages, resumes), `channels` (subscriptions, publishes)
 //! and `presence`.
 
-mod channels;
-mod presence;
-mod users;
+pub mod channels;
+pub mod presence;
+pub mod users;
 
 use bytes::Bytes;
 
@@ -38,8 +38,8 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             shard: holder,
             admit,
         } => {
-            st.directory.add(user.clone(), holder);
-            if st.directory.connections(&user) == 1 {
+            st.users.directory.add(user.clone(), holder);
+            if st.users.directory.connections(&user) == 1 {
                 crate::webhooks::online(shard, &user, true);
             }
             match admit {
@@ -55,8 +55,8 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             user,
             shard: holder,
         } => {
-            st.directory.remove(&user, holder);
-            if st.directory.connections(&user) == 0 {
+            st.users.directory.remove(&user, holder);
+            if st.users.directory.connections(&user) == 0 {
                 crate::webhooks::online(shard, &user, false);
             }
             report_presence(shard, st, &user);
@@ -111,7 +111,7 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
             shard: holder,
         } => chan_unsub_at_owner(shard, st, channel, user, holder, now),
         ShardMsg::ChanReady { channel } => {
-            let (acks, resumes) = match st.index.get_mut(&channel) {
+            let (acks, resumes) = match st.channels.index.get_mut(&channel) {
                 Some(entry) => entry.release(),
                 None => Default::default(),
             };
@@ -148,7 +148,7 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         ShardMsg::PresenceQuery { query, from, users } => {
             let online = users
                 .into_iter()
-                .map(|(i, u)| (i, st.directory.is_online(&u)))
+                .map(|(i, u)| (i, st.users.directory.is_online(&u)))
                 .collect();
             st.mesh
                 .send(from, ShardMsg::PresenceAnswer { query, online });

@@ -1,20 +1,41 @@
 //! Presence routing: who is online, asked of the users' or the channel's owners (and through the
 //! cluster link, of the other nodes). Kept apart because its queries gather answers from many shards.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{catch_up, reply, to_owner};
 use crate::{
     cluster::PresenceQuery,
-    ids::owner_of,
+    ids::{ConnId, owner_of},
     messages::{ReplyTo, ShardMsg},
     shard::{Shard, ShardState},
 };
 
+/// The presence state of a shard: the by-users queries waiting for answers from other owner shards.
+#[derive(Default)]
+pub struct Presence {
+    /// Queries waiting for other shards, by query id.
+    pub pending: HashMap<u64, PendingPresence>,
+    /// Next query id.
+    pub next_query: u64,
+}
+
+/// A presence-by-users query waiting for answers from other owner shards.
+pub struct PendingPresence {
+    /// The asking connection.
+    pub conn: ConnId,
+    /// The request's id.
+    pub id: Option<Arc<str>>,
+    /// The users asked about, in order, with their answer so far.
+    pub users: Vec<(Arc<str>, bool)>,
+    /// Owner shards that have not answered yet.
+    pub remaining: usize,
+}
+
 /// Tells the cluster link (if any) how many connections `user` now has on this node.
 pub(crate) fn report_presence(shard: &Shard, st: &ShardState, user: &Arc<str>) {
     if let Some(link) = &shard.config.cluster {
-        link.presence_changed(user, st.directory.connections(user));
+        link.presence_changed(user, st.users.directory.connections(user));
     }
 }
 
@@ -32,7 +53,7 @@ pub fn presence_users(
     let mut remote: Vec<Vec<(usize, Arc<str>)>> = vec![Vec::new(); n];
     for (i, user) in users.into_iter().enumerate() {
         let owner = owner_of(&user, n);
-        let online = owner == shard.id && st.directory.is_online(&user);
+        let online = owner == shard.id && st.users.directory.is_online(&user);
         if owner != shard.id {
             remote[owner].push((i, user.clone()));
         }
@@ -42,11 +63,11 @@ pub fn presence_users(
     if remaining == 0 {
         return presence_users_done(shard, st, answers, reply_to, now);
     }
-    st.next_query += 1;
-    let query = st.next_query;
-    st.presence.insert(
+    st.presence.next_query += 1;
+    let query = st.presence.next_query;
+    st.presence.pending.insert(
         query,
-        crate::shard::PendingPresence {
+        PendingPresence {
             conn: reply_to.conn,
             id: reply_to.id,
             users: answers,
@@ -96,7 +117,7 @@ pub(super) fn presence_answer(
     online: Vec<(usize, bool)>,
     now: u64,
 ) {
-    let Some(pending) = st.presence.get_mut(&query) else {
+    let Some(pending) = st.presence.pending.get_mut(&query) else {
         return;
     };
     for (i, on) in online {
@@ -108,7 +129,7 @@ pub(super) fn presence_answer(
     if pending.remaining > 0 {
         return;
     }
-    let Some(done) = st.presence.remove(&query) else {
+    let Some(done) = st.presence.pending.remove(&query) else {
         return;
     };
     let reply = ReplyTo {
@@ -145,7 +166,7 @@ pub(super) fn channel_presence_at_owner(
     reply_to: ReplyTo,
     now: u64,
 ) {
-    let users: Vec<Arc<str>> = match st.index.get(channel) {
+    let users: Vec<Arc<str>> = match st.channels.index.get(channel) {
         Some(entry) => entry.users().cloned().collect(),
         None => Vec::new(),
     };

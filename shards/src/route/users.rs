@@ -10,8 +10,18 @@ use crate::{
     ids::{ConnId, owner_of},
     messages::{Ack, Origin, ShardMsg},
     protocol::encode,
+    routing::{directory::Directory, local::LocalUsers},
     shard::{Shard, ShardState},
 };
+
+/// The users state of a shard.
+#[derive(Default)]
+pub struct Users {
+    /// This shard's connections by user.
+    pub local: LocalUsers,
+    /// Directory entries (which shards hold a connection) of the users this shard owns.
+    pub directory: Directory,
+}
 
 /// A connection of `user` is now identified on this shard; with `admit`, the owner answers with its
 /// verdict on the connection ([`crate::admit`]).
@@ -23,7 +33,7 @@ pub fn user_connected(
     admit: Option<crate::admit::Admit>,
     now: u64,
 ) {
-    st.users.add(user.clone(), conn);
+    st.users.local.add(user.clone(), conn);
     let owner = owner_of(user, shard.config.shards);
     to_owner(
         shard,
@@ -50,8 +60,8 @@ pub fn conn_gone(
     for channel in subs {
         super::channels::leave_channel(shard, st, channel, user.clone(), conn, now);
     }
-    st.users.remove(&user, conn);
-    st.resuming.forget(conn);
+    st.users.local.remove(&user, conn);
+    st.history.resuming.forget(conn);
     let owner = owner_of(&user, shard.config.shards);
     to_owner(
         shard,
@@ -104,7 +114,7 @@ pub(super) fn route_user_at_owner(
     let history = shard.config.history.enabled();
     let Some(link) = &shard.config.cluster else {
         let (frame, seq) = if history {
-            st.history.append(&to, &frame, now)
+            st.history.users.append(&to, &frame, now)
         } else {
             (frame, 0)
         };
@@ -117,7 +127,11 @@ pub(super) fn route_user_at_owner(
         return answer(shard, st, reply_to, Ack { status, conns }, now);
     };
     let (frame, reply_to) = if history {
-        let here = st.directory.holders(&to).is_some_and(|h| !h.is_empty());
+        let here = st
+            .users
+            .directory
+            .holders(&to)
+            .is_some_and(|h| !h.is_empty());
         match link.sequence_user(to.clone(), frame, here, reply_to) {
             Ok(()) => return,
             Err(back) => back,
@@ -140,7 +154,7 @@ pub(super) fn deliver_to_holders(
     seq: u64,
     now: u64,
 ) -> u64 {
-    let holders = st.directory.holders(to).cloned().unwrap_or_default();
+    let holders = st.users.directory.holders(to).cloned().unwrap_or_default();
     let mut conns = 0u64;
     for &(holder, n) in &holders {
         conns += n as u64;
@@ -188,7 +202,7 @@ pub(super) fn resume_at_owner(
                 );
             }
         },
-        None => st.history.resume(&user, &req.from, now),
+        None => st.history.users.resume(&user, &req.from, now),
     };
     send_resumed(shard, st, req, outcome, frames, now);
 }
@@ -277,14 +291,21 @@ pub(super) fn deliver_user_local(
     let ShardState {
         users,
         conns,
-        resuming,
+        history,
         ..
     } = st;
-    for &conn in users.get(to) {
+    for &conn in users.local.get(to) {
         shard.metrics.routed_local.increment(1);
         let bound = shard.config.outbound_queue_bytes;
-        let copy =
-            crate::history::resume::deliver(resuming, conns, bound, conn, seq, frame.clone(), now);
+        let copy = crate::history::resume::deliver(
+            &mut history.resuming,
+            conns,
+            bound,
+            conn,
+            seq,
+            frame.clone(),
+            now,
+        );
         if copy {
             shard.metrics.resume_duplicates.increment(1);
         }

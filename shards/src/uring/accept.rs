@@ -148,12 +148,12 @@ pub fn on_accept(shard: &Shard, st: &mut ShardState, c: Completion) {
 /// Registers an accepted socket: its record, its first deadline, its receive.
 fn admit(shard: &Shard, st: &mut ShardState, fd: RawFd) {
     shard.metrics.accepted.increment(1);
-    if !st.connects.take(shard.now_ms()) {
+    if !st.intake.connects.take(shard.now_ms()) {
         shard.metrics.connect_rate_limited.increment(1);
-        if st.rejecting >= MAX_REJECTING {
+        if st.intake.rejecting >= MAX_REJECTING {
             return drop_fd(fd);
         }
-        st.rejecting += 1;
+        st.intake.rejecting += 1;
         let Some(shard) = shard.me.upgrade() else {
             return drop_fd(fd);
         };
@@ -164,11 +164,11 @@ fn admit(shard: &Shard, st: &mut ShardState, fd: RawFd) {
     }
     let admission = admission(shard, fd);
     if let Err(reason) = admission {
-        if st.rejecting >= MAX_REJECTING {
+        if st.intake.rejecting >= MAX_REJECTING {
             shard.metrics.closed(reason);
             return drop_fd(fd);
         }
-        st.rejecting += 1;
+        st.intake.rejecting += 1;
     }
     // SAFETY: `fd` is open for the length of this borrow.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -187,7 +187,7 @@ fn admit(shard: &Shard, st: &mut ShardState, fd: RawFd) {
         return;
     }
     if let Ok(Some(ip_key)) = admission {
-        st.ip_keys.insert(id, ip_key);
+        st.intake.ip_keys.insert(id, ip_key);
     }
     shard.metrics.connections_open.increment(1.0);
     shard.io.arm_recv(id, fd);
