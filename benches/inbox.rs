@@ -20,7 +20,10 @@ use std::{
 };
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shards::{inbox::Inbox, messages::ShardMsg};
+use shards::{
+    inbox::Inbox,
+    messages::{NodeMsg, ShardMsg},
+};
 
 /// Messages per run.
 const MESSAGES: u64 = 1_000_000;
@@ -76,7 +79,7 @@ fn hand_off(batch: u64) -> u64 {
             while seen < MESSAGES {
                 block_on(inbox.ready(), &as_waker);
                 while let Some(msg) = inbox.pop() {
-                    if let ShardMsg::Probe(v) = msg {
+                    if let ShardMsg::Node(NodeMsg::Probe(v)) = msg {
                         sum = sum.wrapping_add(v);
                     }
                     seen += 1;
@@ -86,7 +89,7 @@ fn hand_off(batch: u64) -> u64 {
             waker.wakes.load(Ordering::Relaxed)
         });
         for i in 0..MESSAGES {
-            let mut msg = ShardMsg::Probe(i);
+            let mut msg: ShardMsg = NodeMsg::Probe(i).into();
             while let Err(back) = inbox.push(msg) {
                 msg = back;
                 inbox.notify();

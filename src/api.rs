@@ -1,7 +1,7 @@
 //! The HTTP API for backends, served under `/v1/` on the admin port (docs/API.md).
 //!
 //! Backends publish to channels, send to users, ask about presence and disconnect or shed clients. Each
-//! request becomes a message in a shard's inbox (`RouteUser`, `RoutePublish`, or an `Invoke` of a
+//! request becomes a message in a shard's inbox (`UserMsg::Route`, `ChannelMsg::Publish`, or an `NodeMsg::Invoke` of a
 //! `shards::control` operation), and its answer comes back on a oneshot channel. The control thread never
 //! blocks a shard and never holds shard state: it is another sender into the same inboxes the shards use.
 
@@ -20,7 +20,7 @@ use shards::{
     control,
     ids::owner_of,
     inbox::Inbox,
-    messages::{Ack, Origin, ShardMsg},
+    messages::{Ack, ChannelMsg, NodeMsg, Origin, ShardMsg, UserMsg},
     protocol::{encode, parse::check_name},
     ws::CloseReason,
 };
@@ -138,7 +138,7 @@ impl Api {
         let (sink, rx) = ack_channel();
         self.submit(
             owner,
-            ShardMsg::RoutePublish {
+            ChannelMsg::Publish {
                 channel,
                 frame,
                 reply: Origin::External(sink),
@@ -166,7 +166,7 @@ impl Api {
         let (sink, rx) = ack_channel();
         self.submit(
             owner,
-            ShardMsg::RouteUser {
+            UserMsg::Route {
                 to,
                 frame,
                 reply: Origin::External(sink),
@@ -187,7 +187,7 @@ impl Api {
         let name = user.clone();
         self.submit(
             owner,
-            ShardMsg::Invoke(Box::new(move |_, st, _| {
+            NodeMsg::Invoke(Box::new(move |_, st, _| {
                 let _ = tx.send(control::user_connections(st, &name));
             })),
         )?;
@@ -224,7 +224,7 @@ impl Api {
             let user = body.user.clone();
             self.submit(
                 shard,
-                ShardMsg::Invoke(Box::new(move |_, st, now| {
+                NodeMsg::Invoke(Box::new(move |_, st, now| {
                     let _ = tx.send(control::disconnect_user(
                         st,
                         &user,
@@ -257,7 +257,7 @@ impl Api {
             let (tx, rx) = oneshot::channel();
             self.submit(
                 shard,
-                ShardMsg::Invoke(Box::new(move |shard, st, now| {
+                NodeMsg::Invoke(Box::new(move |shard, st, now| {
                     let _ = tx.send(control::close_connections(
                         shard,
                         st,
@@ -308,7 +308,7 @@ impl Api {
     }
 
     /// Pushes `msg` into shard `shard`'s inbox; a full inbox is 503 (the node is overloaded).
-    fn submit(&self, shard: usize, msg: ShardMsg) -> Result<(), Refusal> {
+    fn submit(&self, shard: usize, msg: impl Into<ShardMsg>) -> Result<(), Refusal> {
         self.inboxes[shard].send(msg).map_err(|_| {
             Refusal(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shards::{drain::DrainPlan, inbox::Inbox, messages::ShardMsg, runtime::broadcast};
+use shards::{drain::DrainPlan, inbox::Inbox, messages::NodeMsg, runtime::broadcast};
 use tracing::{info, warn};
 
 use crate::config::ShutdownSection;
@@ -87,7 +87,7 @@ pub fn run(
         match triggers.recv_timeout(left) {
             Ok(Trigger::Signal(_)) => {
                 warn!("second signal: ending the drain now");
-                broadcast(inboxes, |_| ShardMsg::Shutdown);
+                broadcast(inboxes, |_| NodeMsg::Shutdown);
                 return watch(triggers, inboxes.clone(), true);
             }
             Ok(Trigger::Api) => continue,
@@ -109,7 +109,7 @@ pub fn run(
         "listeners closed; closing connections in batches with 1012"
     );
     broadcast(inboxes, |i| {
-        ShardMsg::Drain(DrainPlan {
+        NodeMsg::Drain(DrainPlan {
             batch: shares[i],
             interval: Duration::from_millis(cfg.drain_interval_ms),
             window: Duration::from_millis(cfg.drain_window_ms),
@@ -134,7 +134,7 @@ fn watch(triggers: mpsc::Receiver<Trigger>, inboxes: Arc<[Arc<Inbox>]>, mut cut:
                     std::process::exit(0);
                 }
                 warn!("second signal: ending the drain now");
-                broadcast(&inboxes, |_| ShardMsg::Shutdown);
+                broadcast(&inboxes, |_| NodeMsg::Shutdown);
                 cut = true;
             }
         });

@@ -132,10 +132,8 @@ fn answer(
     if holder == shard.id {
         on_verdict(shard, st, conn, verdict, now);
     } else {
-        st.mesh.send(
-            holder,
-            crate::messages::ShardMsg::Admitted { conn, verdict },
-        );
+        st.mesh
+            .send(holder, crate::messages::UserMsg::Admitted { conn, verdict });
     }
 }
 

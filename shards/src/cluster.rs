@@ -9,7 +9,7 @@
 //!
 //! Subscribing is the one report with an answer: when this node gains its first subscriber of a
 //! channel, the subscribe acks wait until the bridge has subscribed the node to the channel's Redis
-//! topic (it answers with [`crate::messages::ShardMsg::ChanReady`]), so that a publish made anywhere
+//! topic (it answers with [`crate::messages::ChannelMsg::Ready`]), so that a publish made anywhere
 //! after a client got its `subscribed` ack reaches that client.
 
 use std::sync::Arc;
@@ -103,7 +103,7 @@ pub trait ClusterLink: Send + Sync {
     /// `user` now has `conns` connections on this node (0: none left).
     fn presence_changed(&self, user: &Arc<str>, conns: u64);
     /// This node now has (`true`) or no longer has (`false`) a subscriber of `channel`. Returns true
-    /// when the owner should hold the channel's subscribe acks until `ChanReady` comes back (false:
+    /// when the owner should hold the channel's subscribe acks until `ChannelMsg::Ready` comes back (false:
     /// Redis is down, ack at once; the bridge subscribes when Redis returns).
     fn channel_interest(&self, channel: &Arc<str>, subscribed: bool) -> bool;
     /// `user` now has (`true`) or no longer has (`false`) a subscribed connection to `channel` on this
@@ -129,7 +129,7 @@ pub trait ClusterLink: Send + Sync {
         origin: Origin,
     ) -> Result<(), (Bytes, Origin)>;
     /// A connection of `user` resumes: the link reads the stream in Redis once this node's presence
-    /// for `user` is written, and answers the connection's shard with `ShardMsg::Resumed`. Hands the
+    /// for `user` is written, and answers the connection's shard with `HistoryMsg::UserResumed`. Hands the
     /// request back when Redis is down (the owner answers `unavailable`).
     fn resume_user(
         &self,
@@ -149,7 +149,7 @@ pub trait ClusterLink: Send + Sync {
     ) -> Result<(), (Bytes, Origin)>;
     /// A connection subscribed to `channel` with `since`, and this node listens to the channel: the
     /// link reads the channel's stream in Redis and answers the connection's shard with
-    /// `ShardMsg::ChanResumed`. Hands the request back when Redis is down.
+    /// `HistoryMsg::ChannelResumed`. Hands the request back when Redis is down.
     fn resume_channel(
         &self,
         channel: Arc<str>,
@@ -157,7 +157,7 @@ pub trait ClusterLink: Send + Sync {
     ) -> Result<(), crate::history::ResumeRequest>;
     /// A connection of `user` identified on this node, which now has `conns` of them (a presence
     /// change, as [`ClusterLink::presence_changed`]): the link answers the connection's shard with
-    /// `ShardMsg::Admitted` once that presence is written to Redis, so the `ready` that follows
+    /// `UserMsg::Admitted` once that presence is written to Redis, so the `ready` that follows
     /// means "reachable from every node". When Redis is down it records the change and hands the
     /// request back (the owner answers degraded at once).
     fn confirm_presence(

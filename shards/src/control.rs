@@ -1,6 +1,6 @@
 //! Operations the control plane (HTTP API, later the cluster bridge) runs on a shard.
 //!
-//! They are sent as [`crate::messages::ShardMsg::Invoke`] and run on the shard's thread with its state
+//! They are sent as [`crate::messages::NodeMsg::Invoke`] and run on the shard's thread with its state
 //! borrowed, like seastar's `invoke_on`; each returns what the caller needs to build its answer. None of
 //! them waits on another shard.
 

@@ -3,7 +3,7 @@
 //! remaining nodes (and their load balancer) at the same instant.
 //!
 //! The node decides the plan (when to stop accepting, the batch per interval, the window) and sends it
-//! to every shard ([`crate::messages::ShardMsg::Drain`]); each shard steps it from its tick. A batch is
+//! to every shard ([`crate::messages::NodeMsg::Drain`]); each shard steps it from its tick. A batch is
 //! the next connections that are not already closing ([`crate::conn::table::ConnTable::open_ids`]), so
 //! an interval costs the batch, not the table. At the window's end whatever is still open is closed at
 //! once. The shard then finishes like a shutdown: done when every connection has gone or after the close

@@ -43,8 +43,8 @@ impl Inbox {
     }
 
     /// Pushes without waking; gives the message back when the inbox is full.
-    pub fn push(&self, msg: ShardMsg) -> Result<(), ShardMsg> {
-        self.queue.push(msg)
+    pub fn push(&self, msg: impl Into<ShardMsg>) -> Result<(), ShardMsg> {
+        self.queue.push(msg.into())
     }
 
     /// Wakes the receiver if it is parked. Call once after a batch of pushes.
@@ -56,7 +56,7 @@ impl Inbox {
     }
 
     /// Pushes and wakes: for senders outside the shards (control thread) that push rarely.
-    pub fn send(&self, msg: ShardMsg) -> Result<(), ShardMsg> {
+    pub fn send(&self, msg: impl Into<ShardMsg>) -> Result<(), ShardMsg> {
         let r = self.push(msg);
         self.notify();
         r
@@ -111,6 +111,7 @@ impl Future for Ready<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::NodeMsg;
     use std::sync::Arc;
 
     #[test]
@@ -121,7 +122,7 @@ mod tests {
                 let inbox = inbox.clone();
                 std::thread::spawn(move || {
                     for i in 0..10_000u64 {
-                        let mut msg = ShardMsg::Probe(t * 1_000_000 + i);
+                        let mut msg: ShardMsg = NodeMsg::Probe(t * 1_000_000 + i).into();
                         loop {
                             match inbox.push(msg) {
                                 Ok(()) => break,
@@ -142,7 +143,7 @@ mod tests {
         futures_lite::future::block_on(async {
             while seen < 40_000 {
                 inbox.ready().await;
-                while let Some(ShardMsg::Probe(v)) = inbox.pop() {
+                while let Some(ShardMsg::Node(NodeMsg::Probe(v))) = inbox.pop() {
                     let t = (v / 1_000_000) as usize;
                     // Per-sender FIFO.
                     assert!(last[t].is_none_or(|p| p < v));

@@ -45,7 +45,8 @@ impl Mesh {
     }
 
     /// Queues `msg` for shard `to` (never our own shard: local work is done in place).
-    pub fn send(&mut self, to: usize, msg: ShardMsg) {
+    pub fn send(&mut self, to: usize, msg: impl Into<ShardMsg>) {
+        let msg = msg.into();
         debug_assert_ne!(to, self.me, "local work must not go through the inbox");
         self.touched[to] = true;
         self.dirty = true;
@@ -94,6 +95,7 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::NodeMsg;
 
     #[test]
     fn full_targets_keep_control_messages_and_bound_payload() {
@@ -101,14 +103,14 @@ mod tests {
             vec![Arc::new(Inbox::new(16)), Arc::new(Inbox::new(16))].into();
         let mut mesh = Mesh::new(0, inboxes.clone());
         for i in 0..20 {
-            mesh.send(1, ShardMsg::Probe(i));
+            mesh.send(1, NodeMsg::Probe(i));
         }
         assert_eq!(inboxes[1].len(), 16);
         assert_eq!(mesh.backlog(), 4);
         // Drain the target, flush: the overflow goes through in order.
         let mut got: Vec<u64> = std::iter::from_fn(|| inboxes[1].pop())
             .map(|m| {
-                if let ShardMsg::Probe(v) = m {
+                if let ShardMsg::Node(NodeMsg::Probe(v)) = m {
                     v
                 } else {
                     unreachable!()
@@ -116,17 +118,20 @@ mod tests {
             })
             .collect();
         mesh.flush();
-        got.extend(
-            std::iter::from_fn(|| inboxes[1].pop())
-                .map(|m| if let ShardMsg::Probe(v) = m { v } else { 0 }),
-        );
+        got.extend(std::iter::from_fn(|| inboxes[1].pop()).map(|m| {
+            if let ShardMsg::Node(NodeMsg::Probe(v)) = m {
+                v
+            } else {
+                0
+            }
+        }));
         assert_eq!(got, (0..20).collect::<Vec<_>>());
         assert_eq!(mesh.backlog(), 0);
         assert_eq!(mesh.dropped, 0);
         assert!(!mesh.dirty, "nothing left: the next flush is one branch");
         // Overflow that cannot drain yet keeps the mesh dirty until it does.
         for i in 0..20 {
-            mesh.send(1, ShardMsg::Probe(i));
+            mesh.send(1, NodeMsg::Probe(i));
         }
         mesh.flush();
         assert!(mesh.dirty);

@@ -64,11 +64,28 @@ impl std::fmt::Debug for Origin {
     }
 }
 
-/// A message for a shard.
+/// A message for a shard: one family per concern, each handled by that concern's module
+/// (`crate::route::handle` composes them).
 pub enum ShardMsg {
+    /// Users: the directory at a user's owner, direct messages, admission.
+    User(UserMsg),
+    /// Channels: subscriptions at a channel's owner, publishes and their fan-out.
+    Channel(ChannelMsg),
+    /// Presence queries and their answers.
+    Presence(PresenceMsg),
+    /// Resumes of user and channel streams.
+    History(HistoryMsg),
+    /// At a connection's shard: queue a ready-made frame (acks, replies) to `conn`.
+    ToConn { conn: ConnId, frame: Bytes },
+    /// The node's control of the shard: invocations, shutdown, drain.
+    Node(NodeMsg),
+}
+
+/// Users' messages ([`crate::route::users::handle`]).
+pub enum UserMsg {
     /// At the user's owner: one more connection of `user` on `shard`. With `admit`, the owner also
     /// decides the new connection's admission (the per-user cap; in cluster mode, presence confirmed
-    /// in Redis) and answers its shard with [`ShardMsg::Admitted`].
+    /// in Redis) and answers its shard with [`UserMsg::Admitted`].
     DirAdd {
         user: Arc<str>,
         shard: usize,
@@ -85,7 +102,7 @@ pub enum ShardMsg {
     /// node the owner numbers and keeps the message first (history); in cluster mode it hands the
     /// message to the bridge, which numbers it in Redis and delivers it everywhere. `local_only`: a
     /// message from the bridge, already numbered (`seq`, 0: unnumbered), for this node's connections.
-    RouteUser {
+    Route {
         to: Arc<str>,
         frame: Bytes,
         reply: Origin,
@@ -93,27 +110,26 @@ pub enum ShardMsg {
         seq: u64,
     },
     /// At a holder: deliver `frame` (numbered `seq`, 0: unnumbered) to the local connections of `to`.
-    DeliverUser {
+    Deliver {
         to: Arc<str>,
         frame: Bytes,
         seq: u64,
     },
-    /// At the user's owner: a connection of `user` resumes its stream (after its `DirAdd`).
-    ResumeUser {
+    /// At the user's owner: a connection of `user` resumes its stream (after its `DirAdd`); the owner
+    /// answers with [`HistoryMsg::UserResumed`].
+    Resume {
         user: Arc<str>,
         req: crate::history::ResumeRequest,
     },
-    /// At the resuming connection's shard: the outcome and the frames to replay, in order.
-    Resumed {
-        conn: ConnId,
-        outcome: crate::history::Outcome,
-        frames: Vec<Bytes>,
-    },
+}
+
+/// Channels' messages ([`crate::route::channels::handle`]).
+pub enum ChannelMsg {
     /// At the channel's owner: one more subscribed connection of `user` on `shard`. In cluster mode
     /// the owner sends the subscribe ack to `ack` once the node listens to the channel's Redis topic.
     /// `since`: the connection subscribed with a position; the owner answers with
-    /// [`ShardMsg::ChanResumed`] (once the node listens, in cluster mode) instead of an ack.
-    ChanSub {
+    /// [`HistoryMsg::ChannelResumed`] (once the node listens, in cluster mode) instead of an ack.
+    Sub {
         channel: Arc<str>,
         user: Arc<str>,
         /// A Pusher presence member's `user_info` (JSON text); `None` for every other subscription.
@@ -122,19 +138,11 @@ pub enum ShardMsg {
         ack: Option<ReplyTo>,
         since: Option<Box<crate::history::ResumeRequest>>,
     },
-    /// At the subscribing connection's shard: the outcome of its subscribe with `since` and the
-    /// publications to replay, in order.
-    ChanResumed {
-        conn: ConnId,
-        channel: Arc<str>,
-        outcome: crate::history::Outcome,
-        frames: Vec<Bytes>,
-    },
     /// At the channel's owner, from the bridge: this node now listens to `channel` across the cluster;
     /// the held subscribe acks go out.
-    ChanReady { channel: Arc<str> },
+    Ready { channel: Arc<str> },
     /// At the channel's owner: one subscribed connection of `user` on `shard` left.
-    ChanUnsub {
+    Unsub {
         channel: Arc<str>,
         user: Arc<str>,
         shard: usize,
@@ -145,7 +153,7 @@ pub enum ShardMsg {
     /// bridge in cluster mode) and delivers it to every subscriber, the publisher included. In cluster
     /// mode the owner then hands the publication to the bridge, unless `local_only` (a publication
     /// from the bridge, numbered `seq` already, or 0: unnumbered).
-    RoutePublish {
+    Publish {
         channel: Arc<str>,
         frame: Bytes,
         reply: Origin,
@@ -155,28 +163,53 @@ pub enum ShardMsg {
     },
     /// At a subscribing shard: deliver `frame` (numbered `seq`, 0: unnumbered) to local subscribers of
     /// `channel` except `exclude`.
-    DeliverChannel {
+    Deliver {
         channel: Arc<str>,
         frame: Bytes,
         exclude: Option<ConnId>,
         seq: u64,
     },
-    /// At a connection's shard: queue a ready-made frame (acks, replies) to `conn`.
-    ToConn { conn: ConnId, frame: Bytes },
+}
+
+/// Presence messages ([`crate::route::presence::handle`]).
+pub enum PresenceMsg {
     /// At a user owner: which of these users are online. `users` pairs each name with its position
     /// in the original query.
-    PresenceQuery {
+    Query {
         query: u64,
         from: usize,
         users: Vec<(usize, Arc<str>)>,
     },
-    /// Back at the asking shard: answers to [`ShardMsg::PresenceQuery`].
-    PresenceAnswer {
+    /// Back at the asking shard: answers to [`PresenceMsg::Query`].
+    Answer {
         query: u64,
         online: Vec<(usize, bool)>,
     },
     /// At the channel's owner: who is subscribed; the owner answers `reply` with a presence frame.
-    ChannelPresence { channel: Arc<str>, reply: ReplyTo },
+    Channel { channel: Arc<str>, reply: ReplyTo },
+}
+
+/// History messages: the answers to resumes, at the resuming connection's shard
+/// ([`crate::history::resume::handle`]).
+pub enum HistoryMsg {
+    /// At the resuming connection's shard: the outcome and the frames to replay, in order.
+    UserResumed {
+        conn: ConnId,
+        outcome: crate::history::Outcome,
+        frames: Vec<Bytes>,
+    },
+    /// At the subscribing connection's shard: the outcome of its subscribe with `since` and the
+    /// publications to replay, in order.
+    ChannelResumed {
+        conn: ConnId,
+        channel: Arc<str>,
+        outcome: crate::history::Outcome,
+        frames: Vec<Bytes>,
+    },
+}
+
+/// The node's control messages ([`crate::shard::handle_node`]).
+pub enum NodeMsg {
     /// Run control-plane code on this shard (presence lookups, disconnects, closes from the HTTP API).
     Invoke(Invocation),
     /// Stop accepting and close every connection with 1001.
@@ -190,49 +223,119 @@ pub enum ShardMsg {
     Probe(u64),
 }
 
+impl From<UserMsg> for ShardMsg {
+    fn from(m: UserMsg) -> ShardMsg {
+        ShardMsg::User(m)
+    }
+}
+
+impl From<ChannelMsg> for ShardMsg {
+    fn from(m: ChannelMsg) -> ShardMsg {
+        ShardMsg::Channel(m)
+    }
+}
+
+impl From<PresenceMsg> for ShardMsg {
+    fn from(m: PresenceMsg) -> ShardMsg {
+        ShardMsg::Presence(m)
+    }
+}
+
+impl From<HistoryMsg> for ShardMsg {
+    fn from(m: HistoryMsg) -> ShardMsg {
+        ShardMsg::History(m)
+    }
+}
+
+impl From<NodeMsg> for ShardMsg {
+    fn from(m: NodeMsg) -> ShardMsg {
+        ShardMsg::Node(m)
+    }
+}
+
 impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ShardMsg::DirAdd { user, shard, .. } => write!(f, "DirAdd({user}, {shard})"),
-            ShardMsg::Admitted { conn, verdict } => write!(f, "Admitted({conn:?}, {verdict:?})"),
-            ShardMsg::DirRemove { user, shard } => write!(f, "DirRemove({user}, {shard})"),
-            ShardMsg::RouteUser { to, reply, .. } => write!(f, "RouteUser({to}, {reply:?})"),
-            ShardMsg::DeliverUser { to, seq, .. } => write!(f, "DeliverUser({to}, {seq})"),
-            ShardMsg::ResumeUser { user, req } => write!(f, "ResumeUser({user}, {req:?})"),
-            ShardMsg::Resumed { conn, outcome, .. } => write!(f, "Resumed({conn:?}, {outcome:?})"),
-            ShardMsg::ChanSub {
+            ShardMsg::User(m) => m.fmt(f),
+            ShardMsg::Channel(m) => m.fmt(f),
+            ShardMsg::Presence(m) => m.fmt(f),
+            ShardMsg::History(m) => m.fmt(f),
+            ShardMsg::ToConn { conn, .. } => write!(f, "ToConn({conn:?})"),
+            ShardMsg::Node(m) => m.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Debug for UserMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserMsg::DirAdd { user, shard, .. } => write!(f, "DirAdd({user}, {shard})"),
+            UserMsg::Admitted { conn, verdict } => write!(f, "Admitted({conn:?}, {verdict:?})"),
+            UserMsg::DirRemove { user, shard } => write!(f, "DirRemove({user}, {shard})"),
+            UserMsg::Route { to, reply, .. } => write!(f, "RouteUser({to}, {reply:?})"),
+            UserMsg::Deliver { to, seq, .. } => write!(f, "DeliverUser({to}, {seq})"),
+            UserMsg::Resume { user, req } => write!(f, "ResumeUser({user}, {req:?})"),
+        }
+    }
+}
+
+impl std::fmt::Debug for ChannelMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelMsg::Sub {
                 channel,
                 user,
                 shard,
                 ..
             } => write!(f, "ChanSub({channel}, {user}, {shard})"),
-            ShardMsg::ChanResumed {
+            ChannelMsg::Ready { channel } => write!(f, "ChanReady({channel})"),
+            ChannelMsg::Unsub {
+                channel,
+                user,
+                shard,
+            } => write!(f, "ChanUnsub({channel}, {user}, {shard})"),
+            ChannelMsg::Publish { channel, reply, .. } => {
+                write!(f, "RoutePublish({channel}, {reply:?})")
+            }
+            ChannelMsg::Deliver { channel, .. } => write!(f, "DeliverChannel({channel})"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PresenceMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PresenceMsg::Query { query, from, .. } => write!(f, "PresenceQuery({query}, {from})"),
+            PresenceMsg::Answer { query, .. } => write!(f, "PresenceAnswer({query})"),
+            PresenceMsg::Channel { channel, .. } => write!(f, "ChannelPresence({channel})"),
+        }
+    }
+}
+
+impl std::fmt::Debug for HistoryMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HistoryMsg::UserResumed { conn, outcome, .. } => {
+                write!(f, "Resumed({conn:?}, {outcome:?})")
+            }
+            HistoryMsg::ChannelResumed {
                 conn,
                 channel,
                 outcome,
                 ..
             } => write!(f, "ChanResumed({conn:?}, {channel}, {outcome:?})"),
-            ShardMsg::ChanReady { channel } => write!(f, "ChanReady({channel})"),
-            ShardMsg::ChanUnsub {
-                channel,
-                user,
-                shard,
-            } => write!(f, "ChanUnsub({channel}, {user}, {shard})"),
-            ShardMsg::RoutePublish { channel, reply, .. } => {
-                write!(f, "RoutePublish({channel}, {reply:?})")
-            }
-            ShardMsg::DeliverChannel { channel, .. } => write!(f, "DeliverChannel({channel})"),
-            ShardMsg::ToConn { conn, .. } => write!(f, "ToConn({conn:?})"),
-            ShardMsg::PresenceQuery { query, from, .. } => {
-                write!(f, "PresenceQuery({query}, {from})")
-            }
-            ShardMsg::PresenceAnswer { query, .. } => write!(f, "PresenceAnswer({query})"),
-            ShardMsg::ChannelPresence { channel, .. } => write!(f, "ChannelPresence({channel})"),
-            ShardMsg::Invoke(_) => f.write_str("Invoke"),
-            ShardMsg::Shutdown => f.write_str("Shutdown"),
-            ShardMsg::StopAccepting => f.write_str("StopAccepting"),
-            ShardMsg::Drain(plan) => write!(f, "Drain({plan:?})"),
-            ShardMsg::Probe(v) => write!(f, "Probe({v})"),
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeMsg::Invoke(_) => f.write_str("Invoke"),
+            NodeMsg::Shutdown => f.write_str("Shutdown"),
+            NodeMsg::StopAccepting => f.write_str("StopAccepting"),
+            NodeMsg::Drain(plan) => write!(f, "Drain({plan:?})"),
+            NodeMsg::Probe(v) => write!(f, "Probe({v})"),
         }
     }
 }
@@ -243,7 +346,7 @@ impl ShardMsg {
     pub fn droppable(&self) -> bool {
         matches!(
             self,
-            ShardMsg::DeliverUser { .. } | ShardMsg::DeliverChannel { .. }
+            ShardMsg::User(UserMsg::Deliver { .. }) | ShardMsg::Channel(ChannelMsg::Deliver { .. })
         )
     }
 }

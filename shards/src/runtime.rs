@@ -14,7 +14,13 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::os::fd::FromRawFd;
 use tracing::warn;
 
-use crate::{NodeStatus, config::ShardConfig, inbox::Inbox, messages::ShardMsg, shard};
+use crate::{
+    NodeStatus,
+    config::ShardConfig,
+    inbox::Inbox,
+    messages::{NodeMsg, ShardMsg},
+    shard,
+};
 
 /// The running data plane: the shard executors and a handle to each inbox.
 pub struct DataPlane {
@@ -101,15 +107,15 @@ impl DataPlane {
 
     /// Tells every shard to stop accepting and close its connections with 1001.
     pub fn shutdown(&self) {
-        broadcast(&self.inboxes, |_| ShardMsg::Shutdown);
+        broadcast(&self.inboxes, |_| NodeMsg::Shutdown);
     }
 }
 
 /// Sends `msg(shard)` to every shard; an inbox is full only under extreme load, so a full one is retried
 /// until the shard makes room (this is for control messages that must arrive: stop, drain, shutdown).
-pub fn broadcast(inboxes: &[Arc<Inbox>], msg: impl Fn(usize) -> ShardMsg) {
+pub fn broadcast<M: Into<ShardMsg>>(inboxes: &[Arc<Inbox>], msg: impl Fn(usize) -> M) {
     for (i, inbox) in inboxes.iter().enumerate() {
-        let mut m = msg(i);
+        let mut m = msg(i).into();
         while let Err(back) = inbox.send(m) {
             m = back;
             std::thread::sleep(Duration::from_millis(1));

@@ -32,6 +32,7 @@ use crate::{
     ids::ConnId,
     inbox::Inbox,
     mesh::Mesh,
+    messages::NodeMsg,
     metrics::ShardMetrics,
     signal::LocalSignal,
     ws::CloseReason,
@@ -353,6 +354,17 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
         }
     };
     st.conns.schedule(id, next);
+}
+
+/// Handles a control message from the node.
+pub fn handle_node(shard: &Shard, st: &mut ShardState, msg: NodeMsg, now: u64) {
+    match msg {
+        NodeMsg::Invoke(f) => f(shard, st, now),
+        NodeMsg::Shutdown => begin_shutdown(shard, st, now),
+        NodeMsg::StopAccepting => shard.stop_accepting.fire(),
+        NodeMsg::Drain(plan) => crate::drain::start(shard, st, plan, now),
+        NodeMsg::Probe(_) => {}
+    }
 }
 
 /// Begins this shard's shutdown: stop accepting, close everyone with 1001, finish by the deadline.

@@ -3,6 +3,7 @@
 //! webhooks), plus the full re-assertions after a reconnect.
 
 use super::*;
+use shards::messages::{ChannelMsg, NodeMsg};
 
 /// Moves queued reports into `state` and starts the requests; with no session (Redis down) requests
 /// are answered at once without the other nodes.
@@ -181,10 +182,7 @@ pub(super) fn fail_resumes(link: &BridgeLink, state: &mut BridgeState, inboxes: 
 pub(super) fn release_confirms(state: &mut BridgeState, inboxes: &[Arc<Inbox>]) {
     for channel in state.confirm.drain(..) {
         let owner = owner_of(&channel, inboxes.len());
-        if inboxes[owner]
-            .send(ShardMsg::ChanReady { channel })
-            .is_err()
-        {
+        if inboxes[owner].send(ChannelMsg::Ready { channel }).is_err() {
             warn!("owner shard inbox full; a subscribe ack waits for the next confirmation");
         }
     }
@@ -357,7 +355,7 @@ pub(super) async fn ask_shards<T: Send + 'static>(
     let mut all = Vec::new();
     for inbox in inboxes.iter() {
         let (tx, rx) = oneshot::channel();
-        let msg = ShardMsg::Invoke(Box::new(move |_, st, _| {
+        let msg = NodeMsg::Invoke(Box::new(move |_, st, _| {
             let _ = tx.send(op(st));
         }));
         if inbox.send(msg).is_err() {

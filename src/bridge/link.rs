@@ -14,8 +14,7 @@ use shards::{
     cluster::{ClusterLink, PresenceQuery},
     history::ResumeRequest,
     inbox::Inbox,
-    messages::Origin,
-    messages::ShardMsg,
+    messages::{Origin, UserMsg},
     route::answer_from_outside,
 };
 use tokio::sync::{Notify, oneshot};
@@ -331,7 +330,7 @@ impl BridgeLink {
             return;
         };
         for req in reqs {
-            let msg = ShardMsg::Admitted {
+            let msg = UserMsg::Admitted {
                 conn: req.conn,
                 verdict: Verdict::Ready {
                     cluster: Some(state),

@@ -10,7 +10,7 @@
 //! - relays direct messages, publications and disconnects to the other nodes ([`crate::relay`]) and
 //!   completes presence queries with the other nodes' entries;
 //! - re-asserts every local user's presence each `presence_refresh_ms`, asking the shards for their
-//!   owned users through `ShardMsg::Invoke` (and at once after Redis comes back, which covers a Redis
+//!   owned users through `NodeMsg::Invoke` (and at once after Redis comes back, which covers a Redis
 //!   restarted empty);
 //! - heartbeats the node registry and caches the cluster's node list for `GET /v1/nodes`;
 //! - keeps `gateway_redis_up` and the readiness flag true to the link's state, reconnecting with capped
@@ -38,7 +38,6 @@ use shards::{
     history::{HistoryConfig, Outcome, ResumeRequest},
     ids::owner_of,
     inbox::Inbox,
-    messages::ShardMsg,
 };
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
@@ -327,7 +326,7 @@ struct BridgeState {
     channels: HashSet<Arc<str>>,
     /// Channels whose interest changed since the last sync with the listening connection.
     touched: HashSet<Arc<str>>,
-    /// Channels whose owner shard holds subscribe acks until it gets `ChanReady`.
+    /// Channels whose owner shard holds subscribe acks until it gets `ChannelMsg::Ready`.
     confirm: Vec<Arc<str>>,
     /// Channel membership changes not yet written, latest per (channel, user).
     members: HashMap<(Arc<str>, Arc<str>), bool>,

@@ -44,7 +44,7 @@ use shards::{
     history::{Outcome, ResumeRequest, frame_seq, sequenced},
     ids::owner_of,
     inbox::Inbox,
-    messages::{Ack, Origin, ShardMsg},
+    messages::{Ack, ChannelMsg, HistoryMsg, NodeMsg, Origin, UserMsg},
     ws::CloseReason,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -371,7 +371,7 @@ impl Relay {
                 metrics::counter!("gateway_cluster_messages_in_total").increment(1);
                 let to: Arc<str> = Arc::from(to);
                 let owner = owner_of(&to, self.inboxes.len());
-                let msg = ShardMsg::RouteUser {
+                let msg = UserMsg::Route {
                     to,
                     frame: Bytes::copy_from_slice(frame),
                     reply: Origin::External(self.answer_to(origin, corr)),
@@ -396,7 +396,7 @@ impl Relay {
                 let to: Arc<str> = Arc::from(to);
                 let owner = owner_of(&to, self.inboxes.len());
                 let frame = sequenced(&Bytes::copy_from_slice(frame), seq, epoch);
-                let msg = ShardMsg::RouteUser {
+                let msg = UserMsg::Route {
                     to,
                     frame,
                     reply: self.numbered_reply(origin, corr),
@@ -422,7 +422,7 @@ impl Relay {
                 metrics::counter!("gateway_cluster_publications_in_total").increment(1);
                 let channel: Arc<str> = Arc::from(channel);
                 let owner = owner_of(&channel, self.inboxes.len());
-                let msg = ShardMsg::RoutePublish {
+                let msg = ChannelMsg::Publish {
                     channel,
                     frame: Bytes::copy_from_slice(frame),
                     reply: Origin::External(self.answer_to(origin, corr)),
@@ -444,7 +444,7 @@ impl Relay {
                 metrics::counter!("gateway_cluster_publications_in_total").increment(1);
                 let channel: Arc<str> = Arc::from(channel);
                 let owner = owner_of(&channel, self.inboxes.len());
-                let msg = ShardMsg::RoutePublish {
+                let msg = ChannelMsg::Publish {
                     channel,
                     frame: Bytes::copy_from_slice(frame),
                     // The owner skips the socket if it is one of this node's.
@@ -474,7 +474,7 @@ impl Relay {
                 let channel: Arc<str> = Arc::from(channel);
                 let owner = owner_of(&channel, self.inboxes.len());
                 let frame = sequenced(&Bytes::copy_from_slice(frame), seq, epoch);
-                let msg = ShardMsg::RoutePublish {
+                let msg = ChannelMsg::Publish {
                     channel,
                     frame,
                     reply: self.numbered_reply(origin, corr),
@@ -529,7 +529,7 @@ impl Relay {
                 self.acks.clone(),
                 origin.clone(),
             );
-            let msg = ShardMsg::Invoke(Box::new(move |_, st, now| {
+            let msg = NodeMsg::Invoke(Box::new(move |_, st, now| {
                 let closed = control::disconnect_user(st, &user, CloseReason::Disconnected, now);
                 tally.0.fetch_add(closed as u64, Ordering::AcqRel);
                 if tally.1.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -555,7 +555,7 @@ pub fn send_chan_resumed(
     outcome: Outcome,
     frames: Vec<Bytes>,
 ) {
-    let msg = ShardMsg::ChanResumed {
+    let msg = HistoryMsg::ChannelResumed {
         conn: req.conn,
         channel,
         outcome,
@@ -575,7 +575,7 @@ pub fn send_resumed(
     outcome: Outcome,
     frames: Vec<Bytes>,
 ) {
-    let msg = ShardMsg::Resumed {
+    let msg = HistoryMsg::UserResumed {
         conn: req.conn,
         outcome,
         frames,

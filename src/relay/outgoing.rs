@@ -22,7 +22,7 @@ use bytes::Bytes;
 use shards::{
     ids::owner_of,
     inbox::Inbox,
-    messages::{Ack, Origin, ShardMsg},
+    messages::{Ack, ChannelMsg, Origin, ShardMsg, UserMsg},
     route::answer_from_outside,
 };
 use tokio::sync::mpsc;
@@ -141,7 +141,7 @@ pub(crate) fn deliver_unnumbered(
     let reply = Origin::External(Box::new(move |ack: Ack| {
         answer_from_outside(origin, degraded_ack(ack.conns), &answer_inboxes)
     }));
-    let msg = ShardMsg::RouteUser {
+    let msg = UserMsg::Route {
         to,
         frame,
         reply,
@@ -150,7 +150,7 @@ pub(crate) fn deliver_unnumbered(
     };
     if let Err(msg) = inbox.send(msg) {
         warn!("owner shard inbox full; an unnumbered message is dropped");
-        if let ShardMsg::RouteUser { reply, .. } = msg {
+        if let ShardMsg::User(UserMsg::Route { reply, .. }) = msg {
             answer_from_outside(reply, degraded_ack(0), &[]);
         }
     }
@@ -172,7 +172,7 @@ pub(crate) fn publish_unnumbered(
     let reply = Origin::External(Box::new(move |ack: Ack| {
         answer_from_outside(origin, degraded_publish_ack(ack.conns), &answer_inboxes)
     }));
-    let msg = ShardMsg::RoutePublish {
+    let msg = ChannelMsg::Publish {
         channel,
         frame,
         reply,
@@ -182,7 +182,7 @@ pub(crate) fn publish_unnumbered(
     };
     if let Err(msg) = inbox.send(msg) {
         warn!("owner shard inbox full; an unnumbered publication is dropped");
-        if let ShardMsg::RoutePublish { reply, .. } = msg {
+        if let ShardMsg::Channel(ChannelMsg::Publish { reply, .. }) = msg {
             answer_from_outside(reply, degraded_publish_ack(0), &[]);
         }
     }

@@ -88,7 +88,7 @@ pub struct Position {
 }
 
 /// A connection's request to resume its user's stream, carried to the user's owner shard (and in
-/// cluster mode on to the bridge); answered with [`crate::messages::ShardMsg::Resumed`].
+/// cluster mode on to the bridge); answered with [`crate::messages::HistoryMsg::UserResumed`].
 #[derive(Clone, Debug)]
 pub struct ResumeRequest {
     /// The shard holding the connection.

@@ -28,10 +28,28 @@ use super::Outcome;
 use crate::{
     conn::table::ConnTable,
     ids::ConnId,
+    messages::HistoryMsg,
     protocol::encode,
     shard::{Shard, ShardState},
     ws::CloseReason,
 };
+
+/// Handles a history message: a replay arrived for a connection of this shard.
+pub fn handle(shard: &Shard, st: &mut ShardState, msg: HistoryMsg, now: u64) {
+    match msg {
+        HistoryMsg::UserResumed {
+            conn,
+            outcome,
+            frames,
+        } => finish(shard, st, conn, outcome, frames, now),
+        HistoryMsg::ChannelResumed {
+            conn,
+            channel,
+            outcome,
+            frames,
+        } => finish_channel(shard, st, conn, &channel, outcome, frames, now),
+    }
+}
 
 /// Longest a connection waits for its replay. The answer can be lost on the way (a shard inbox full
 /// under overload); the connection then gets its reply with `unavailable` rather than never.

@@ -266,7 +266,7 @@ fn terminate(shard: &Shard, st: &mut ShardState, app: &App, user: &str, now: u64
             close(shard, st, now);
         } else {
             st.mesh
-                .send(target, crate::messages::ShardMsg::Invoke(close));
+                .send(target, crate::messages::NodeMsg::Invoke(close));
         }
     }
     if let Some(link) = &shard.config.cluster {

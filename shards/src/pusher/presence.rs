@@ -14,7 +14,7 @@ use simd_json::prelude::*;
 
 use super::names;
 use crate::{
-    messages::{Origin, ReplyTo, ShardMsg},
+    messages::{ChannelMsg, NodeMsg, Origin, ReplyTo, ShardMsg},
     protocol::encode::write_json_str,
     route,
     shard::{Shard, ShardState},
@@ -150,7 +150,7 @@ pub fn member_event(
         Some(r) => Origin::Silent(r),
         None => Origin::External(Box::new(|_| {})),
     };
-    let msg = ShardMsg::RoutePublish {
+    let msg = ChannelMsg::Publish {
         channel: channel.clone(),
         frame,
         reply,
@@ -158,7 +158,7 @@ pub fn member_event(
         local_only: false,
         seq: 0,
     };
-    (crate::ids::owner_of(channel, shards), msg)
+    (crate::ids::owner_of(channel, shards), msg.into())
 }
 
 /// Refuses a subscription the owner could not take (the channel is full): the socket's shard drops it
@@ -170,7 +170,7 @@ pub fn refuse(shard: &Shard, st: &mut ShardState, channel: Arc<str>, ack: ReplyT
     if ack.shard == shard.id {
         invoke(shard, st, now);
     } else {
-        st.mesh.send(ack.shard, ShardMsg::Invoke(invoke));
+        st.mesh.send(ack.shard, NodeMsg::Invoke(invoke));
     }
 }
 
@@ -178,7 +178,7 @@ pub fn refuse(shard: &Shard, st: &mut ShardState, channel: Arc<str>, ack: ReplyT
 /// channel's events. Events before it are not delivered: the member list it carries supersedes them,
 /// so pusher-js never hears a `member_added` before the list it belongs to.
 pub fn succeeded_at(conn: crate::ids::ConnId, channel: Arc<str>, frame: Bytes) -> ShardMsg {
-    ShardMsg::Invoke(Box::new(move |_, st, now| {
+    NodeMsg::Invoke(Box::new(move |_, st, now| {
         let subscribed = st
             .conns
             .get(conn)
@@ -188,6 +188,7 @@ pub fn succeeded_at(conn: crate::ids::ConnId, channel: Arc<str>, frame: Bytes) -
             st.conns.enqueue(conn, frame, now);
         }
     }))
+    .into()
 }
 
 /// `pusher_internal:subscription_succeeded` of a presence channel: every member with its info.

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     ids::{ConnId, owner_of},
-    messages::{Invocation, ShardMsg},
+    messages::{Invocation, NodeMsg},
     shard::{Shard, ShardState},
 };
 
@@ -290,7 +290,7 @@ fn on(shard: &Shard, st: &mut ShardState, target: usize, f: Invocation, now: u64
     if target == shard.id {
         f(shard, st, now);
     } else {
-        st.mesh.send(target, ShardMsg::Invoke(f));
+        st.mesh.send(target, NodeMsg::Invoke(f));
     }
 }
 
@@ -374,7 +374,7 @@ pub fn reply_from_outside(query: Query, inboxes: &[Arc<crate::inbox::Inbox>]) {
     let (target, conn) = query.reply;
     let response = query.response();
     if let Some(inbox) = inboxes.get(target) {
-        let _ = inbox.send(ShardMsg::Invoke(Box::new(move |shard, st, now| {
+        let _ = inbox.send(NodeMsg::Invoke(Box::new(move |shard, st, now| {
             http::answer_later(shard, st, conn, &response, now)
         })));
     }

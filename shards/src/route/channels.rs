@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::{reply, to_owner, to_shard, users::answer};
 use crate::{
     ids::{ConnId, owner_of},
-    messages::{Ack, Origin, ReplyTo, ShardMsg},
+    messages::{Ack, ChannelMsg, HistoryMsg, Origin, ReplyTo},
     protocol::encode,
     routing::{channels::ChannelIndex, local::LocalChannels},
     shard::{Shard, ShardState},
@@ -24,6 +24,58 @@ pub struct Channels {
     pub index: ChannelIndex,
     /// Members (and their `user_info`) of the Pusher presence channels this shard owns.
     pub pusher_members: crate::pusher::presence::Members,
+}
+
+/// Handles a channels message: every step a channel's subscriptions and publications take at a shard
+/// starts here.
+pub fn handle(shard: &Shard, st: &mut ShardState, msg: ChannelMsg, now: u64) {
+    match msg {
+        ChannelMsg::Sub {
+            channel,
+            user,
+            info,
+            shard: holder,
+            ack,
+            since,
+        } => chan_sub_at_owner(shard, st, channel, (user, info), holder, (ack, since), now),
+        ChannelMsg::Unsub {
+            channel,
+            user,
+            shard: holder,
+        } => chan_unsub_at_owner(shard, st, channel, user, holder, now),
+        ChannelMsg::Ready { channel } => {
+            let (acks, resumes) = match st.channels.index.get_mut(&channel) {
+                Some(entry) => entry.release(),
+                None => Default::default(),
+            };
+            ack_subscribed(shard, st, &channel, acks, now);
+            for req in resumes {
+                resume_channel_at_owner(shard, st, channel.clone(), req, now);
+            }
+        }
+        ChannelMsg::Publish {
+            channel,
+            frame,
+            reply,
+            self_subscribed,
+            local_only,
+            seq,
+        } => publish_at_owner(
+            shard,
+            st,
+            channel,
+            frame,
+            reply,
+            (self_subscribed, local_only, seq),
+            now,
+        ),
+        ChannelMsg::Deliver {
+            channel,
+            frame,
+            exclude,
+            seq,
+        } => deliver_channel_local(shard, st, &channel, &frame, (exclude, seq), now),
+    }
 }
 
 /// Owner step of a subscribe: the index, the cluster reports, then the ack or, for a subscribe with
@@ -153,7 +205,7 @@ fn send_chan_resumed(
     } else {
         st.mesh.send(
             req.shard,
-            ShardMsg::ChanResumed {
+            HistoryMsg::ChannelResumed {
                 conn: req.conn,
                 channel,
                 outcome,
@@ -281,7 +333,7 @@ pub fn publish(
         shard,
         st,
         owner,
-        ShardMsg::RoutePublish {
+        ChannelMsg::Publish {
             channel,
             frame,
             reply,
@@ -345,7 +397,7 @@ pub(super) fn publish_at_owner(
             shard.metrics.routed_cross.increment(1);
             st.mesh.send(
                 target,
-                ShardMsg::DeliverChannel {
+                ChannelMsg::Deliver {
                     channel: channel.clone(),
                     frame: frame.clone(),
                     exclude,
@@ -451,7 +503,7 @@ pub fn subscribed(
         shard,
         st,
         owner,
-        ShardMsg::ChanSub {
+        ChannelMsg::Sub {
             channel,
             user,
             info,
@@ -491,7 +543,7 @@ pub(super) fn leave_channel(
         shard,
         st,
         owner,
-        ShardMsg::ChanUnsub {
+        ChannelMsg::Unsub {
             channel,
             user,
             shard: shard.id,

@@ -7,7 +7,7 @@ use super::{catch_up, reply, to_owner};
 use crate::{
     cluster::PresenceQuery,
     ids::{ConnId, owner_of},
-    messages::{ReplyTo, ShardMsg},
+    messages::{PresenceMsg, ReplyTo},
     shard::{Shard, ShardState},
 };
 
@@ -30,6 +30,23 @@ pub struct PendingPresence {
     pub users: Vec<(Arc<str>, bool)>,
     /// Owner shards that have not answered yet.
     pub remaining: usize,
+}
+
+/// Handles a presence message.
+pub fn handle(shard: &Shard, st: &mut ShardState, msg: PresenceMsg, now: u64) {
+    match msg {
+        PresenceMsg::Query { query, from, users } => {
+            let online = users
+                .into_iter()
+                .map(|(i, u)| (i, st.users.directory.is_online(&u)))
+                .collect();
+            st.mesh.send(from, PresenceMsg::Answer { query, online });
+        }
+        PresenceMsg::Answer { query, online } => presence_answer(shard, st, query, online, now),
+        PresenceMsg::Channel { channel, reply } => {
+            channel_presence_at_owner(shard, st, &channel, reply, now)
+        }
+    }
 }
 
 /// Tells the cluster link (if any) how many connections `user` now has on this node.
@@ -78,7 +95,7 @@ pub fn presence_users(
         if !users.is_empty() {
             st.mesh.send(
                 owner,
-                ShardMsg::PresenceQuery {
+                PresenceMsg::Query {
                     query,
                     from: shard.id,
                     users,
@@ -153,7 +170,7 @@ pub fn presence_channel(
         shard,
         st,
         owner,
-        ShardMsg::ChannelPresence { channel, reply },
+        PresenceMsg::Channel { channel, reply },
         now,
     );
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{reply, to_owner};
+use super::{presence::report_presence, reply, to_owner};
 use crate::{
     ids::{ConnId, owner_of},
-    messages::{Ack, Origin, ShardMsg},
+    messages::{Ack, HistoryMsg, Origin, ShardMsg, UserMsg},
     protocol::encode,
     routing::{directory::Directory, local::LocalUsers},
     shard::{Shard, ShardState},
@@ -21,6 +21,61 @@ pub struct Users {
     pub local: LocalUsers,
     /// Directory entries (which shards hold a connection) of the users this shard owns.
     pub directory: Directory,
+}
+
+/// Handles a users message: every step a user's messages take at a shard starts here.
+pub fn handle(shard: &Shard, st: &mut ShardState, msg: UserMsg, now: u64) {
+    match msg {
+        UserMsg::DirAdd {
+            user,
+            shard: holder,
+            admit,
+        } => {
+            st.users.directory.add(user.clone(), holder);
+            if st.users.directory.connections(&user) == 1 {
+                crate::webhooks::online(shard, &user, true);
+            }
+            match admit {
+                // Reports the presence change itself (with the confirmation, in cluster mode).
+                Some(admit) => crate::admit::at_owner(shard, st, &user, holder, admit, now),
+                None => report_presence(shard, st, &user),
+            }
+        }
+        UserMsg::Admitted { conn, verdict } => {
+            crate::admit::on_verdict(shard, st, conn, verdict, now)
+        }
+        UserMsg::DirRemove {
+            user,
+            shard: holder,
+        } => {
+            st.users.directory.remove(&user, holder);
+            if st.users.directory.connections(&user) == 0 {
+                crate::webhooks::online(shard, &user, false);
+            }
+            report_presence(shard, st, &user);
+        }
+        UserMsg::Route {
+            to,
+            frame,
+            reply,
+            local_only: false,
+            ..
+        } => route_user_at_owner(shard, st, to, frame, reply, now),
+        UserMsg::Route {
+            to,
+            frame,
+            reply,
+            local_only: true,
+            seq,
+        } => {
+            // From the bridge: numbered (or not) already; this node's connections only.
+            let conns = deliver_to_holders(shard, st, &to, &frame, seq, now);
+            let status = if conns > 0 { "delivered" } else { "offline" };
+            answer(shard, st, reply, Ack { status, conns }, now);
+        }
+        UserMsg::Deliver { to, frame, seq } => deliver_user_local(shard, st, &to, &frame, seq, now),
+        UserMsg::Resume { user, req } => resume_at_owner(shard, st, user, req, now),
+    }
 }
 
 /// A connection of `user` is now identified on this shard; with `admit`, the owner answers with its
@@ -39,7 +94,7 @@ pub fn user_connected(
         shard,
         st,
         owner,
-        ShardMsg::DirAdd {
+        UserMsg::DirAdd {
             user: user.clone(),
             shard: shard.id,
             admit,
@@ -67,7 +122,7 @@ pub fn conn_gone(
         shard,
         st,
         owner,
-        ShardMsg::DirRemove {
+        UserMsg::DirRemove {
             user,
             shard: shard.id,
         },
@@ -89,7 +144,7 @@ pub fn send_to_user(
         shard,
         st,
         owner,
-        ShardMsg::RouteUser {
+        UserMsg::Route {
             to,
             frame,
             reply,
@@ -165,7 +220,7 @@ pub(super) fn deliver_to_holders(
             shard.metrics.routed_cross.increment(1);
             st.mesh.send(
                 holder,
-                ShardMsg::DeliverUser {
+                UserMsg::Deliver {
                     to: to.clone(),
                     frame: frame.clone(),
                     seq,
@@ -221,7 +276,7 @@ fn send_resumed(
     } else {
         st.mesh.send(
             req.shard,
-            ShardMsg::Resumed {
+            HistoryMsg::UserResumed {
                 conn: req.conn,
                 outcome,
                 frames,
@@ -240,7 +295,7 @@ pub fn resume_user(
     now: u64,
 ) {
     let owner = owner_of(&user, shard.config.shards);
-    to_owner(shard, st, owner, ShardMsg::ResumeUser { user, req }, now);
+    to_owner(shard, st, owner, UserMsg::Resume { user, req }, now);
 }
 
 /// Answers a routed message's origin from outside the shards (the bridge): an ack frame is pushed
