@@ -32,6 +32,8 @@ use std::{
 
 use metrics::{counter, gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::cluster::conn::Conn;
 use shards::{
     admit::ClusterState,
     control,
@@ -296,7 +298,7 @@ async fn run(
 
 /// One connection attempt: the server to use now, a connection to it, and (Sentinel) that it is the
 /// master.
-async fn connect(target: &mut Target) -> redis::RedisResult<(Resolved, ConnectionManager)> {
+async fn connect(target: &mut Target) -> redis::RedisResult<(Resolved, Conn)> {
     // Not `timed`: in Sentinel mode each sentinel has its own bound, and a dead one must not keep
     // the next from being asked.
     let server = target.resolve().await?;
@@ -311,7 +313,7 @@ async fn connect(target: &mut Target) -> redis::RedisResult<(Resolved, Connectio
     .await
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis connect timed out"))??;
     timed(target.check_role(&mut conn)).await?;
-    Ok((server, conn))
+    Ok((server, conn.into()))
 }
 
 /// What the bridge knows between connections.
@@ -389,7 +391,7 @@ async fn serve(
     config: &BridgeConfig,
     server: &Resolved,
     target: &Target,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     shared: &Shared,
     view: &ClusterView,
     inboxes: &Arc<[Arc<Inbox>]>,

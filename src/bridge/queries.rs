@@ -8,7 +8,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::{RedisResult, aio::ConnectionManager};
+use redis::RedisResult;
+
+use crate::cluster::conn::Conn;
 use shards::{cluster::PresenceQuery, inbox::Inbox};
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -24,7 +26,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// What answering needs; cheap to clone into each query's task.
 #[derive(Clone)]
 pub(super) struct Queries {
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     pub node_id: String,
     pub presence_ttl: Duration,
     pub inboxes: Arc<[Arc<Inbox>]>,

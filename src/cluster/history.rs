@@ -26,7 +26,9 @@ use std::sync::{
 };
 
 use bytes::Bytes;
-use redis::{ErrorKind, RedisResult, Script, ServerErrorKind, Value, aio::ConnectionManager};
+use redis::{ErrorKind, RedisResult, Script, ServerErrorKind, Value};
+
+use super::conn::Conn;
 use shards::history::{HistoryConfig, META_TTL, Outcome, Position, new_epoch, sequenced};
 
 use super::keys;
@@ -191,7 +193,7 @@ impl HistoryStore {
     /// round trip (two after NOSCRIPT).
     pub async fn resume_many(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         reqs: &[(StreamOf, Arc<str>, Position)],
     ) -> RedisResult<Vec<(Outcome, Vec<Bytes>)>> {
         if reqs.is_empty() {

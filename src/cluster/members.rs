@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use redis::aio::ConnectionManager;
+use super::conn::Conn;
 use redis::{RedisResult, Script};
 
 use super::keys;
@@ -26,7 +26,7 @@ const REMOVE_NODE: &str = include_str!("members.lua");
 
 /// Channel presence of one node, on one Redis connection.
 pub struct ChannelMembers {
-    conn: ConnectionManager,
+    conn: Conn,
     node_id: String,
     remove_script: Script,
 }
@@ -36,9 +36,9 @@ pub type MemberChange<'a> = (&'a str, &'a str, bool);
 
 impl ChannelMembers {
     /// The store of node `node_id`.
-    pub fn new(conn: ConnectionManager, node_id: impl Into<String>) -> Self {
+    pub fn new(conn: impl Into<Conn>, node_id: impl Into<String>) -> Self {
         ChannelMembers {
-            conn,
+            conn: conn.into(),
             node_id: node_id.into(),
             remove_script: Script::new(REMOVE_NODE),
         }

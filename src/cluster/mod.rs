@@ -20,10 +20,11 @@
 //! must read, never what only the holding node needs, so losing Redis costs cross-node features, not
 //! local service.
 //!
-//! Everything here is async on a [`redis::aio::ConnectionManager`] (tokio) and knows nothing of the
+//! Everything here is async on a [`conn::Conn`] (tokio: one Redis, or a Redis Cluster) and knows nothing of the
 //! shards: it runs on the bridge thread's runtime, and the shards reach it only through that thread's
 //! inboxes. Errors are the `redis` crate's; the caller decides whether to retry, report or degrade.
 
+pub mod conn;
 pub mod history;
 pub mod keys;
 pub mod members;

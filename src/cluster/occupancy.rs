@@ -7,7 +7,7 @@
 //! holding it), `gateway:occ:<kind>:<name>:going` (a going's marker, the deciding node's token, with
 //! a TTL), `gateway:node:<id>:occ:<kind>` (what a node holds, swept when it dies).
 
-use redis::aio::ConnectionManager;
+use super::conn::Conn;
 use redis::{RedisResult, Script};
 
 use super::keys;
@@ -51,7 +51,7 @@ const SWEEP: &str = include_str!("occupancy_sweep.lua");
 
 /// Occupancy of one node, on one Redis connection.
 pub struct Occupancy {
-    conn: ConnectionManager,
+    conn: Conn,
     node_id: String,
     change: Script,
     confirm: Script,
@@ -76,9 +76,9 @@ fn held_key(kind: Kind, node: &str) -> String {
 
 impl Occupancy {
     /// The store of node `node_id`.
-    pub fn new(conn: ConnectionManager, node_id: impl Into<String>) -> Self {
+    pub fn new(conn: impl Into<Conn>, node_id: impl Into<String>) -> Self {
         Occupancy {
-            conn,
+            conn: conn.into(),
             node_id: node_id.into(),
             change: Script::new(CHANGE),
             confirm: Script::new(CONFIRM),

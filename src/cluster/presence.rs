@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use super::conn::Conn;
 use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value};
 
 use super::keys;
@@ -73,7 +73,7 @@ pub fn parse_value(value: &str) -> Option<(u32, u64)> {
 /// store reach Redis in call order.
 pub struct PresenceStore {
     /// Shared, reconnecting connection; its clones may serve other parts of the bridge.
-    conn: ConnectionManager,
+    conn: Conn,
     /// The hash field this node writes.
     node_id: String,
     /// Entries older than this are pruned by the script and ignored by lookups.
@@ -90,9 +90,9 @@ pub struct PresenceStore {
 
 impl PresenceStore {
     /// A store writing `node_id`'s fields with `ttl` (at least 1 ms is used).
-    pub fn new(conn: ConnectionManager, node_id: impl Into<String>, ttl: Duration) -> Self {
+    pub fn new(conn: impl Into<Conn>, node_id: impl Into<String>, ttl: Duration) -> Self {
         PresenceStore {
-            conn,
+            conn: conn.into(),
             node_id: node_id.into(),
             ttl_ms: (ttl.as_millis() as u64).max(1),
             script: Script::new(SCRIPT),

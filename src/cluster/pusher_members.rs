@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use redis::aio::ConnectionManager;
+use super::conn::Conn;
 use redis::{RedisResult, Script};
 
 use super::keys;
@@ -30,7 +30,7 @@ fn subs_key(channel: &str) -> String {
 
 /// Pusher presence of one node, on one Redis connection.
 pub struct PusherMembers {
-    conn: ConnectionManager,
+    conn: Conn,
     node_id: String,
     change: Script,
     sweep: Script,
@@ -38,9 +38,9 @@ pub struct PusherMembers {
 
 impl PusherMembers {
     /// The store of node `node_id`.
-    pub fn new(conn: ConnectionManager, node_id: impl Into<String>) -> Self {
+    pub fn new(conn: impl Into<Conn>, node_id: impl Into<String>) -> Self {
         PusherMembers {
-            conn,
+            conn: conn.into(),
             node_id: node_id.into(),
             change: Script::new(CHANGE),
             sweep: Script::new(SWEEP),

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use super::conn::Conn;
 use redis::{RedisResult, Script};
 use serde::{Deserialize, Serialize};
 
@@ -188,7 +188,7 @@ pub fn decode_description(id: &str, json_text: &str, state: Liveness) -> Option<
 /// This node's entry in the registry, and a reader of everyone's.
 pub struct Registry {
     /// Shared, reconnecting connection.
-    conn: ConnectionManager,
+    conn: Conn,
     /// This node's id: its `gateway:nodes` field.
     node_id: String,
     /// What the heartbeat publishes.
@@ -204,13 +204,13 @@ pub struct Registry {
 impl Registry {
     /// A registry entry for `node_id` whose alive key lives `ttl` after each heartbeat (at least 1 ms).
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<Conn>,
         node_id: impl Into<String>,
         info: NodeInfo,
         ttl: Duration,
     ) -> Self {
         Registry {
-            conn,
+            conn: conn.into(),
             node_id: node_id.into(),
             info,
             ttl: ttl.max(Duration::from_millis(1)),

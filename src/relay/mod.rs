@@ -37,8 +37,8 @@ use std::{
     time::Duration,
 };
 
+use crate::cluster::conn::Conn;
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 use shards::{
     control,
     history::{Outcome, ResumeRequest, frame_seq, sequenced},
@@ -109,7 +109,7 @@ pub struct Relay {
     /// This node's id.
     node_id: String,
     /// Commands (lookups, publishes).
-    conn: ConnectionManager,
+    conn: Conn,
     /// Presence entry life (fields older are ignored, as the script prunes them).
     presence_ttl: Duration,
     /// Channel topics use SPUBLISH.
@@ -138,7 +138,7 @@ impl Relay {
     /// A relay on `conn`; `sharded`: publish channel topics with SPUBLISH.
     pub fn new(
         node_id: String,
-        conn: ConnectionManager,
+        conn: Conn,
         presence_ttl: Duration,
         sharded: bool,
         inboxes: Arc<[Arc<Inbox>]>,

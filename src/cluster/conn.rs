@@ -1,0 +1,244 @@
+//! The cluster layer's connection to Redis: one server (`redis://`, or the master Sentinel names) or a
+//! Redis Cluster (`redis+cluster://`), behind one type so the stores, the relay and the bridge are
+//! written once.
+//!
+//! Why a type of our own rather than the `redis` crate's cluster connection as it is: the stores batch
+//! their writes in pipelines (a thousand users' presence in one round trip), and the crate's cluster
+//! connection refuses a pipeline whose commands fall in different hash slots. Here a plain (non-atomic)
+//! pipeline is split by slot, the parts run concurrently, and the replies come back in the pipeline's
+//! order, so callers keep one pipelined round trip per batch (per shard, in parallel) and stay
+//! unaware of the topology. The commands of one slot keep their order (they go in one part, to one
+//! server), which is the order the relay needs: every message to one node or one channel goes through
+//! one slot. A transaction (`MULTI`) is never split: its keys must share a slot, which
+//! [`super::keys`] arranges with hash tags.
+
+use futures_util::future::try_join_all;
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager},
+    cluster_async::ClusterConnection,
+};
+
+/// A connection to the Redis the bridge uses: cheap to clone (every clone shares the connection).
+#[derive(Clone)]
+pub enum Conn {
+    /// One server: `redis://`, or the master Sentinel names.
+    Single(ConnectionManager),
+    /// A Redis Cluster: commands go to the master of their key's slot (MOVED and ASK followed).
+    Cluster(ClusterConnection),
+}
+
+impl From<ConnectionManager> for Conn {
+    fn from(conn: ConnectionManager) -> Self {
+        Conn::Single(conn)
+    }
+}
+
+impl From<ClusterConnection> for Conn {
+    fn from(conn: ClusterConnection) -> Self {
+        Conn::Cluster(conn)
+    }
+}
+
+impl Conn {
+    /// True on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => {
+                if pipeline.is_transaction() {
+                    c.req_packed_commands(pipeline, offset, count)
+                } else {
+                    Box::pin(split_by_slot(c.clone(), pipeline))
+                }
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Runs a plain pipeline on a cluster as one pipeline per hash slot, concurrently, and returns the
+/// replies in the pipeline's order. Commands without a key (`TIME`) ride with the first slot's part.
+async fn split_by_slot(
+    conn: ClusterConnection,
+    pipeline: &Pipeline,
+) -> redis::RedisResult<Vec<Value>> {
+    let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    let parts = group_by_slot(cmds.iter().map(|c| slot_of(c)));
+    if parts.len() <= 1 {
+        let mut conn = conn;
+        return conn.req_packed_commands(pipeline, 0, cmds.len()).await;
+    }
+    let runs = parts.iter().map(|indices| {
+        let mut part = redis::pipe();
+        for &i in indices {
+            part.add_command(cmds[i].clone());
+        }
+        let mut conn = conn.clone();
+        async move {
+            let n = indices.len();
+            conn.req_packed_commands(&part, 0, n).await
+        }
+    });
+    let replies = try_join_all(runs).await?;
+    let mut out = vec![Value::Nil; cmds.len()];
+    for (indices, values) in parts.iter().zip(replies) {
+        for (&i, v) in indices.iter().zip(values) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// Groups command indices by slot, in order of first appearance; keyless commands (`None`) join the
+/// first group.
+fn group_by_slot(slots: impl Iterator<Item = Option<u16>>) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
+    let mut keyless = Vec::new();
+    for (i, slot) in slots.enumerate() {
+        match slot {
+            None => keyless.push(i),
+            Some(s) => match groups.iter_mut().find(|(g, _)| *g == Some(s)) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((Some(s), vec![i])),
+            },
+        }
+    }
+    if groups.is_empty() {
+        return if keyless.is_empty() {
+            Vec::new()
+        } else {
+            vec![keyless]
+        };
+    }
+    if !keyless.is_empty() {
+        let first = &mut groups[0].1;
+        first.extend(keyless);
+        first.sort_unstable();
+    }
+    groups.into_iter().map(|(_, m)| m).collect()
+}
+
+/// The hash slot a command's (first) key falls in; `None` for a command without a key. Covers the
+/// commands this crate sends: scripts (`EVALSHA sha numkeys key...`), server commands, and key-first
+/// commands (classic `PUBLISH` included: a cluster broadcasts it from any server, and the `redis`
+/// crate routes it by its channel, so it is grouped the same way).
+fn slot_of(cmd: &Cmd) -> Option<u16> {
+    let mut args = cmd.args_iter().map(|a| match a {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => &b""[..],
+    });
+    let name = args.next()?.to_ascii_uppercase();
+    match &name[..] {
+        b"TIME" | b"PING" | b"COMMAND" | b"INFO" | b"ROLE" | b"SCRIPT" | b"ECHO" | b"CLUSTER" => {
+            None
+        }
+        b"EVALSHA" | b"EVAL" | b"EVALSHA_RO" | b"EVAL_RO" | b"FCALL" => {
+            let _script = args.next()?;
+            let keys: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+            if keys == 0 {
+                None
+            } else {
+                args.next().map(key_slot)
+            }
+        }
+        _ => args.next().map(key_slot),
+    }
+}
+
+/// The hash slot of `key`: CRC16 (XMODEM) of its hash tag (the part between the first `{` and the
+/// next `}`, when not empty) or of the whole key, modulo 16,384 (the Redis Cluster specification).
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16_xmodem(hashed) % 16384
+}
+
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_the_cluster_specification() {
+        // The specification's check value and `CLUSTER KEYSLOT` answers from Redis 7.
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+    }
+
+    #[test]
+    fn commands_are_routed_by_their_key() {
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg("abc").arg(2).arg("{u}:a").arg("{u}:b").arg("x");
+        assert_eq!(slot_of(&eval), Some(key_slot(b"u")));
+        let mut none = redis::cmd("EVALSHA");
+        none.arg("abc").arg(0).arg("x");
+        assert_eq!(slot_of(&none), None);
+        assert_eq!(slot_of(&redis::cmd("TIME")), None);
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg("chan").arg("m");
+        assert_eq!(slot_of(&publish), Some(key_slot(b"chan")));
+        let mut hset = redis::cmd("hset");
+        hset.arg("k").arg("f").arg("v");
+        assert_eq!(slot_of(&hset), Some(key_slot(b"k")));
+    }
+
+    #[test]
+    fn groups_keep_order_and_keyless_commands_ride_with_the_first() {
+        let groups = group_by_slot([None, Some(5), Some(7), Some(5), None, Some(7)].into_iter());
+        assert_eq!(groups, vec![vec![0, 1, 3, 4], vec![2, 5]]);
+        assert_eq!(group_by_slot([None, None].into_iter()), vec![vec![0, 1]]);
+        assert!(group_by_slot(std::iter::empty()).is_empty());
+    }
+}
