@@ -66,6 +66,7 @@ use batch::{
     sync_channels, write_pending,
 };
 use lifecycle::{finish, heartbeat};
+pub mod cluster_target;
 mod link;
 mod occupancy;
 mod pusher;
@@ -73,7 +74,7 @@ mod queries;
 pub mod target;
 
 use queries::Queries;
-use target::{Resolved, Target};
+use target::{Endpoint, Resolved, Target};
 
 use backoff::Backoff;
 pub use link::BridgeLink;
@@ -302,13 +303,27 @@ async fn connect(target: &mut Target) -> redis::RedisResult<(Resolved, Conn)> {
     // Not `timed`: in Sentinel mode each sentinel has its own bound, and a dead one must not keep
     // the next from being asked.
     let server = target.resolve().await?;
+    let client = match &server.endpoint {
+        Endpoint::One(client) => client.clone(),
+        Endpoint::Cluster(url) => {
+            let conn = tokio::time::timeout(OP_TIMEOUT * 2, url.connect(OP_TIMEOUT))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "Redis Cluster connect timed out",
+                    )
+                })??;
+            return Ok((server, conn.into()));
+        }
+    };
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(OP_TIMEOUT))
         .set_response_timeout(Some(OP_TIMEOUT))
         .set_number_of_retries(1);
     let mut conn = tokio::time::timeout(
         OP_TIMEOUT * 2,
-        ConnectionManager::new_with_config(server.client.clone(), manager_config),
+        ConnectionManager::new_with_config(client, manager_config),
     )
     .await
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis connect timed out"))??;
@@ -399,7 +414,7 @@ async fn serve(
 ) -> Ended {
     let sharded = has_sharded_pubsub(&mut conn).await;
     let (subscriber, pushes) = match timed(Subscriber::connect(
-        &server.client,
+        &server.endpoint,
         &keys::node_channel(&config.node_id),
         sharded,
         OP_TIMEOUT,

@@ -25,6 +25,8 @@ use redis::{Client, IntoConnectionInfo, RedisResult};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::cluster_target::ClusterUrl;
+
 /// URL scheme of a Sentinel-managed Redis.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
 /// Bound on one question to one sentinel (connect included).
@@ -156,10 +158,12 @@ pub fn parse_sentinel_url(url: &str) -> Result<Option<SentinelUrl>, String> {
     }))
 }
 
-/// The bridge's Redis: fixed, or found through the sentinels.
+/// The bridge's Redis: fixed, found through the sentinels, or a Redis Cluster.
 pub enum Target {
     /// `redis://`: always this server.
     Single(Client),
+    /// `redis+cluster://`: a Redis Cluster through its seed nodes.
+    Cluster(ClusterUrl),
     /// `redis+sentinel://`: the master the sentinels name.
     Sentinel {
         url: SentinelUrl,
@@ -187,14 +191,26 @@ impl Watched {
 /// One connection attempt's server: its client, and in Sentinel mode its address (the session ends
 /// when the master moves away from it).
 pub struct Resolved {
-    pub client: Client,
+    pub endpoint: Endpoint,
     pub master: Option<Addr>,
+}
+
+/// What to connect to.
+pub enum Endpoint {
+    /// One server.
+    One(Client),
+    /// A Redis Cluster.
+    Cluster(ClusterUrl),
 }
 
 impl Target {
     /// The target of `url`; in Sentinel mode this starts the watcher tasks, one per sentinel (on the
     /// caller's runtime).
     pub fn new(url: &str) -> Result<Target, String> {
+        if let Some(cluster) = super::cluster_target::parse_cluster_url(url)? {
+            crate::cluster::keys::use_hash_tags();
+            return Ok(Target::Cluster(cluster));
+        }
         match parse_sentinel_url(url)? {
             None => Client::open(url)
                 .map(Target::Single)
@@ -215,7 +231,11 @@ impl Target {
     pub async fn resolve(&mut self) -> RedisResult<Resolved> {
         match self {
             Target::Single(client) => Ok(Resolved {
-                client: client.clone(),
+                endpoint: Endpoint::One(client.clone()),
+                master: None,
+            }),
+            Target::Cluster(url) => Ok(Resolved {
+                endpoint: Endpoint::Cluster(url.clone()),
                 master: None,
             }),
             Target::Sentinel { url, news } => {
@@ -227,7 +247,7 @@ impl Target {
                 }
                 let client = Client::open(format!("redis://{}{host}:{port}/{}", url.auth, url.db))?;
                 Ok(Resolved {
-                    client,
+                    endpoint: Endpoint::One(client),
                     master: Some((host, port)),
                 })
             }
@@ -237,7 +257,7 @@ impl Target {
     /// In Sentinel mode, fails unless the connected server is a master (a demoted one answers reads
     /// only); a plain `redis://` server is taken as it is.
     pub async fn check_role(&self, conn: &mut impl redis::aio::ConnectionLike) -> RedisResult<()> {
-        if matches!(self, Target::Single(_)) {
+        if !matches!(self, Target::Sentinel { .. }) {
             return Ok(());
         }
         let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;

@@ -7,7 +7,10 @@
 -- ARGV[7] 'PUBLISH' or 'SPUBLISH', ARGV[8] the channel's topic, or the node channels' prefix,
 -- Users only: ARGV[9] presence life (ms): a node whose presence field is older holds nobody;
 -- ARGV[10] this node's id; ARGV[11] '1' when this node holds the user (its own directory says so,
--- which Redis presence may not show yet: a connection that just identified).
+-- which Redis presence may not show yet: a connection that just identified); ARGV[12] what follows a
+-- node id in its channel's name (after the prefix ARGV[8]); ARGV[13] '1' on a Redis Cluster, where
+-- PUBLISH goes over the cluster bus and counts only this server's listeners: every live holder is
+-- counted as a receiver (one that died unnoticed costs its sender the relay's ack wait).
 -- Returns {epoch, seq, receivers}: for a channel the nodes listening to its topic, for a user the
 -- holding nodes that got it (this one included).
 -- Publishing here rather than after the script is what keeps a stream's messages in seq order on
@@ -29,6 +32,12 @@ end
 local cutoff = now - tonumber(ARGV[9])
 local me = ARGV[10]
 local to_me = ARGV[11] == '1'
+local suffix = ARGV[12]
+local broadcast = ARGV[13] == '1'
+local function publish(node)
+  local got = redis.call(ARGV[7], ARGV[8] .. node .. suffix, envelope)
+  return got > 0 or broadcast
+end
 local fields = redis.call('HGETALL', KEYS[3])
 local receivers = 0
 for i = 1, #fields, 2 do
@@ -36,12 +45,12 @@ for i = 1, #fields, 2 do
   if count and tonumber(count) > 0 and tonumber(ts) >= cutoff then
     if fields[i] == me then
       to_me = true
-    elseif redis.call(ARGV[7], ARGV[8] .. fields[i], envelope) > 0 then
+    elseif publish(fields[i]) then
       receivers = receivers + 1
     end
   end
 end
-if to_me and redis.call(ARGV[7], ARGV[8] .. me, envelope) > 0 then
+if to_me and publish(me) then
   receivers = receivers + 1
 end
 return {epoch, seq, receivers}

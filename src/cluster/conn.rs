@@ -82,15 +82,29 @@ impl ConnectionLike for Conn {
 }
 
 /// Runs a plain pipeline on a cluster as one pipeline per hash slot, concurrently, and returns the
-/// replies in the pipeline's order. Commands without a key (`TIME`) ride with the first slot's part.
+/// replies in the pipeline's order. Commands without a key (`TIME`) ride with the first slot's part;
+/// `SCRIPT LOAD` goes first, to every master.
 async fn split_by_slot(
-    conn: ClusterConnection,
+    mut conn: ClusterConnection,
     pipeline: &Pipeline,
 ) -> redis::RedisResult<Vec<Value>> {
     let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
-    let parts = group_by_slot(cmds.iter().map(|c| slot_of(c)));
-    if parts.len() <= 1 {
-        let mut conn = conn;
+    let mut out = vec![Value::Nil; cmds.len()];
+    // `SCRIPT LOAD` goes to every master first (the crate routes it so on its own): the scripts the
+    // other commands run must be on whichever master their slot is.
+    let mut rest = Vec::with_capacity(cmds.len());
+    for (i, cmd) in cmds.iter().enumerate() {
+        if is_script_load(cmd) {
+            out[i] = conn.req_packed_command(cmd).await?;
+        } else {
+            rest.push(i);
+        }
+    }
+    let parts: Vec<Vec<usize>> = group_by_slot(rest.iter().map(|&i| slot_of(cmds[i])))
+        .into_iter()
+        .map(|part| part.into_iter().map(|j| rest[j]).collect())
+        .collect();
+    if parts.len() == 1 && rest.len() == cmds.len() {
         return conn.req_packed_commands(pipeline, 0, cmds.len()).await;
     }
     let runs = parts.iter().map(|indices| {
@@ -105,13 +119,22 @@ async fn split_by_slot(
         }
     });
     let replies = try_join_all(runs).await?;
-    let mut out = vec![Value::Nil; cmds.len()];
     for (indices, values) in parts.iter().zip(replies) {
         for (&i, v) in indices.iter().zip(values) {
             out[i] = v;
         }
     }
     Ok(out)
+}
+
+/// True for `SCRIPT LOAD`.
+fn is_script_load(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    matches!((args.next(), args.next()), (Some(a), Some(b))
+        if a.eq_ignore_ascii_case(b"SCRIPT") && b.eq_ignore_ascii_case(b"LOAD"))
 }
 
 /// Groups command indices by slot, in order of first appearance; keyless commands (`None`) join the

@@ -138,12 +138,15 @@ impl HistoryStore {
         let (meta, stream) = StreamOf::User.keys(user);
         let mut call = self.append.key(meta);
         call.key(stream).key(keys::presence(user));
+        let (prefix, suffix) = keys::node_channel_affixes();
         self.args(&mut call, frame, head)
             .arg("PUBLISH")
-            .arg(keys::node_channel(""))
+            .arg(prefix)
             .arg(presence_ttl.as_millis() as u64)
             .arg(me)
-            .arg(if here { "1" } else { "0" });
+            .arg(if here { "1" } else { "0" })
+            .arg(suffix)
+            .arg(if keys::hash_tags() { "1" } else { "0" });
         pipe.invoke_script(&call);
     }
 

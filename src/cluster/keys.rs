@@ -20,92 +20,133 @@
 //! | `gateway:node:<id>`       | channel | any node                   | messages for users held by node `<id>`   |
 //! | `gateway:ch:<name>`       | channel | any node                   | publications to channel `<name>` (sharded pub/sub when the server has it) |
 //!
+//! | `gateway:ch:<name>:subs`  | hash    | each node with subscribers of a Pusher app's channel | field node id → subscribed sockets |
+//! | `gateway:occ:<kind>:<name>:nodes` | set | each node holding it (webhooks only) | the nodes holding channel/user/member `<name>` |
+//! | `gateway:occ:<kind>:<name>:going` | string | the node deciding a going (webhooks only) | the going's token, with a TTL |
+//! | `gateway:node:<id>:occ:<kind>` | set | node `<id>` (webhooks only) | what `<id>` holds, swept when it dies |
+//!
 //! Node ids, user and channel names never contain a newline (names are checked by the protocol, node
 //! ids are `<host>-<pid>`), so `<node id>\n<user>` is unambiguous.
+//!
+//! **On a Redis Cluster** ([`use_hash_tags`]) the same names carry hash tags, so that every key one
+//! script or transaction touches is in one slot: the id part is wrapped in braces
+//! (`presence:{<user>}`, `gateway:hist:s:{<user>}` and `gateway:hist:m:{<user>}` with it;
+//! `gateway:ch:{<name>}`, its `:members`, `:subs` and `gateway:chist:*:{<name>}` together;
+//! `gateway:node:{<id>}`, its `:channels` and `:occ:*` together), and the registry (`gateway:nodes`
+//! and every alive key, written together in one transaction) moves under one tag:
+//! `{gateway}:nodes`, `{gateway}:node:<id>:alive`. A single Redis keeps the names of the table, so a
+//! node of this version shares one Redis with nodes of the previous one.
 
-/// Prefix of a user's presence hash.
-pub const PRESENCE_PREFIX: &str = "presence:";
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The node registry hash: node id → JSON description (see [`super::registry`]).
+/// Whether names carry Redis Cluster hash tags (set once, by the bridge, before its first command).
+static HASH_TAGS: AtomicBool = AtomicBool::new(false);
+
+/// Names carry hash tags from now on: the bridge connects to a Redis Cluster.
+pub fn use_hash_tags() {
+    HASH_TAGS.store(true, Ordering::Release);
+}
+
+/// True when names carry hash tags.
+pub fn hash_tags() -> bool {
+    HASH_TAGS.load(Ordering::Acquire)
+}
+
+/// The node registry hash without hash tags: node id → JSON description (see [`super::registry`]).
 pub const NODES: &str = "gateway:nodes";
 
-/// Prefix shared by a node's alive key and its pub/sub channel.
-pub const NODE_PREFIX: &str = "gateway:node:";
-
-/// Suffix of a node's alive key.
-pub const ALIVE_SUFFIX: &str = ":alive";
-
-/// Prefix of a channel's pub/sub topic.
-pub const CHANNEL_PREFIX: &str = "gateway:ch:";
+/// The node registry hash of the current layout (see [`NODES`]).
+pub fn nodes() -> &'static str {
+    if hash_tags() {
+        "{gateway}:nodes"
+    } else {
+        NODES
+    }
+}
 
 /// `presence:<user>`: the hash of the nodes holding `user`'s connections.
 pub fn presence(user: &str) -> String {
-    concat(PRESENCE_PREFIX, user, "")
+    named("presence:", user, "")
 }
 
-/// `gateway:node:<id>:alive`: exists (with a TTL) while node `id` heartbeats.
+/// `gateway:node:<id>:alive`: exists (with a TTL) while node `id` heartbeats. In the registry's slot.
 pub fn node_alive(node: &str) -> String {
-    concat(NODE_PREFIX, node, ALIVE_SUFFIX)
+    if hash_tags() {
+        concat("{gateway}:node:", node, ":alive")
+    } else {
+        concat("gateway:node:", node, ":alive")
+    }
 }
 
 /// `gateway:node:<id>`: the pub/sub channel on which node `id` receives messages for its users.
 pub fn node_channel(node: &str) -> String {
-    concat(NODE_PREFIX, node, "")
+    named("gateway:node:", node, "")
+}
+
+/// What goes before and after a node id in [`node_channel`] (the append script builds the names).
+pub fn node_channel_affixes() -> (&'static str, &'static str) {
+    if hash_tags() {
+        ("gateway:node:{", "}")
+    } else {
+        ("gateway:node:", "")
+    }
 }
 
 /// `gateway:ch:<name>`: the pub/sub channel carrying publications to the gateway channel `name`.
 pub fn channel(name: &str) -> String {
-    concat(CHANNEL_PREFIX, name, "")
+    named("gateway:ch:", name, "")
 }
-
-/// Suffix of a node's set of channels with members.
-pub const CHANNELS_SUFFIX: &str = ":channels";
-
-/// Prefix of a user's history stream.
-pub const HISTORY_STREAM_PREFIX: &str = "gateway:hist:s:";
-
-/// Prefix of a user's history metadata (epoch, last seq).
-pub const HISTORY_META_PREFIX: &str = "gateway:hist:m:";
 
 /// `gateway:hist:s:<user>`: the stream of `user`'s kept messages. Stream and metadata have different
 /// prefixes rather than suffixes, so no user name (`:` included) makes one the other's key.
 pub fn history_stream(user: &str) -> String {
-    concat(HISTORY_STREAM_PREFIX, user, "")
+    named("gateway:hist:s:", user, "")
 }
 
 /// `gateway:hist:m:<user>`: the epoch and last seq of `user`'s stream.
 pub fn history_meta(user: &str) -> String {
-    concat(HISTORY_META_PREFIX, user, "")
+    named("gateway:hist:m:", user, "")
 }
-
-/// Prefix of a channel's history stream (channels matching `history.channels`).
-pub const CHANNEL_HISTORY_STREAM_PREFIX: &str = "gateway:chist:s:";
-
-/// Prefix of a channel's history metadata (epoch, last seq).
-pub const CHANNEL_HISTORY_META_PREFIX: &str = "gateway:chist:m:";
 
 /// `gateway:chist:s:<name>`: the stream of channel `name`'s kept publications.
 pub fn channel_history_stream(name: &str) -> String {
-    concat(CHANNEL_HISTORY_STREAM_PREFIX, name, "")
+    named("gateway:chist:s:", name, "")
 }
 
 /// `gateway:chist:m:<name>`: the epoch and last seq of channel `name`'s stream.
 pub fn channel_history_meta(name: &str) -> String {
-    concat(CHANNEL_HISTORY_META_PREFIX, name, "")
+    named("gateway:chist:m:", name, "")
 }
-
-/// Suffix of a channel's member hash.
-pub const MEMBERS_SUFFIX: &str = ":members";
 
 /// `gateway:node:<id>:channels`: the channels in which node `id` wrote member fields (what its clean-up
 /// or a sweep after its death visits).
 pub fn node_channels(node: &str) -> String {
-    concat(NODE_PREFIX, node, CHANNELS_SUFFIX)
+    named("gateway:node:", node, ":channels")
 }
 
 /// `gateway:ch:<name>:members`: channel presence, one field per (node, user).
 pub fn channel_members(name: &str) -> String {
-    concat(CHANNEL_PREFIX, name, MEMBERS_SUFFIX)
+    named("gateway:ch:", name, ":members")
+}
+
+/// `gateway:ch:<name>:subs`: the sockets subscribed to a Pusher app's channel, one field per node.
+pub fn channel_subs(name: &str) -> String {
+    named("gateway:ch:", name, ":subs")
+}
+
+/// `gateway:occ:<kind>:<name>:nodes`: the nodes holding `name` (webhooks' occupancy).
+pub fn occupancy_nodes(kind: &str, name: &str) -> String {
+    named(&concat("gateway:occ:", kind, ":"), name, ":nodes")
+}
+
+/// `gateway:occ:<kind>:<name>:going`: the marker of `name`'s going, during its grace.
+pub fn occupancy_going(kind: &str, name: &str) -> String {
+    named(&concat("gateway:occ:", kind, ":"), name, ":going")
+}
+
+/// `gateway:node:<id>:occ:<kind>`: what node `id` holds of `kind` (swept when it dies).
+pub fn node_held(node: &str, kind: &str) -> String {
+    named("gateway:node:", node, &concat(":occ:", kind, ""))
 }
 
 /// The field of `user` held by `node` in a channel's member hash: `<node>\n<user>`.
@@ -116,6 +157,24 @@ pub fn member_field(node: &str, user: &str) -> String {
 /// Splits a member field back into (node, user).
 pub fn parse_member_field(field: &str) -> Option<(&str, &str)> {
     field.split_once('\n')
+}
+
+/// `<prefix><id><suffix>`, the id wrapped in a hash tag on a Redis Cluster.
+fn named(prefix: &str, id: &str, suffix: &str) -> String {
+    tagged(prefix, id, suffix, hash_tags())
+}
+
+fn tagged(prefix: &str, id: &str, suffix: &str, tags: bool) -> String {
+    if !tags {
+        return concat(prefix, id, suffix);
+    }
+    let mut s = String::with_capacity(prefix.len() + id.len() + suffix.len() + 2);
+    s.push_str(prefix);
+    s.push('{');
+    s.push_str(id);
+    s.push('}');
+    s.push_str(suffix);
+    s
 }
 
 fn concat(prefix: &str, id: &str, suffix: &str) -> String {
@@ -154,8 +213,38 @@ mod tests {
     fn ids_are_used_verbatim() {
         assert_eq!(presence("a:b"), "presence:a:b");
         assert_eq!(presence(""), "presence:");
+        assert_eq!(occupancy_nodes("ch", "n"), "gateway:occ:ch:n:nodes");
+        assert_eq!(node_held("gw", "user"), "gateway:node:gw:occ:user");
+        assert_eq!(channel_subs("c"), "gateway:ch:c:subs");
+        assert_eq!(node_channel_affixes(), ("gateway:node:", ""));
         assert_eq!(node_alive("host:1234"), "gateway:node:host:1234:alive");
         assert_eq!(channel("é/x y"), "gateway:ch:é/x y");
+    }
+
+    #[test]
+    fn tagged_names_of_one_id_share_a_slot() {
+        use super::super::conn::key_slot;
+        // What hash_tags() switches on, without switching it for the other tests of this process.
+        let t = |p: &str, id: &str, s: &str| tagged(p, id, s, true);
+        assert_eq!(t("presence:", "amy", ""), "presence:{amy}");
+        assert_eq!(
+            t("gateway:ch:", "r:1", ":members"),
+            "gateway:ch:{r:1}:members"
+        );
+        for id in ["amy", "a}b", "{x}", "é/x y", "a{b"] {
+            let slot = key_slot(t("presence:", id, "").as_bytes());
+            for (p, s) in [
+                ("gateway:hist:s:", ""),
+                ("gateway:hist:m:", ""),
+                ("gateway:ch:", ":members"),
+            ] {
+                assert_eq!(key_slot(t(p, id, s).as_bytes()), slot, "{p}{id}{s}");
+            }
+        }
+        assert_eq!(
+            key_slot(b"{gateway}:nodes"),
+            key_slot(b"{gateway}:node:any{id}:alive")
+        );
     }
 
     #[test]

@@ -1,15 +1,11 @@
--- Removes every member field node ARGV[1] wrote: for each channel in KEYS[1] (the node's channel set),
--- deletes the fields of `gateway:ch:<channel>:members` that start with "<node>\n", then the set itself.
--- ARGV[2] and ARGV[3] are the member key's prefix and suffix (see keys.rs). Returns the fields deleted.
+-- Removes the member fields node ARGV[1] wrote in one channel's member hash (KEYS[1]): the fields
+-- that start with "<node>\n". Returns the fields deleted. members.rs runs it for each channel of the
+-- node's channel set, then deletes the set.
 local prefix = ARGV[1] .. "\n"
 local deleted = 0
-for _, channel in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = ARGV[2] .. channel .. ARGV[3]
-  for _, field in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(field, 1, #prefix) == prefix then
-      deleted = deleted + redis.call('HDEL', key, field)
-    end
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #prefix) == prefix then
+    deleted = deleted + redis.call('HDEL', KEYS[1], field)
   end
 end
-redis.call('DEL', KEYS[1])
 return deleted

@@ -21,7 +21,7 @@ use redis::{RedisResult, Script};
 use super::keys;
 use crate::cluster::presence::BATCH;
 
-/// The clean-up script: every field a node wrote, in every channel of its set.
+/// The clean-up script: every field a node wrote in one channel.
 const REMOVE_NODE: &str = include_str!("members.lua");
 
 /// Channel presence of one node, on one Redis connection.
@@ -117,15 +117,33 @@ impl ChannelMembers {
     }
 
     /// Deletes every member field `node` wrote, and its channel set; returns the fields deleted. Run for
-    /// this node at shutdown and, by any live node, for a node whose alive key expired.
+    /// this node at shutdown and, by any live node, for a node whose alive key expired. One script
+    /// per channel of the node's set (each in its channel's slot), [`BATCH`] per round trip; the set
+    /// goes last, so a clean-up cut short is finished by the next.
     pub async fn remove_node(&mut self, node: &str) -> RedisResult<u64> {
-        self.remove_script
-            .key(keys::node_channels(node))
-            .arg(node)
-            .arg(keys::CHANNEL_PREFIX)
-            .arg(keys::MEMBERS_SUFFIX)
-            .invoke_async(&mut self.conn)
-            .await
+        let own = keys::node_channels(node);
+        let channels: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&own)
+            .query_async(&mut self.conn)
+            .await?;
+        let mut deleted = 0;
+        for chunk in channels.chunks(BATCH) {
+            // Rare (shutdown, a node died): the script is loaded in every round trip.
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.remove_script).ignore();
+            for channel in chunk {
+                let mut call = self.remove_script.key(keys::channel_members(channel));
+                call.arg(node);
+                pipe.invoke_script(&call);
+            }
+            let counts: Vec<u64> = pipe.query_async(&mut self.conn).await?;
+            deleted += counts.iter().sum::<u64>();
+        }
+        redis::cmd("DEL")
+            .arg(&own)
+            .query_async::<()>(&mut self.conn)
+            .await?;
+        Ok(deleted)
     }
 
     /// [`remove_node`](Self::remove_node) for this node.

@@ -1,14 +1,12 @@
 -- A channel's (or a user's) first subscriber (connection) on this node came, or its last went; and what
 -- that is across the cluster. Used only when webhooks are configured.
--- KEYS[1]: the set of nodes holding it; KEYS[2]: its "going" marker; KEYS[3]: this node's set of
--- what it holds (swept when the node dies).
--- ARGV[1]: node id; ARGV[2]: "1" came, "0" went; ARGV[3]: the marker's life (ms); ARGV[4]: a token;
--- ARGV[5]: the name (for KEYS[3]).
+-- KEYS[1]: the set of nodes holding it; KEYS[2]: its "going" marker (both in the name's slot; the
+-- node's own set of what it holds is kept by occupancy.rs beside this call).
+-- ARGV[1]: node id; ARGV[2]: "1" came, "0" went; ARGV[3]: the marker's life (ms); ARGV[4]: a token.
 -- Returns 1: first anywhere (send occupied/online); 2: back within the grace of its going (send
 -- nothing, the going is cancelled); 3: last anywhere (the caller holds the going for the grace, then
 -- confirms with occupancy_confirm.lua); 0: nothing to send.
 if ARGV[2] == "1" then
-  redis.call('SADD', KEYS[3], ARGV[5])
   if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 1 then
     if redis.call('DEL', KEYS[2]) == 1 then
       return 2
@@ -17,7 +15,6 @@ if ARGV[2] == "1" then
   end
   return 0
 end
-redis.call('SREM', KEYS[3], ARGV[5])
 if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
   redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
   return 3

@@ -58,20 +58,16 @@ pub struct Occupancy {
     sweep: Script,
 }
 
-fn prefix(kind: Kind) -> String {
-    format!("gateway:occ:{}:", kind.tag())
-}
-
 fn nodes_key(kind: Kind, name: &str) -> String {
-    format!("{}{name}:nodes", prefix(kind))
+    keys::occupancy_nodes(kind.tag(), name)
 }
 
 fn going_key(kind: Kind, name: &str) -> String {
-    format!("{}{name}:going", prefix(kind))
+    keys::occupancy_going(kind.tag(), name)
 }
 
 fn held_key(kind: Kind, node: &str) -> String {
-    format!("{}{node}:occ:{}", keys::NODE_PREFIX, kind.tag())
+    keys::node_held(node, kind.tag())
 }
 
 impl Occupancy {
@@ -95,18 +91,34 @@ impl Occupancy {
         came: bool,
         (token, marker_ms): (&str, u64),
     ) -> RedisResult<Decision> {
+        // The node's set of what it holds is in the node's slot, the name's keys in the name's: the
+        // set names it from before the node counts in it until after the node left it, so a sweep
+        // after this node's death finds everything it held.
+        let held = held_key(kind, &self.node_id);
+        if came {
+            redis::cmd("SADD")
+                .arg(&held)
+                .arg(name)
+                .query_async::<()>(&mut self.conn)
+                .await?;
+        }
         let n: i64 = self
             .change
             .key(nodes_key(kind, name))
             .key(going_key(kind, name))
-            .key(held_key(kind, &self.node_id))
             .arg(&self.node_id)
             .arg(if came { "1" } else { "0" })
             .arg(marker_ms.max(1))
             .arg(token)
-            .arg(name)
             .invoke_async(&mut self.conn)
             .await?;
+        if !came {
+            redis::cmd("SREM")
+                .arg(&held)
+                .arg(name)
+                .query_async::<()>(&mut self.conn)
+                .await?;
+        }
         Ok(match n {
             1 => Decision::Came,
             3 => Decision::Going,
@@ -131,14 +143,37 @@ impl Occupancy {
         Ok(n == 1)
     }
 
-    /// Dead `node`'s holdings: the names it leaves with no holder anywhere.
+    /// Dead `node`'s holdings: the names it leaves with no holder anywhere. One script per name (in
+    /// the name's slot), pipelined; the node's set goes last.
     pub async fn sweep(&mut self, kind: Kind, node: &str) -> RedisResult<Vec<String>> {
-        self.sweep
-            .key(held_key(kind, node))
-            .arg(node)
-            .arg(prefix(kind))
-            .arg(":nodes")
-            .invoke_async(&mut self.conn)
-            .await
+        let held = held_key(kind, node);
+        let names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&held)
+            .query_async(&mut self.conn)
+            .await?;
+        let mut out = Vec::new();
+        for chunk in names.chunks(super::presence::BATCH) {
+            // Rare (a node died): the script is loaded in every round trip.
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.sweep).ignore();
+            for name in chunk {
+                let mut call = self.sweep.key(nodes_key(kind, name));
+                call.arg(node);
+                pipe.invoke_script(&call);
+            }
+            let emptied: Vec<i64> = pipe.query_async(&mut self.conn).await?;
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(emptied)
+                    .filter(|(_, e)| *e == 1)
+                    .map(|(n, _)| n.clone()),
+            );
+        }
+        redis::cmd("DEL")
+            .arg(&held)
+            .query_async::<()>(&mut self.conn)
+            .await?;
+        Ok(out)
     }
 }

@@ -1,13 +1,8 @@
--- A dead node's channels and users: removes it from each one's node set and returns the names left
--- with no node ({name, name, ...}: their vacated/offline is sent by the survivor that swept, once).
--- KEYS[1]: the dead node's set of what it held. ARGV[1]: its id; ARGV[2], ARGV[3]: the node-set
--- key's prefix and suffix.
-local out = {}
-for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = ARGV[2] .. name .. ARGV[3]
-  if redis.call('SREM', key, ARGV[1]) == 1 and redis.call('SCARD', key) == 0 then
-    table.insert(out, name)
-  end
+-- A dead node's hold on one channel or user: removes the node (ARGV[1]) from its node set (KEYS[1]);
+-- returns 1 when that left it with no node (its vacated/offline is then sent by the survivor that
+-- swept, once: a second sweeper finds the node gone and gets 0). occupancy.rs runs it for each name
+-- of the dead node's set, then deletes the set.
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
+  return 1
 end
-redis.call('DEL', KEYS[1])
-return out
+return 0

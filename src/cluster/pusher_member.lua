@@ -1,9 +1,9 @@
 -- A Pusher presence member joins or leaves a channel from this node, and whether that is the member's
 -- first join or last leave across the cluster (decided here, atomically, so exactly one node sends
 -- member_added or member_removed however many nodes the member's sockets are on).
--- KEYS[1]: the channel's member hash; KEYS[2]: this node's channel set.
--- ARGV[1]: node id; ARGV[2]: member; ARGV[3]: "1" join, "0" leave; ARGV[4]: user_info (join);
--- ARGV[5]: the channel name (added to the node's set on join).
+-- KEYS[1]: the channel's member hash (the node's channel set is kept by pusher_members.rs beside
+-- this call).
+-- ARGV[1]: node id; ARGV[2]: member; ARGV[3]: "1" join, "0" leave; ARGV[4]: user_info (join).
 -- Returns 1 for a first join or a last leave, else 0.
 local field = ARGV[1] .. "\n" .. ARGV[2]
 local suffix = "\n" .. ARGV[2]
@@ -17,7 +17,6 @@ local function elsewhere()
 end
 if ARGV[3] == "1" then
   local new = redis.call('HSET', KEYS[1], field, ARGV[4])
-  redis.call('SADD', KEYS[2], ARGV[5])
   if new == 0 or elsewhere() then
     return 0
   end

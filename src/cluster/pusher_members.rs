@@ -20,12 +20,10 @@ const CHANGE: &str = include_str!("pusher_member.lua");
 /// A dead node's members, removed; those gone from the cluster returned.
 const SWEEP: &str = include_str!("pusher_sweep.lua");
 
-/// `gateway:ch:<name>:subs`: the sockets subscribed to an app's channel, one field per node
-/// (`<node id>` → count; no field: none), for the HTTP API's `subscription_count`.
-const SUBS_SUFFIX: &str = ":subs";
-
+/// `gateway:ch:<name>:subs` ([`keys::channel_subs`]): the sockets subscribed to an app's channel, one
+/// field per node (`<node id>` → count; no field: none), for the HTTP API's `subscription_count`.
 fn subs_key(channel: &str) -> String {
-    format!("{}{channel}{SUBS_SUFFIX}", keys::CHANNEL_PREFIX)
+    keys::channel_subs(channel)
 }
 
 /// Pusher presence of one node, on one Redis connection.
@@ -55,15 +53,23 @@ impl PusherMembers {
         member: &str,
         info: Option<&str>,
     ) -> RedisResult<bool> {
+        // The node's channel set is in the node's slot, the member hash in the channel's: the set
+        // names the channel from before its first field (a sweep must find it) until the node's
+        // clean-up, so it needs no atomicity with the decision.
+        if info.is_some() {
+            redis::cmd("SADD")
+                .arg(keys::node_channels(&self.node_id))
+                .arg(channel)
+                .query_async::<()>(&mut self.conn)
+                .await?;
+        }
         let decided: i64 = self
             .change
             .key(keys::channel_members(channel))
-            .key(keys::node_channels(&self.node_id))
             .arg(&self.node_id)
             .arg(member)
             .arg(if info.is_some() { "1" } else { "0" })
             .arg(info.unwrap_or(""))
-            .arg(channel)
             .invoke_async(&mut self.conn)
             .await?;
         Ok(decided == 1)
@@ -148,7 +154,7 @@ impl PusherMembers {
     /// The live nodes other than this one.
     async fn other_live_nodes(&mut self) -> RedisResult<Vec<String>> {
         let ids: Vec<String> = redis::cmd("HKEYS")
-            .arg(keys::NODES)
+            .arg(keys::nodes())
             .query_async(&mut self.conn)
             .await?;
         let ids: Vec<String> = ids.into_iter().filter(|i| *i != self.node_id).collect();
@@ -228,21 +234,34 @@ impl PusherMembers {
         Ok(out)
     }
 
-    /// Removes dead `node`'s presence members; returns `(channel, member)` for each member that has
-    /// no socket left anywhere. Run before the node's other members are removed.
+    /// Removes dead `node`'s presence members and subscription counts; returns `(channel, member)` for
+    /// each member that has no socket left anywhere. Run before the node's other members are removed
+    /// (that deletes the channel set this reads). One script per app channel, each atomic in its
+    /// channel's slot, pipelined.
     pub async fn sweep(&mut self, node: &str) -> RedisResult<Vec<(String, String)>> {
-        let flat: Vec<String> = self
-            .sweep
-            .key(keys::node_channels(node))
-            .arg(node)
-            .arg(keys::CHANNEL_PREFIX)
-            .arg(keys::MEMBERS_SUFFIX)
-            .arg(SUBS_SUFFIX)
-            .invoke_async(&mut self.conn)
+        let channels: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::node_channels(node))
+            .query_async(&mut self.conn)
             .await?;
-        Ok(flat
-            .chunks_exact(2)
-            .map(|p| (p[0].clone(), p[1].clone()))
-            .collect())
+        // App channels' internal names start with the separator (`shards::pusher::names`).
+        let app: Vec<&String> = channels.iter().filter(|c| c.starts_with('\u{1}')).collect();
+        let mut out = Vec::new();
+        for chunk in app.chunks(super::presence::BATCH) {
+            // Rare (a node died): the script is loaded in every round trip rather than tracked.
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.sweep).ignore();
+            for channel in chunk {
+                let mut call = self.sweep.key(keys::channel_members(channel));
+                call.key(subs_key(channel))
+                    .arg(node)
+                    .arg(if is_presence(channel) { "1" } else { "0" });
+                pipe.invoke_script(&call);
+            }
+            let gone: Vec<Vec<String>> = pipe.query_async(&mut self.conn).await?;
+            for (channel, members) in chunk.iter().zip(gone) {
+                out.extend(members.into_iter().map(|m| ((*channel).clone(), m)));
+            }
+        }
+        Ok(out)
     }
 }

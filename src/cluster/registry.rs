@@ -240,7 +240,7 @@ impl Registry {
         let description = encode_description(state, &self.info, now_ms(), stats);
         redis::pipe()
             .atomic()
-            .hset(keys::NODES, &self.node_id, description)
+            .hset(keys::nodes(), &self.node_id, description)
             .ignore()
             .cmd("SET")
             .arg(keys::node_alive(&self.node_id))
@@ -256,7 +256,7 @@ impl Registry {
     pub async fn remove(&mut self) -> RedisResult<()> {
         redis::pipe()
             .atomic()
-            .hdel(keys::NODES, &self.node_id)
+            .hdel(keys::nodes(), &self.node_id)
             .ignore()
             .del(keys::node_alive(&self.node_id))
             .ignore()
@@ -295,7 +295,7 @@ impl Registry {
         }
         let mut pipe = redis::pipe();
         for (id, text) in &candidates {
-            let mut call = self.prune_script.key(keys::NODES);
+            let mut call = self.prune_script.key(keys::nodes());
             call.key(keys::node_alive(id)).arg(id).arg(text);
             pipe.invoke_script(&call);
         }
@@ -320,7 +320,7 @@ impl Registry {
     /// `(id, description, liveness)` of every field of `gateway:nodes`, sorted by id.
     async fn raw_entries(&mut self) -> RedisResult<Vec<(String, String, Liveness)>> {
         let nodes: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(keys::NODES)
+            .arg(keys::nodes())
             .query_async(&mut self.conn)
             .await?;
         if nodes.is_empty() {

@@ -274,7 +274,8 @@ impl Relay {
                 .arg(&env[..])
                 .query_async(&mut conn)
                 .await?;
-            listening += usize::from(receivers > 0);
+            // On a cluster PUBLISH counts this server's listeners only: every live holder counts.
+            listening += usize::from(receivers > 0 || keys::hash_tags());
         }
         Ok(self.collect(corr, listening).await.0)
     }

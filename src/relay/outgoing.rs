@@ -400,7 +400,9 @@ async fn send(
         let replies = &receivers[at..at + count];
         at += count;
         s.expected = match s.item {
-            // A holding node nobody listens for (dead, not expired yet) will never answer.
+            // A holding node nobody listens for (dead, not expired yet) will never answer. On a
+            // Redis Cluster PUBLISH counts this server's listeners only: every live holder counts.
+            Outgoing::Dm { .. } if keys::hash_tags() => replies.len(),
             Outgoing::Dm { .. } => replies.iter().filter(|&&r| r > 0).count(),
             // Every node listening to the topic answers, this one included (with 0).
             Outgoing::Pub { .. } => replies.iter().map(|&r| r.max(0) as usize).sum(),

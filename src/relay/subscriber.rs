@@ -7,22 +7,33 @@
 //! (SSUBSCRIBE/SPUBLISH, Redis 7+) when the server has it: on a Redis Cluster a publication then goes
 //! only to the shard owning the topic's slot instead of being broadcast over the cluster bus. Each
 //! SSUBSCRIBE names one topic (in a cluster, topics of one command must share a slot), pipelined
-//! [`BATCH`] per round trip.
+//! [`BATCH`] per round trip. On a Redis Cluster the listening connection is the crate's cluster
+//! connection ([`crate::bridge::cluster_target`]): each SSUBSCRIBE goes to its slot's master, a batch
+//! of them concurrently.
 
 use std::sync::Arc;
 
 use redis::{
-    AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, RedisResult,
-    aio::MultiplexedConnection,
+    AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisResult,
+    aio::MultiplexedConnection, cluster_async::ClusterConnection,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::cluster::{keys, presence::BATCH};
+use crate::{
+    bridge::target::Endpoint,
+    cluster::{keys, presence::BATCH},
+};
 
 /// The listening connection, and whether it uses sharded pub/sub for channel topics.
 pub struct Subscriber {
-    conn: MultiplexedConnection,
+    conn: Listening,
     sharded: bool,
+}
+
+/// One server's connection, or a cluster's.
+enum Listening {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 /// Whether the server has sharded pub/sub (`COMMAND INFO SPUBLISH` is nil on servers before 7.0).
@@ -38,17 +49,25 @@ pub async fn has_sharded_pubsub(conn: &mut impl redis::aio::ConnectionLike) -> b
 impl Subscriber {
     /// Connects (RESP3) and subscribes to `node_channel`; returns the connection and its push frames.
     pub async fn connect(
-        client: &Client,
+        endpoint: &Endpoint,
         node_channel: &str,
         sharded: bool,
         timeout: std::time::Duration,
     ) -> RedisResult<(Subscriber, UnboundedReceiver<PushInfo>)> {
+        let client = match endpoint {
+            Endpoint::One(client) => client,
+            Endpoint::Cluster(url) => {
+                let (conn, rx) = url.listen(node_channel, timeout).await?;
+                let conn = Listening::Cluster(conn);
+                return Ok((Subscriber { conn, sharded }, rx));
+            }
+        };
         let info = client.get_connection_info().clone();
         let settings = info
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings))?;
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let config = AsyncConnectionConfig::new()
             .set_push_sender(tx)
@@ -58,6 +77,7 @@ impl Subscriber {
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         conn.subscribe(node_channel).await?;
+        let conn = Listening::One(conn);
         Ok((Subscriber { conn, sharded }, rx))
     }
 
@@ -96,11 +116,32 @@ impl Subscriber {
     /// One subscribe-like command per topic, pipelined: each is answered by exactly one confirmation,
     /// which the connection takes as that command's reply.
     async fn command(&mut self, name: &str, channels: &[Arc<str>]) -> RedisResult<()> {
-        let mut pipe = redis::pipe();
-        for channel in channels {
-            pipe.cmd(name).arg(keys::channel(channel)).ignore();
+        match &mut self.conn {
+            Listening::One(conn) => {
+                let mut pipe = redis::pipe();
+                for channel in channels {
+                    pipe.cmd(name).arg(keys::channel(channel)).ignore();
+                }
+                pipe.query_async::<()>(conn).await
+            }
+            // Through the connection's own methods: it tracks them, to subscribe again after a
+            // reconnect or a slot's move.
+            Listening::Cluster(conn) => {
+                let calls = channels.iter().map(|channel| {
+                    let mut conn = conn.clone();
+                    let topic = keys::channel(channel);
+                    async move {
+                        match name {
+                            "SSUBSCRIBE" => conn.ssubscribe(topic).await,
+                            "SUNSUBSCRIBE" => conn.sunsubscribe(topic).await,
+                            "SUBSCRIBE" => conn.subscribe(topic).await,
+                            _ => conn.unsubscribe(topic).await,
+                        }
+                    }
+                });
+                futures_util::future::try_join_all(calls).await.map(|_| ())
+            }
         }
-        pipe.query_async::<()>(&mut self.conn).await
     }
 }
 
