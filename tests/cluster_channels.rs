@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, thread, time::Duration};
 
 use common::redis::RedisServer;
-use common::{Client, Incoming, Node, NodeOpts};
+use common::scenarios::{channel_presence, eventually, publish, subscribe};
+use common::{Incoming, Node, NodeOpts};
 use gateway::cluster::keys;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const POLL: Duration = Duration::from_millis(20);
 const WAIT: Duration = Duration::from_secs(15);
@@ -28,79 +25,11 @@ fn cluster_node(redis: &RedisServer) -> Node {
     )
 }
 
-fn subscribe(c: &mut Client, channel: &str) {
-    let ack = c.request(json!({"op": "subscribe", "id": "s", "channel": channel}));
-    assert_eq!(ack, json!({"op": "ack", "id": "s", "status": "subscribed"}));
-}
-
-fn publish(c: &mut Client, id: &str, channel: &str, data: Value) -> Value {
-    let ack = c.request(json!({"op": "publish", "id": id, "channel": channel, "data": data}));
-    assert_eq!(ack["op"], "ack", "{ack}");
-    assert_eq!(ack["id"], id, "{ack}");
-    ack
-}
-
-/// The users the `presence` op reports for `channel`, asked through `c`.
-fn channel_presence(c: &mut Client, channel: &str) -> Value {
-    let reply = c.request(json!({"op": "presence", "id": "p", "channel": channel}));
-    assert_eq!(reply["op"], "presence", "{reply}");
-    reply["users"].clone()
-}
-
-/// Polls `f` until it returns true.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(POLL * 5);
-    }
-}
-
 #[test]
 fn a_publish_from_each_of_three_nodes_reaches_300_subscribers_exactly_once() {
     let redis = RedisServer::start();
     let nodes: Vec<Node> = (0..3).map(|_| cluster_node(&redis)).collect();
-    let mut subs: Vec<Client> = (0..300)
-        .map(|i| {
-            let mut c = nodes[i % 3].identified(&format!("sub{i}"));
-            subscribe(&mut c, "news");
-            c
-        })
-        .collect();
-    // The subscribe acks came after each node listened to the topic: no waiting needed.
-    let mut publishers: Vec<Client> = (0..3)
-        .map(|n| nodes[n].identified(&format!("pub{n}")))
-        .collect();
-    for (n, p) in publishers.iter_mut().enumerate() {
-        let ack = publish(p, &format!("m{n}"), "news", json!({"from_node": n}));
-        assert_eq!(
-            (ack["status"].as_str(), ack["conns"].as_u64()),
-            (Some("published"), Some(300)),
-            "publish from node {n}: {ack}"
-        );
-    }
-    for (i, c) in subs.iter_mut().enumerate() {
-        let mut got: Vec<u64> = (0..3)
-            .map(|_| {
-                let m = c.recv_json();
-                assert_eq!(m["op"], "message", "subscriber {i}: {m}");
-                assert_eq!(m["channel"], "news", "subscriber {i}: {m}");
-                m["data"]["from_node"].as_u64().unwrap()
-            })
-            .collect();
-        got.sort_unstable();
-        assert_eq!(got, vec![0, 1, 2], "subscriber {i}");
-        // Nothing more: a fourth frame would be a duplicate.
-        c.ping_pong("exactly-once");
-    }
-
-    // A subscribed publisher is skipped, everywhere else reached once.
-    let ack = publish(&mut subs[0], "self", "news", json!("from a subscriber"));
-    assert_eq!(ack["conns"], 299, "{ack}");
-    subs[0].ping_pong("not-to-self");
-    for c in subs.iter_mut().skip(1) {
-        assert_eq!(c.recv_json()["data"], "from a subscriber");
-    }
+    common::scenarios::fan_out_to_300_subscribers_on_three_nodes(&nodes);
 }
 
 #[test]

@@ -10,9 +10,10 @@ use std::{
 };
 
 use common::redis::RedisServer;
-use common::{Client, Node, NodeOpts, http_request};
+use common::scenarios::send;
+use common::{Node, NodeOpts};
 use gateway::cluster::keys;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const POLL: Duration = Duration::from_millis(20);
 const WAIT: Duration = Duration::from_secs(15);
@@ -41,74 +42,17 @@ fn wait_presence(redis: &RedisServer, user: &str, nodes: usize) {
     }
 }
 
-/// Sends and returns the ack.
-fn send(c: &mut Client, id: &str, to: &str, data: Value) -> Value {
-    let ack = c.request(json!({"op": "send", "id": id, "to": to, "data": data}));
-    assert_eq!(ack["op"], "ack", "{ack}");
-    assert_eq!(ack["id"], id, "{ack}");
-    ack
-}
-
 #[test]
 fn direct_messages_cross_nodes_both_ways_with_total_counts() {
     let redis = RedisServer::start();
     let a = Node::start(cluster_opts(&redis.url()));
     let b = Node::start(cluster_opts(&redis.url()));
-    let mut alice = a.identified("alice");
-    let mut bob = b.identified("bob");
-    wait_presence(&redis, "alice", 1);
-    wait_presence(&redis, "bob", 1);
-
-    let ack = send(&mut alice, "m1", "bob", json!({"text": "hi bob"}));
-    assert_eq!(
-        (ack["status"].as_str(), ack["conns"].as_u64()),
-        (Some("delivered"), Some(1)),
-        "{ack}"
-    );
-    assert_eq!(
-        bob.recv_json(),
-        json!({"op": "message", "from": "alice", "data": {"text": "hi bob"}})
-    );
-
-    let ack = send(&mut bob, "m2", "alice", json!("hi alice"));
-    assert_eq!(ack["conns"], 1, "{ack}");
-    assert_eq!(alice.recv_json()["data"], "hi alice");
-
-    // bob on both nodes: one send reaches both, the ack counts both.
-    let mut bob_on_a = a.identified("bob");
-    wait_presence(&redis, "bob", 2);
-    let ack = send(&mut alice, "m3", "bob", json!(3));
-    assert_eq!(
-        (ack["status"].as_str(), ack["conns"].as_u64()),
-        (Some("delivered"), Some(2)),
-        "{ack}"
-    );
-    for c in [&mut bob, &mut bob_on_a] {
-        assert_eq!(c.recv_json()["data"], 3);
-        c.ping_pong("no-duplicate");
-    }
-
-    let ack = send(&mut alice, "m4", "nobody", json!(null));
-    assert_eq!(
-        (ack["status"].as_str(), ack["conns"].as_u64()),
-        (Some("stored"), Some(0)),
-        "{ack}"
-    );
-
-    // The HTTP API of node a reaches bob on node b too.
-    bob_on_a.close();
-    wait_presence(&redis, "bob", 1);
-    let body = json!({"user": "bob", "data": "from a backend"}).to_string();
-    let (status, text) = http_request(a.admin_addr, "POST", "/v1/send", &[], &body).unwrap();
-    assert_eq!(status, 200, "{text}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&text).unwrap(),
-        json!({"status": "delivered", "conns": 1})
-    );
-    assert_eq!(
-        bob.recv_json(),
-        json!({"op": "message", "data": "from a backend"})
-    );
+    common::scenarios::direct_messages_cross_nodes_both_ways(&a, &b, &|user| {
+        redis::cmd("HLEN")
+            .arg(keys::presence(user))
+            .query(&mut redis.conn())
+            .unwrap_or(0)
+    });
 }
 
 #[test]

@@ -53,7 +53,7 @@ use crate::{
     },
     relay::{
         self, Relay,
-        subscriber::{Subscriber, has_sharded_pubsub},
+        subscriber::{Subscriber, TopicEnded, has_sharded_pubsub},
     },
 };
 
@@ -461,7 +461,8 @@ async fn serve(
             relay: relay.clone(),
         },
     };
-    let mut listening = tokio::spawn(relay::serve(relay, pushes));
+    let (dropped_tx, mut dropped) = tokio::sync::mpsc::unbounded_channel();
+    let mut listening = tokio::spawn(relay::serve(relay, pushes, dropped_tx));
     // (Re)connected: Redis may have restarted empty; re-assert everything at once.
     let recovered = async {
         refresh(&mut session.presence, inboxes, state).await?;
@@ -526,6 +527,20 @@ async fn serve(
                 Ok(Err(e)) => e,
                 _ => redis::RedisError::from(std::io::Error::other("listening connection ended")),
             }),
+            Some(channel) = dropped.recv() => match session.subscriber.ended(&channel) {
+                _ if !state.channels.contains(&channel) => Ok(()),
+                TopicEnded::Here => Ok(()),
+                // The topic's slot moved (failover, resharding): the session starts again on the
+                // cluster's new map, which subscribes to every topic on its current master.
+                TopicEnded::Moved => Err(redis::RedisError::from(std::io::Error::other(format!(
+                    "the Redis Cluster moved the slot of channel {channel:?}'s topic"
+                )))),
+                TopicEnded::Server => {
+                    info!(channel = %channel, "Redis ended the subscription to a channel's topic; subscribing again");
+                    counter!("gateway_redis_resubscribes_total").increment(1);
+                    session.subscriber.sync(&[channel], &[]).await
+                }
+            },
             _ = refresh_tick.tick() => refresh(&mut session.presence, inboxes, state).await,
             _ = sleep_until_due(state.occupancy.due()) => {
                 let hooks = session.webhooks.clone();

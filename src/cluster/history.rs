@@ -62,6 +62,22 @@ impl StreamOf {
     }
 }
 
+/// A new id for a message this process sends: increasing for the life of the process, so the append
+/// script can tell a message it appended already when the client library sends it again (ids are
+/// compared per [`sender`]).
+pub fn message_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// This process's name as a sender of messages in the streams' records: random per process (a
+/// restarted node, or one that kept its node id, starts a new sequence of ids), and not the node id,
+/// which these records outlive.
+pub fn sender() -> &'static str {
+    static SENDER: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    SENDER.get_or_init(new_epoch)
+}
+
 /// A message numbered, kept and published by the append script.
 #[derive(Debug)]
 pub struct Appended {
@@ -134,6 +150,7 @@ impl HistoryStore {
         user: &str,
         frame: &[u8],
         (head, presence_ttl, me, here): (&[u8], std::time::Duration, &str, bool),
+        id: u64,
     ) {
         let (meta, stream) = StreamOf::User.keys(user);
         let mut call = self.append.key(meta);
@@ -146,7 +163,9 @@ impl HistoryStore {
             .arg(me)
             .arg(if here { "1" } else { "0" })
             .arg(suffix)
-            .arg(if keys::hash_tags() { "1" } else { "0" });
+            .arg(if keys::hash_tags() { "1" } else { "0" })
+            .arg(sender())
+            .arg(id);
         pipe.invoke_script(&call);
     }
 
@@ -159,11 +178,16 @@ impl HistoryStore {
         channel: &str,
         frame: &[u8],
         (publish, topic, head): (&str, &str, &[u8]),
+        id: u64,
     ) {
         let (meta, stream) = StreamOf::Channel.keys(channel);
         let mut call = self.append.key(meta);
         call.key(stream);
-        self.args(&mut call, frame, head).arg(publish).arg(topic);
+        self.args(&mut call, frame, head)
+            .arg(publish)
+            .arg(topic)
+            .arg(sender())
+            .arg(id);
         pipe.invoke_script(&call);
     }
 
@@ -184,7 +208,14 @@ impl HistoryStore {
 
     /// Reads the append script's reply.
     pub fn parse_append(value: Value) -> RedisResult<Appended> {
-        let (epoch, seq, receivers): (String, u64, u64) = redis::from_redis_value(value)?;
+        let mut parts: Vec<Value> = redis::from_redis_value(value)?;
+        // A fourth element: the message had been appended already (a pipeline sent again).
+        if parts.len() == 4 {
+            parts.pop();
+            metrics::counter!("gateway_cluster_appends_repeated_total").increment(1);
+        }
+        let (epoch, seq, receivers): (String, u64, u64) =
+            redis::from_redis_value(Value::Array(parts))?;
         Ok(Appended {
             epoch: Arc::from(epoch),
             seq,

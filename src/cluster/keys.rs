@@ -97,6 +97,16 @@ pub fn channel(name: &str) -> String {
     named("gateway:ch:", name, "")
 }
 
+/// The channel whose topic ([`channel`]) is `topic`, if it is one.
+pub fn channel_of_topic(topic: &str) -> Option<&str> {
+    let name = topic.strip_prefix("gateway:ch:")?;
+    if hash_tags() {
+        name.strip_prefix('{')?.strip_suffix('}')
+    } else {
+        Some(name)
+    }
+}
+
 /// `gateway:hist:s:<user>`: the stream of `user`'s kept messages. Stream and metadata have different
 /// prefixes rather than suffixes, so no user name (`:` included) makes one the other's key.
 pub fn history_stream(user: &str) -> String {
@@ -196,6 +206,8 @@ mod tests {
         assert_eq!(node_alive("gw-1"), "gateway:node:gw-1:alive");
         assert_eq!(node_channel("gw-1"), "gateway:node:gw-1");
         assert_eq!(channel("news"), "gateway:ch:news");
+        assert_eq!(channel_of_topic("gateway:ch:a:b"), Some("a:b"));
+        assert_eq!(channel_of_topic("gateway:node:x"), None);
         assert_eq!(node_channels("gw-1"), "gateway:node:gw-1:channels");
         assert_eq!(channel_members("news"), "gateway:ch:news:members");
         assert_eq!(member_field("gw-1", "amy"), "gw-1\namy");

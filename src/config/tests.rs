@@ -282,13 +282,15 @@ fn abuse_limits_have_safe_defaults_and_are_validated() {
 }
 
 #[test]
-fn redis_url_takes_one_server_or_sentinels_and_says_what_is_wrong() {
+fn redis_url_takes_one_server_sentinels_or_a_cluster_and_says_what_is_wrong() {
     let mut c = Config::default();
     for good in [
         "redis://127.0.0.1:6379/0",
         "redis://:pw@redis.internal:6380/",
         "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster",
         "redis+sentinel://:pw@s1:26379/mymaster/2",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+        "redis+cluster://:pw@c1:7000/",
     ] {
         c.redis_url = good.into();
         assert!(c.validate().is_ok(), "{good}");
@@ -300,6 +302,8 @@ fn redis_url_takes_one_server_or_sentinels_and_says_what_is_wrong() {
         ("redis://127.0.0.1:6379/notadb", "redis_url"),
         ("redis+sentinel://s1:26379", "names its master"),
         ("redis+sentinel://s1/mymaster", "needs a port"),
+        ("redis+cluster://c1", "needs a port"),
+        ("redis+cluster://c1:7000/2", "seed nodes only"),
     ] {
         c.redis_url = bad.into();
         let problems = invalid(&c);

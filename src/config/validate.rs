@@ -1,7 +1,10 @@
 //! The checks of values that parse but cannot work, all reported at once.
 
 use super::*;
-use crate::bridge::target::{SENTINEL_SCHEME, parse_sentinel_url};
+use crate::bridge::{
+    cluster_target::{CLUSTER_SCHEME, parse_cluster_url},
+    target::{SENTINEL_SCHEME, parse_sentinel_url},
+};
 
 impl Config {
     /// Checks values that parse but cannot work; reports every problem at once.
@@ -151,17 +154,25 @@ impl Config {
         );
         let url = &self.redis_url;
         check(
-            url.is_empty() || url.starts_with("redis://") || url.starts_with(SENTINEL_SCHEME),
+            url.is_empty()
+                || url.starts_with("redis://")
+                || url.starts_with(SENTINEL_SCHEME)
+                || url.starts_with(CLUSTER_SCHEME),
             if url.starts_with("rediss://") {
                 format!(
                     "redis_url {url:?}: this build has no TLS client (rediss://); use redis:// over a \
                      private network or a TLS tunnel"
                 )
             } else {
-                format!("redis_url {url:?} must start with redis:// or redis+sentinel://")
+                format!(
+                    "redis_url {url:?} must start with redis://, redis+sentinel:// or redis+cluster://"
+                )
             },
         );
         if let Err(why) = parse_sentinel_url(url) {
+            check(false, format!("redis_url {url:?}: {why}"));
+        }
+        if let Err(why) = parse_cluster_url(url) {
             check(false, format!("redis_url {url:?}: {why}"));
         }
         // What the client library refuses (a bad host, port or database) is refused here, at start-up:

@@ -14,10 +14,12 @@ use crate::cluster::keys;
 
 /// Serves the listening connection's messages until it fails, and publishes this node's answers (all
 /// answers queued at a time go out in one pipelined round trip). Returns when the connection is gone
-/// (the bridge then reconnects).
+/// (the bridge then reconnects). The channels whose topic stopped being listened to go to `dropped`:
+/// the bridge subscribes again to those it still has subscribers of.
 pub async fn serve(
     relay: Arc<Relay>,
     mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+    dropped: mpsc::UnboundedSender<Arc<str>>,
 ) -> redis::RedisResult<()> {
     let mut acks_rx = relay
         .acks_rx
@@ -62,6 +64,14 @@ pub async fn serve(
         match pushes.recv().await.map(classify) {
             Some(Push::Message(payload)) => relay.on_message(&payload),
             Some(Push::Other) => {}
+            Some(Push::Unsubscribed(topic)) => {
+                if let Some(channel) = std::str::from_utf8(&topic)
+                    .ok()
+                    .and_then(keys::channel_of_topic)
+                {
+                    let _ = dropped.send(channel.into());
+                }
+            }
             Some(Push::Disconnected) | None => {
                 break Err(redis::RedisError::from(std::io::Error::other(
                     "listening connection to Redis lost",

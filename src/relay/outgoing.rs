@@ -251,6 +251,9 @@ struct ToNumber {
     stream: Stream,
     frame: Bytes,
     head: Vec<u8>,
+    /// The message's id (see [`crate::cluster::history::message_id`]), the same however often the
+    /// append is sent.
+    id: u64,
 }
 
 /// Whose stream a message with history goes to.
@@ -298,6 +301,7 @@ async fn send(
             stream,
             frame: frame.clone(),
             head,
+            id: crate::cluster::history::message_id(),
         });
     }
     let looked = tokio::time::timeout_at(deadline, look_up(relay, users, numbered)).await;
@@ -458,14 +462,14 @@ async fn look_up(
             match &n.stream {
                 Stream::User(to, here) => {
                     let how = (&n.head[..], relay.presence_ttl, &*relay.node_id, *here);
-                    relay.history.append(&mut pipe, to, &n.frame, how);
+                    relay.history.append(&mut pipe, to, &n.frame, how, n.id);
                 }
                 Stream::Channel(channel) => {
                     let topic = keys::channel(channel);
                     let how = (publish, topic.as_str(), &n.head[..]);
                     relay
                         .history
-                        .append_channel(&mut pipe, channel, &n.frame, how);
+                        .append_channel(&mut pipe, channel, &n.frame, how, n.id);
                 }
             }
         }

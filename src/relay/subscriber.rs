@@ -11,7 +11,7 @@
 //! connection ([`crate::bridge::cluster_target`]): each SSUBSCRIBE goes to its slot's master, a batch
 //! of them concurrently.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use redis::{
     AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisResult,
@@ -28,6 +28,21 @@ use crate::{
 pub struct Subscriber {
     conn: Listening,
     sharded: bool,
+    /// Topics this node unsubscribed from whose confirmation has not come back yet (how many), to
+    /// tell them from subscriptions a server ended by itself.
+    unsubscribing: HashMap<Arc<str>, u32>,
+}
+
+/// Who ended a subscription to a channel's topic.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopicEnded {
+    /// This node (the confirmation of its own unsubscribe).
+    Here,
+    /// The server: on a Redis Cluster, the topic's slot moved to another master (a failover, a
+    /// resharding), which ends the shard channel subscriptions held on the old one.
+    Moved,
+    /// The server, on a single Redis.
+    Server,
 }
 
 /// One server's connection, or a cluster's.
@@ -59,7 +74,7 @@ impl Subscriber {
             Endpoint::Cluster(url) => {
                 let (conn, rx) = url.listen(node_channel, timeout).await?;
                 let conn = Listening::Cluster(conn);
-                return Ok((Subscriber { conn, sharded }, rx));
+                return Ok((Subscriber::new(conn, sharded), rx));
             }
         };
         let info = client.get_connection_info().clone();
@@ -78,7 +93,30 @@ impl Subscriber {
             .await?;
         conn.subscribe(node_channel).await?;
         let conn = Listening::One(conn);
-        Ok((Subscriber { conn, sharded }, rx))
+        Ok((Subscriber::new(conn, sharded), rx))
+    }
+
+    fn new(conn: Listening, sharded: bool) -> Subscriber {
+        Subscriber {
+            conn,
+            sharded,
+            unsubscribing: HashMap::new(),
+        }
+    }
+
+    /// Who ended the subscription to `channel`'s topic that Redis just reported ended.
+    pub fn ended(&mut self, channel: &Arc<str>) -> TopicEnded {
+        if let Some(pending) = self.unsubscribing.get_mut(channel) {
+            *pending -= 1;
+            if *pending == 0 {
+                self.unsubscribing.remove(channel);
+            }
+            return TopicEnded::Here;
+        }
+        match self.conn {
+            Listening::Cluster(_) => TopicEnded::Moved,
+            Listening::One(_) => TopicEnded::Server,
+        }
     }
 
     /// True when channel topics use sharded pub/sub.
@@ -98,6 +136,11 @@ impl Subscriber {
                 chunk,
             )
             .await?;
+        }
+        if self.sharded {
+            for channel in remove {
+                *self.unsubscribing.entry(channel.clone()).or_default() += 1;
+            }
         }
         for chunk in remove.chunks(BATCH) {
             self.command(
@@ -151,6 +194,9 @@ pub enum Push {
     Message(Vec<u8>),
     /// The connection is gone.
     Disconnected,
+    /// A channel topic is no longer listened to: this node unsubscribed, or (Redis Cluster) its slot
+    /// moved to another master, which ends the shard channel subscriptions held on the old one.
+    Unsubscribed(Vec<u8>),
     /// A confirmation or anything else: nothing to do.
     Other,
 }
@@ -163,6 +209,10 @@ pub fn classify(push: PushInfo) -> Push {
             None => Push::Other,
         },
         PushKind::Disconnection => Push::Disconnected,
+        PushKind::SUnsubscribe => match push.data.first() {
+            Some(redis::Value::BulkString(topic)) => Push::Unsubscribed(topic.clone()),
+            _ => Push::Other,
+        },
         _ => Push::Other,
     }
 }

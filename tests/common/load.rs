@@ -247,6 +247,33 @@ pub struct Round {
     pub acked: usize,
 }
 
+impl Round {
+    /// After a failover: no resume reported a gap (so no acked message was lost, which [`round`]
+    /// checked), and the load did get acks.
+    pub fn check_failover(&self) {
+        assert!(
+            self.gaps.is_empty(),
+            "a resume reported a gap after the failover: {:?}",
+            self.gaps
+        );
+        assert!(self.acked > 0, "no message was acked");
+    }
+
+    /// The round's figures, for a test's report line.
+    pub fn summary(&self) -> String {
+        format!(
+            "acked {}, in flight at the fault {}, replayed {}, duplicates filtered {}, resumes on a skipped seq {}, \
+             resumes answered unavailable (and made again) {}, acked but lost 0",
+            self.acked,
+            self.in_flight,
+            self.replayed,
+            self.duplicates,
+            self.gap_resumes,
+            self.unavailable
+        )
+    }
+}
+
 /// Load between the nodes at `a` and `b`: PAIRS senders on each node, each to a recipient on the
 /// other. `fault` runs after LOAD and says where clients go from then on; the load goes on for LOAD
 /// more, then every acked message must arrive (unless a resume reported a gap).

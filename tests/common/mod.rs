@@ -15,6 +15,8 @@ mod opts;
 pub mod pusher;
 pub mod raw;
 pub mod redis;
+pub mod redis_cluster;
+pub mod scenarios;
 pub mod sentinel;
 mod wire;
 

@@ -136,6 +136,11 @@ impl RedisServer {
         }
     }
 
+    /// True unless [`kill`](Self::kill)ed (or never started): no wait on the process.
+    pub fn is_running_now(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Whether the server process is running (not killed, not exited).
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
