@@ -13,11 +13,18 @@
 #                         release or debug), sets BIN, GATEWAY (unless already set), WORK and PIDS, and
 #                         traps EXIT to stop every process in PIDS (last started first) and remove WORK
 #   start_redis           starts redis-server on a free port; sets REDIS_PORT
+#   start_redis_cluster N starts a Redis Cluster of N masters (no replicas) on free ports; sets
+#                         REDIS_URL (redis+cluster://, which start_node then uses), CLUSTER_PORTS and
+#                         CLUSTER_PIDS
 #   start_node NAME ...   starts a node on that Redis (extra arguments go to `gateway serve`), per-connection
-#                         rate limit off; appends ws://ADDR/ws to NODE_URLS once its /readyz answers 200
+#                         rate limit off; appends ws://ADDR/ws to NODE_URLS and its pid to NODE_PIDS once
+#                         its /readyz answers 200
 #                         (with GATEWAY_CLUSTER_REQUIRE_REDIS_FOR_READY=true: only once Redis is reachable)
 
 NODE_URLS=()
+NODE_PIDS=()
+CLUSTER_PORTS=()
+CLUSTER_PIDS=()
 
 cluster_setup() {
     local name=$1 profile=$2 cmd
@@ -76,6 +83,48 @@ start_redis() {
     exit 1
 }
 
+# Ports are taken as for start_redis; the servers are joined by `redis-cli --cluster create`.
+start_redis_cluster() {
+    local masters=$1 port pid i hosts=()
+    for ((i = 0; i < masters; i++)); do
+        for _ in $(seq 1 20); do
+            port=$((20000 + RANDOM % 30000))
+            if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+            mkdir -p "$WORK/cluster-$port"
+            redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+                --cluster-enabled yes --cluster-config-file nodes.conf --dir "$WORK/cluster-$port" \
+                >"$WORK/redis-$port.log" 2>&1 &
+            pid=$!
+            PIDS+=("$pid")
+            for _ in $(seq 1 50); do
+                if redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$pid"; then
+                    CLUSTER_PORTS+=("$port")
+                    CLUSTER_PIDS+=("$pid")
+                    hosts+=("127.0.0.1:$port")
+                    continue 3
+                fi
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+        done
+        echo "redis-server (cluster) did not start (logs: $WORK/redis-*.log)" >&2
+        exit 1
+    done
+    redis-cli --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1 || {
+        cat "$WORK/cluster-create.log" >&2
+        exit 1
+    }
+    for _ in $(seq 1 100); do
+        if redis-cli -p "${CLUSTER_PORTS[0]}" cluster info | grep -q '^cluster_state:ok'; then
+            REDIS_URL="redis+cluster://$(IFS=,; echo "${hosts[*]}")"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the Redis Cluster did not reach cluster_state:ok" >&2
+    exit 1
+}
+
 # True when GET http://$1$2 answers 200 (bash's /dev/tcp: no curl needed).
 http_ok() {
     local status
@@ -91,8 +140,9 @@ start_node() {
     shift
     GATEWAY_LIMITS_RATE_LIMIT_PER_SEC=0 GATEWAY_CLUSTER_REQUIRE_REDIS_FOR_READY=true \
         "$GATEWAY" serve --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
-        --redis-url "redis://127.0.0.1:$REDIS_PORT" "$@" >"$out" 2>"$out.err" &
+        --redis-url "${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}" "$@" >"$out" 2>"$out.err" &
     PIDS+=($!)
+    local pid=$!
     for _ in $(seq 1 100); do
         if grep -q '^gateway listening' "$out"; then
             ws=$(sed -n 's/^gateway listening.* ws=\([^ ]*\) .*/\1/p' "$out")
@@ -100,6 +150,7 @@ start_node() {
             for _ in $(seq 1 100); do
                 if http_ok "$admin" /readyz 2>/dev/null; then
                     NODE_URLS+=("ws://$ws/ws")
+                    NODE_PIDS+=("$pid")
                     printf '==> node %s: ws=%s admin=%s ready\n' "$name" "$ws" "$admin"
                     return 0
                 fi

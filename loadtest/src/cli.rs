@@ -40,7 +40,10 @@ pub enum Command {
     /// dm across nodes: --url once per node (two or more, on one Redis); every receiver is on another
     /// node than its sender, so every message goes through Redis.
     Crossnode(Options),
-    /// One publisher at --rate to --connections subscribers of --channel.
+    /// One publisher at --rate to --connections subscribers of --channel; with --channels N, subscriber
+    /// i on `<--channel>-<i mod N>` and message k published to channel k mod N (every channel gets
+    /// its share, every subscriber checks its channel's). --url may be given once per node: the
+    /// subscribers are spread over them, so publications cross nodes.
     Fanout(Options),
     /// connect → identify → close at --rate per second for --duration.
     Churn(Options),
@@ -163,8 +166,8 @@ pub struct Options {
     /// --channels).
     #[arg(long, default_value = "fanout")]
     pub channel: String,
-    /// idle, churn, ramp: subscribe connection i to channel `<--channel>-<i mod N>` after it is set up
-    /// [default: pusher 100; v1: no subscription].
+    /// idle, churn, ramp, fanout (v1): subscribe connection i to channel `<--channel>-<i mod N>` after
+    /// it is set up [default: pusher 100; v1: no subscription; fanout: one channel, --channel].
     #[arg(long)]
     pub channels: Option<u64>,
     /// The protocol spoken: `v1` (the gateway's own) or `pusher` (Pusher Channels protocol 7: idle,
@@ -256,6 +259,9 @@ impl Options {
         if self.channels == Some(0) {
             return Err("--channels must be at least 1".into());
         }
+        if s == Scenario::Fanout && self.protocol == Protocol::Pusher && self.channels.is_some() {
+            return Err("--channels with fanout is for --protocol v1".into());
+        }
         check_nodes(s, &targets)?;
         if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 86_400.0) {
             return Err("--duration must be in (0, 86400] seconds".into());
@@ -312,11 +318,12 @@ impl Options {
 /// Checks the number of servers: two or more distinct ones for crossnode, one or more distinct ones
 /// for idle (connections spread over them), exactly one otherwise.
 fn check_nodes(s: Scenario, targets: &[Target]) -> Result<(), String> {
-    if s != Scenario::Crossnode && (s != Scenario::Idle || targets.len() < 2) {
+    let several = matches!(s, Scenario::Idle | Scenario::Fanout);
+    if s != Scenario::Crossnode && (!several || targets.len() < 2) {
         return match targets.len() {
             1 => Ok(()),
             n => Err(format!(
-                "{} takes one --url (given {n}); several nodes are for crossnode and idle",
+                "{} takes one --url (given {n}); several nodes are for crossnode, idle and fanout",
                 s.name()
             )),
         };

@@ -41,6 +41,10 @@ struct State {
     go_at: Option<Instant>,
     /// The servers' CPU time (clock ticks) when `go` was sent.
     cpu_at_go: Option<u64>,
+    /// Each measured process at `go`.
+    servers: Vec<crate::servers::Server>,
+    /// The kernel's memory at `go`.
+    kernel_at_go: Option<crate::servers::Kernel>,
 }
 
 impl State {
@@ -163,6 +167,13 @@ fn settings(
             m.insert("window_unacked".into(), json!(WINDOW));
             if s == Scenario::Fanout {
                 m.insert("channel".into(), json!(opts.channel));
+                if let Some(n) = opts.channels.filter(|_| !pusher) {
+                    m.insert("channels".into(), json!(n));
+                    m.insert(
+                        "spread".into(),
+                        json!("subscriber i on <channel>-<i mod channels>, message k to <channel>-<k mod channels>"),
+                    );
+                }
             }
             if pusher {
                 m.remove("window_unacked");
@@ -180,9 +191,11 @@ fn settings(
             let mut assumes =
                 "gateway per-connection rate limit off (GATEWAY_LIMITS_RATE_LIMIT_PER_SEC=0)"
                     .to_string();
-            if s == Scenario::Crossnode {
+            if s == Scenario::Crossnode || targets.len() > 1 {
                 let urls: Vec<&str> = targets.iter().map(|t| t.url.as_str()).collect();
                 m.insert("nodes".into(), json!(urls));
+            }
+            if s == Scenario::Crossnode {
                 m.insert("pairing".into(), json!(crate::scenarios::PAIRING));
                 assumes += "; every node on the same Redis";
             }
@@ -253,6 +266,8 @@ async fn drive(
     let go_at = Instant::now();
     st.go_at = Some(go_at);
     st.cpu_at_go = crate::report::cpu_ticks(&cpu_pids(opts));
+    st.servers = crate::servers::at_go(&cpu_pids(opts));
+    st.kernel_at_go = Some(crate::servers::kernel());
     while (0..p).any(|w| st.done[w].is_none() && !st.gone[w]) {
         let Some((w, ev)) = events.recv().await else {
             return;
@@ -319,6 +334,8 @@ pub async fn run(s: Scenario, opts: Options, targets: Vec<Target>) -> Report {
         first_failure: None,
         go_at: None,
         cpu_at_go: None,
+        servers: Vec::new(),
+        kernel_at_go: None,
     };
     let in_time = tokio::time::timeout_at(deadline, drive(&mut st, &eps, &mut events, &opts, &bar))
         .await
@@ -326,6 +343,7 @@ pub async fn run(s: Scenario, opts: Options, targets: Vec<Target>) -> Report {
     let duration_s = st.go_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let rss_after = opts.pid.and_then(crate::report::rss_kib);
     let cpu_after = crate::report::cpu_ticks(&cpu_pids(&opts));
+    crate::servers::finish(&mut st.servers);
     for ep in &eps {
         let _ = ep.cmds.send(Cmd::Stop);
     }
@@ -409,6 +427,8 @@ pub async fn run(s: Scenario, opts: Options, targets: Vec<Target>) -> Report {
         received_per_server_cpu_s: server_cpu_s
             .filter(|&c| c > 0.0)
             .map(|c| t.received as f64 / c),
+        servers: std::mem::take(&mut st.servers),
+        kernel_at_go: st.kernel_at_go.take(),
         settings: settings(s, &opts, &targets, &run),
         processes: plan.processes,
         sources: plan.sources,

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod pusher;
 pub mod report;
 pub mod scenarios;
+pub mod servers;
 pub mod stats;
 pub mod worker;
 

@@ -156,6 +156,12 @@ pub struct Report {
     pub server_cpu_s: Option<f64>,
     /// `messages_received / server_cpu_s`: deliveries per server CPU-second.
     pub received_per_server_cpu_s: Option<f64>,
+    /// Each server process (`--pid`, then every `--cpu-pid`): RSS at `go`, CPU over the phase.
+    #[serde(default)]
+    pub servers: Vec<crate::servers::Server>,
+    /// The kernel's memory at `go` (machine-wide).
+    #[serde(default)]
+    pub kernel_at_go: Option<crate::servers::Kernel>,
     /// The settings the run used or assumed.
     pub settings: BTreeMap<String, serde_json::Value>,
     /// Processes used.
@@ -344,6 +350,8 @@ mod tests {
             rss_per_conn_bytes: None,
             server_cpu_s: None,
             received_per_server_cpu_s: None,
+            servers: Vec::new(),
+            kernel_at_go: None,
             settings: BTreeMap::new(),
             processes: 1,
             sources: 1,

@@ -148,6 +148,26 @@ pub(crate) async fn open_held(ctx: &Ctx, i: u64, user: Option<&str>) -> Result<W
         .unwrap_or_else(|_| Err(Failure::new("timeout")))
 }
 
+/// fanout: how many channels the publisher publishes to (`--channels`, v1; else one).
+fn fanout_channels(ctx: &Ctx) -> u64 {
+    match ctx.task.opts.protocol {
+        Protocol::V1 => ctx.task.opts.channels.unwrap_or(1).max(1),
+        Protocol::Pusher => 1,
+    }
+}
+
+/// fanout: the channel of subscriber `i` (and of the publisher's message `i`), and its share of the
+/// publisher's messages when there are several channels.
+fn fanout_channel(ctx: &Ctx, i: u64) -> (String, Option<stream::Share>) {
+    let n = fanout_channels(ctx);
+    if n == 1 {
+        return (ctx.task.opts.channel.clone(), None);
+    }
+    let c = i % n;
+    let channel = format!("{}-{c}", ctx.task.opts.channel);
+    (channel, Some(stream::Share { n, c }))
+}
+
 /// One connection's life in idle, echo, dm, crossnode and fanout.
 async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::OwnedSemaphorePermit) {
     let _alive = Alive::new(&ctx);
@@ -160,7 +180,10 @@ async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::Owne
         }
         let mut ws = open(&ctx, i, user.as_deref()).await?;
         match role {
-            Role::Subscriber => subscribe(&ctx, &mut ws, &ctx.task.opts.channel).await?,
+            Role::Subscriber => {
+                let (channel, _) = fanout_channel(&ctx, i);
+                subscribe(&ctx, &mut ws, &channel).await?
+            }
             Role::Sender(p) if ctx.task.scenario == Scenario::Crossnode => {
                 crossnode::probe(&mut ws, &Role::Receiver(p).user(&ctx, i + 1)).await?;
             }
@@ -197,26 +220,28 @@ async fn connection(ctx: Arc<Ctx>, i: u64, role: Role, permit: tokio::sync::Owne
             Role::Sender(p) => {
                 let to = Role::Receiver(p).user(&ctx, i + 1);
                 let rate = ctx.task.opts.rate(ctx.task.scenario);
-                stream::send_numbered(&ctx, &mut ws, key, p, end_at, rate, |d| {
+                stream::send_numbered(&ctx, &mut ws, key, p, end_at, rate, 1, |_, d| {
                     shards::protocol::client::send(None, &to, d)
                 })
                 .await
             }
             Role::Receiver(p) => {
                 let from = Role::Sender(p).user(&ctx, i - 1);
-                stream::receive_numbered(&ctx, &mut ws, key, &from, end_at, early).await
+                stream::receive_numbered(&ctx, &mut ws, key, &from, None, end_at, early).await
             }
             Role::Subscriber => {
                 let from = match ctx.task.opts.protocol {
                     Protocol::V1 => Role::Publisher.user(&ctx, 0),
                     Protocol::Pusher => ctx.task.opts.channel.clone(),
                 };
-                stream::receive_numbered(&ctx, &mut ws, key, &from, end_at, early).await
+                let (_, share) = fanout_channel(&ctx, i);
+                stream::receive_numbered(&ctx, &mut ws, key, &from, share, end_at, early).await
             }
             Role::Publisher => {
-                let channel = ctx.task.opts.channel.clone();
                 let rate = ctx.task.opts.rate(Scenario::Fanout);
-                stream::send_numbered(&ctx, &mut ws, key, 0, end_at, rate, |d| {
+                let channels = fanout_channels(&ctx);
+                stream::send_numbered(&ctx, &mut ws, key, 0, end_at, rate, channels, |seq, d| {
+                    let (channel, _) = fanout_channel(&ctx, seq);
                     shards::protocol::client::publish(None, &channel, d)
                 })
                 .await

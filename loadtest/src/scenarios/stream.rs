@@ -108,9 +108,11 @@ fn on_reply(ctx: &Ctx, data: &Data) -> u64 {
     }
 }
 
-/// Sends numbered messages built by `request` (which wraps the JSON `data`) until `end_at`, at
-/// `rate` per second (0: as fast as [`WINDOW`] unacknowledged allows), then the end marker, then
-/// waits for the outstanding acks.
+/// Sends numbered messages built by `request` (which wraps message `seq`'s JSON `data`) until
+/// `end_at`, at `rate` per second (0: as fast as [`WINDOW`] unacknowledged allows), then the end
+/// marker `ends` times (as messages `0..ends`: a publisher to several channels tells each), then waits
+/// for the outstanding acks.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_numbered(
     ctx: &Ctx,
     ws: &mut Ws,
@@ -118,7 +120,8 @@ pub async fn send_numbered(
     sender: u64,
     end_at: Instant,
     rate: f64,
-    request: impl Fn(&str) -> String,
+    ends: u64,
+    request: impl Fn(u64, &str) -> String,
 ) -> Result<(), Failure> {
     let mut pacer = Pacer::new(rate);
     let (mut seq, mut unacked) = (0u64, 0u64);
@@ -126,7 +129,7 @@ pub async fn send_numbered(
         let mut n = 0;
         while n < BATCH && unacked < WINDOW && pacer.due() > 0 {
             let data = format!("[{sender},{seq},{}]", now_us());
-            net::feed(ws, Message::text(request(&data))).await?;
+            net::feed(ws, Message::text(request(seq, &data))).await?;
             seq += 1;
             unacked += 1;
             n += 1;
@@ -150,8 +153,12 @@ pub async fn send_numbered(
             _ = sleep_until(wake), if !busy => {}
         }
     }
-    net::send_text(ws, request(&format!("{{\"end\":{seq}}}"))).await?;
-    unacked += 1;
+    let end = format!("{{\"end\":{seq}}}");
+    for e in 0..ends.max(1) {
+        net::feed(ws, Message::text(request(e, &end))).await?;
+    }
+    net::flush(ws).await?;
+    unacked += ends.max(1);
     let give_up = end_at + DRAIN;
     while unacked > 0 {
         tokio::select! {
@@ -209,8 +216,30 @@ fn numbered(ctx: &Ctx, data: &Data, from: &str) -> Option<Numbered> {
     None
 }
 
+/// The messages of one channel among a publisher's `n` channels: message `k` goes to channel `k mod
+/// n`, so channel `c` gets `c, c + n, c + 2n, ...`, counted here as `0, 1, 2, ...`.
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    pub n: u64,
+    pub c: u64,
+}
+
+impl Share {
+    /// This channel's number for the publisher's message `seq`, if it is this channel's.
+    fn index(self, seq: u64) -> Option<u64> {
+        (seq % self.n == self.c).then_some(seq / self.n)
+    }
+
+    /// How many of the publisher's first `total` messages are this channel's.
+    fn total(self, total: u64) -> u64 {
+        (total + self.n - 1 - self.c) / self.n
+    }
+}
+
 /// A receiver's state.
 struct Receiving {
+    /// The channel's share of its publisher's messages (fanout with --channels).
+    share: Option<Share>,
     /// What arrived.
     tracker: SeqTracker,
     /// The total the end marker announced.
@@ -228,12 +257,22 @@ impl Receiving {
         };
         match numbered {
             Some(Numbered::Msg { seq, t_us }) => {
+                let seq = match self.share {
+                    None => seq,
+                    Some(share) => match share.index(seq) {
+                        Some(i) => i,
+                        None => {
+                            ctx.errors.add("wrong_channel");
+                            return;
+                        }
+                    },
+                };
                 self.tracker.record(seq);
                 ctx.received.fetch_add(1, Relaxed);
                 ctx.rec.received(key, now_us().saturating_sub(t_us));
             }
             Some(Numbered::End { total }) => {
-                self.total = Some(total);
+                self.total = Some(self.share.map_or(total, |share| share.total(total)));
                 self.until = self.until.min(Instant::now() + GRACE);
             }
             None => {}
@@ -241,18 +280,21 @@ impl Receiving {
     }
 }
 
-/// Checks the stream from user `from` (pusher: on channel `from`) (starting with the frames in `early`, which arrived before this
-/// task saw `go`) until it is complete or [`DRAIN`] after `end_at`; adds the verdict to the worker's
+/// Checks the stream from user `from` (pusher: on channel `from`; with `share`, this channel's part
+/// of it) (starting with the frames in `early`, which arrived before this task saw `go`) until it is complete or [`DRAIN`] after `end_at`; adds the verdict to the worker's
 /// counts.
+#[allow(clippy::too_many_arguments)]
 pub async fn receive_numbered(
     ctx: &Ctx,
     ws: &mut Ws,
     key: usize,
     from: &str,
+    share: Option<Share>,
     end_at: Instant,
     early: Vec<Data>,
 ) -> Result<(), Failure> {
     let mut st = Receiving {
+        share,
         tracker: SeqTracker::new(),
         total: None,
         until: end_at + DRAIN,
@@ -293,6 +335,19 @@ mod tests {
 
     fn read(text: &'static str) -> Reply {
         reply(&Data::Text(bytes::Bytes::from_static(text.as_bytes())))
+    }
+
+    #[test]
+    fn a_channel_counts_its_share_of_the_publishers_messages() {
+        let share = Share { n: 3, c: 1 };
+        assert_eq!(share.index(1), Some(0));
+        assert_eq!(share.index(4), Some(1));
+        assert_eq!(share.index(3), None);
+        // Messages 0..5: channel 1 got 1 and 4; 0..1: none; 0..2: one.
+        assert_eq!(share.total(5), 2);
+        assert_eq!(share.total(1), 0);
+        assert_eq!(share.total(2), 1);
+        assert_eq!(Share { n: 1, c: 0 }.total(7), 7);
     }
 
     #[test]
