@@ -5,19 +5,22 @@
 //! Why a type of our own rather than the `redis` crate's cluster connection as it is: the stores batch
 //! their writes in pipelines (a thousand users' presence in one round trip), and the crate's cluster
 //! connection refuses a pipeline whose commands fall in different hash slots. Here a plain (non-atomic)
-//! pipeline is split by slot, the parts run concurrently, and the replies come back in the pipeline's
-//! order, so callers keep one pipelined round trip per batch (per shard, in parallel) and stay
-//! unaware of the topology. The commands of one slot keep their order (they go in one part, to one
-//! server), which is the order the relay needs: every message to one node or one channel goes through
-//! one slot. A transaction (`MULTI`) is never split: its keys must share a slot, which
-//! [`super::keys`] arranges with hash tags.
+//! pipeline is split by master (the slot map of [`super::slots`]), the parts run concurrently, and the
+//! replies come back in the pipeline's order, so callers keep one pipelined round trip per batch (per
+//! master, in parallel) and stay unaware of the topology. The commands of one slot keep their order
+//! (they go in one part, to one server), which is the order the relay needs: every message to one
+//! node or one channel goes through one slot. A transaction (`MULTI`) is never split: its keys must
+//! share a slot, which [`super::keys`] arranges with hash tags.
 
 use futures_util::future::try_join_all;
 use redis::{
     Cmd, Pipeline, RedisFuture, Value,
     aio::{ConnectionLike, ConnectionManager},
     cluster_async::ClusterConnection,
+    cluster_routing::SingleNodeRoutingInfo,
 };
+
+use super::slots;
 
 /// A connection to the Redis the bridge uses: cheap to clone (every clone shares the connection).
 #[derive(Clone)]
@@ -25,7 +28,14 @@ pub enum Conn {
     /// One server: `redis://`, or the master Sentinel names.
     Single(ConnectionManager),
     /// A Redis Cluster: commands go to the master of their key's slot (MOVED and ASK followed).
-    Cluster(ClusterConnection),
+    Cluster(ClusterConn),
+}
+
+/// The crate's cluster connection and the slot map pipelines are grouped by.
+#[derive(Clone)]
+pub struct ClusterConn {
+    conn: ClusterConnection,
+    slots: slots::Shared,
 }
 
 impl From<ConnectionManager> for Conn {
@@ -36,7 +46,10 @@ impl From<ConnectionManager> for Conn {
 
 impl From<ClusterConnection> for Conn {
     fn from(conn: ClusterConnection) -> Self {
-        Conn::Cluster(conn)
+        Conn::Cluster(ClusterConn {
+            conn,
+            slots: slots::Shared::default(),
+        })
     }
 }
 
@@ -51,7 +64,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.conn.req_packed_command(cmd),
         }
     }
 
@@ -65,9 +78,9 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => {
                 if pipeline.is_transaction() {
-                    c.req_packed_commands(pipeline, offset, count)
+                    c.conn.req_packed_commands(pipeline, offset, count)
                 } else {
-                    Box::pin(split_by_slot(c.clone(), pipeline))
+                    Box::pin(split_by_master(c.clone(), pipeline))
                 }
             }
         }
@@ -76,18 +89,16 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(c) => c.conn.get_db(),
         }
     }
 }
 
-/// Runs a plain pipeline on a cluster as one pipeline per hash slot, concurrently, and returns the
-/// replies in the pipeline's order. Commands without a key (`TIME`) ride with the first slot's part;
-/// `SCRIPT LOAD` goes first, to every master.
-async fn split_by_slot(
-    mut conn: ClusterConnection,
-    pipeline: &Pipeline,
-) -> redis::RedisResult<Vec<Value>> {
+/// Runs a plain pipeline on a cluster as one pipeline per master, concurrently, and returns the
+/// replies in the pipeline's order. Commands without a key (`TIME`) ride with the first master's
+/// part; `SCRIPT LOAD` goes first, to every master. A failed part makes the slot map stale.
+async fn split_by_master(c: ClusterConn, pipeline: &Pipeline) -> redis::RedisResult<Vec<Value>> {
+    let ClusterConn { mut conn, slots } = c;
     let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
     let mut out = vec![Value::Nil; cmds.len()];
     // `SCRIPT LOAD` goes to every master first (the crate routes it so on its own): the scripts the
@@ -100,26 +111,51 @@ async fn split_by_slot(
             rest.push(i);
         }
     }
-    let parts: Vec<Vec<usize>> = group_by_slot(rest.iter().map(|&i| slot_of(cmds[i])))
-        .into_iter()
-        .map(|part| part.into_iter().map(|j| rest[j]).collect())
-        .collect();
-    if parts.len() == 1 && rest.len() == cmds.len() {
-        return conn.req_packed_commands(pipeline, 0, cmds.len()).await;
+    let map = slots.get(&mut conn).await?;
+    let mut targets = Vec::with_capacity(rest.len());
+    for &i in &rest {
+        targets.push(match slot_of(cmds[i]) {
+            None => None,
+            // A replica takes an SPUBLISH and tells its own subscribers only: with a map gone stale
+            // by a failover, publications would vanish on the old master. The crate routes them by
+            // its own map, which it corrects on every MOVED.
+            Some(slot) if is_spublish(cmds[i]) => Some(Part::Slot(slot)),
+            Some(slot) => Some(Part::Master(map.master_of(slot).ok_or_else(|| {
+                slots.stale();
+                redis::RedisError::from(std::io::Error::other(format!(
+                    "no master serves slot {slot}"
+                )))
+            })?)),
+        });
     }
-    let runs = parts.iter().map(|indices| {
+    let parts: Vec<(Option<Part>, Vec<usize>)> = group(targets.into_iter())
+        .into_iter()
+        .map(|(m, part)| (m, part.into_iter().map(|j| rest[j]).collect()))
+        .collect();
+    let runs = parts.iter().map(|(target, indices)| {
         let mut part = redis::pipe();
         for &i in indices {
             part.add_command(cmds[i].clone());
         }
+        let route = match target {
+            Some(Part::Master(m)) => {
+                let (host, port) = map.masters[*m].clone();
+                Some(SingleNodeRoutingInfo::ByAddress { host, port })
+            }
+            // One slot, or keyless commands only: the crate routes them.
+            _ => None,
+        };
         let mut conn = conn.clone();
         async move {
             let n = indices.len();
-            conn.req_packed_commands(&part, 0, n).await
+            match route {
+                Some(route) => conn.route_pipeline(part, 0, n, route).await,
+                None => conn.req_packed_commands(&part, 0, n).await,
+            }
         }
     });
-    let replies = try_join_all(runs).await?;
-    for (indices, values) in parts.iter().zip(replies) {
+    let replies = try_join_all(runs).await.inspect_err(|_| slots.stale())?;
+    for ((_, indices), values) in parts.iter().zip(replies) {
         for (&i, v) in indices.iter().zip(values) {
             out[i] = v;
         }
@@ -137,17 +173,33 @@ fn is_script_load(cmd: &Cmd) -> bool {
         if a.eq_ignore_ascii_case(b"SCRIPT") && b.eq_ignore_ascii_case(b"LOAD"))
 }
 
-/// Groups command indices by slot, in order of first appearance; keyless commands (`None`) join the
+/// Where a part of a pipeline goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// To this master of the slot map, in one pipeline.
+    Master(usize),
+    /// To this slot's master as the crate knows it.
+    Slot(u16),
+}
+
+/// True for `SPUBLISH`.
+fn is_spublish(cmd: &Cmd) -> bool {
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"SPUBLISH"))
+}
+
+/// Groups command indices by target, in order of first appearance; keyless commands (`None`) join the
 /// first group.
-fn group_by_slot(slots: impl Iterator<Item = Option<u16>>) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
+fn group<K: Copy + PartialEq>(
+    targets: impl Iterator<Item = Option<K>>,
+) -> Vec<(Option<K>, Vec<usize>)> {
+    let mut groups: Vec<(Option<K>, Vec<usize>)> = Vec::new();
     let mut keyless = Vec::new();
-    for (i, slot) in slots.enumerate() {
-        match slot {
+    for (i, target) in targets.enumerate() {
+        match target {
             None => keyless.push(i),
-            Some(s) => match groups.iter_mut().find(|(g, _)| *g == Some(s)) {
+            Some(m) => match groups.iter_mut().find(|(g, _)| *g == Some(m)) {
                 Some((_, members)) => members.push(i),
-                None => groups.push((Some(s), vec![i])),
+                None => groups.push((Some(m), vec![i])),
             },
         }
     }
@@ -155,7 +207,7 @@ fn group_by_slot(slots: impl Iterator<Item = Option<u16>>) -> Vec<Vec<usize>> {
         return if keyless.is_empty() {
             Vec::new()
         } else {
-            vec![keyless]
+            vec![(None, keyless)]
         };
     }
     if !keyless.is_empty() {
@@ -163,7 +215,7 @@ fn group_by_slot(slots: impl Iterator<Item = Option<u16>>) -> Vec<Vec<usize>> {
         first.extend(keyless);
         first.sort_unstable();
     }
-    groups.into_iter().map(|(_, m)| m).collect()
+    groups
 }
 
 /// The hash slot a command's (first) key falls in; `None` for a command without a key. Covers the
@@ -259,9 +311,15 @@ mod tests {
 
     #[test]
     fn groups_keep_order_and_keyless_commands_ride_with_the_first() {
-        let groups = group_by_slot([None, Some(5), Some(7), Some(5), None, Some(7)].into_iter());
-        assert_eq!(groups, vec![vec![0, 1, 3, 4], vec![2, 5]]);
-        assert_eq!(group_by_slot([None, None].into_iter()), vec![vec![0, 1]]);
-        assert!(group_by_slot(std::iter::empty()).is_empty());
+        let groups = group([None, Some(5), Some(7), Some(5), None, Some(7)].into_iter());
+        assert_eq!(
+            groups,
+            vec![(Some(5), vec![0, 1, 3, 4]), (Some(7), vec![2, 5])]
+        );
+        assert_eq!(
+            group([None::<usize>, None].into_iter()),
+            vec![(None, vec![0, 1])]
+        );
+        assert!(group(std::iter::empty::<Option<usize>>()).is_empty());
     }
 }

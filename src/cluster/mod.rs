@@ -32,6 +32,7 @@ pub mod occupancy;
 pub mod presence;
 pub mod pusher_members;
 pub mod registry;
+pub mod slots;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
