@@ -26,6 +26,17 @@ pub fn owned_users(st: &ShardState) -> Vec<(Arc<str>, u64)> {
         .collect()
 }
 
+/// [`owned_users`] of one slice: the users `u` with `ids::owner_of(u, slices) == slice` (the bridge
+/// refreshes a slice at a time, so the refresh of a large node is spread over its interval).
+pub fn owned_users_in(st: &ShardState, slices: usize, slice: usize) -> Vec<(Arc<str>, u64)> {
+    st.users
+        .directory
+        .iter()
+        .filter(|(u, _)| crate::ids::owner_of(u, slices) == slice)
+        .map(|(u, n)| (u.clone(), n))
+        .collect()
+}
+
 /// Every channel this shard owns with its subscribed users on this node: what the bridge re-asserts as
 /// channel presence (and the topics it resubscribes) after Redis comes back.
 pub fn owned_channels(st: &ShardState) -> Vec<(Arc<str>, Vec<Arc<str>>)> {

@@ -197,7 +197,7 @@ pub(super) async fn write_pending(
 ) -> redis::RedisResult<()> {
     drain_events(&shared.link, state, Some(session));
     if shared.link.overflowed.swap(false, Ordering::AcqRel) {
-        refresh(&mut session.presence, inboxes, state).await?;
+        refresh(&mut session.presence, inboxes, state, None).await?;
         reassert_channels(&mut session.members, inboxes, state).await?;
         reassert_pusher(&mut session.pusher, inboxes).await?;
         return sync_channels(session, state, inboxes).await;
@@ -257,23 +257,39 @@ pub(super) async fn write_presence(
     Ok(())
 }
 
-/// Re-asserts every local user's presence: the periodic refresh, and the recovery after reconnects.
+/// Slices of the periodic presence refresh: about one a second, at most 60 per interval.
+pub(super) fn refresh_slices(interval: Duration) -> usize {
+    (interval.as_secs() as usize).clamp(1, 60)
+}
+
+/// Re-asserts local users' presence: every user (`part` `None`: the recovery after reconnects), or the
+/// slice `part = (slices, slice)` of them (the periodic refresh, one slice per tick).
 pub(super) async fn refresh(
     presence: &mut PresenceStore,
     inboxes: &Arc<[Arc<Inbox>]>,
     state: &mut BridgeState,
+    part: Option<(usize, usize)>,
 ) -> redis::RedisResult<()> {
-    let users = ask_shards(inboxes, control::owned_users).await;
+    let users = match part {
+        None => ask_shards(inboxes, control::owned_users).await,
+        Some((slices, slice)) => {
+            ask_shards(inboxes, move |st| {
+                control::owned_users_in(st, slices, slice)
+            })
+            .await
+        }
+    };
     let batch: Vec<(Arc<str>, u32)> = users
         .into_iter()
         .map(|(u, n)| (u, n.min(u32::MAX as u64) as u32))
         .collect();
+    let in_part = |u: &str| part.is_none_or(|(slices, slice)| owner_of(u, slices) == slice);
     // Users this bridge wrote that no shard owns any more were missed on the way down: remove them.
     let live: HashSet<&str> = batch.iter().map(|(u, _)| &**u).collect();
     let gone: Vec<Arc<str>> = state
         .applied
         .keys()
-        .filter(|u| !live.contains(&***u))
+        .filter(|u| in_part(u) && !live.contains(&***u))
         .cloned()
         .collect();
     let ts = now_ms();
@@ -350,7 +366,7 @@ pub(super) fn record(
 /// Runs `op` on every shard and concatenates the results (bounded wait per shard).
 pub(super) async fn ask_shards<T: Send + 'static>(
     inboxes: &Arc<[Arc<Inbox>]>,
-    op: fn(&shards::shard::ShardState) -> Vec<T>,
+    op: impl Fn(&shards::shard::ShardState) -> Vec<T> + Copy + Send + 'static,
 ) -> Vec<T> {
     let mut all = Vec::new();
     for inbox in inboxes.iter() {
@@ -366,4 +382,16 @@ pub(super) async fn ask_shards<T: Send + 'static>(
         }
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_goes_in_slices_of_about_a_second() {
+        assert_eq!(refresh_slices(Duration::from_millis(300)), 1);
+        assert_eq!(refresh_slices(Duration::from_secs(30)), 30);
+        assert_eq!(refresh_slices(Duration::from_secs(600)), 60);
+    }
 }

@@ -10,8 +10,8 @@
 //! - relays direct messages, publications and disconnects to the other nodes ([`crate::relay`]) and
 //!   completes presence queries with the other nodes' entries;
 //! - re-asserts every local user's presence each `presence_refresh_ms`, asking the shards for their
-//!   owned users through `NodeMsg::Invoke` (and at once after Redis comes back, which covers a Redis
-//!   restarted empty);
+//!   owned users through `NodeMsg::Invoke`, a slice of them about every second (and all at once after
+//!   Redis comes back, which covers a Redis restarted empty);
 //! - heartbeats the node registry and caches the cluster's node list for `GET /v1/nodes`;
 //! - keeps `gateway_redis_up` and the readiness flag true to the link's state, reconnecting with capped
 //!   exponential backoff and jitter;
@@ -30,10 +30,8 @@ use std::{
     time::Duration,
 };
 
-use metrics::{counter, gauge};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
 use crate::cluster::conn::Conn;
+use metrics::{counter, gauge};
 use shards::{
     admit::ClusterState,
     control,
@@ -74,7 +72,7 @@ mod queries;
 pub mod target;
 
 use queries::Queries;
-use target::{Endpoint, Resolved, Target};
+use target::{Resolved, Target};
 
 use backoff::Backoff;
 pub use link::BridgeLink;
@@ -259,7 +257,7 @@ async fn run(
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        match connect(&mut target).await {
+        match target.connect().await {
             Ok((server, conn)) => {
                 match &server.master {
                     Some((host, port)) => {
@@ -295,40 +293,6 @@ async fn run(
             _ = target.news() => {}
         }
     }
-}
-
-/// One connection attempt: the server to use now, a connection to it, and (Sentinel) that it is the
-/// master.
-async fn connect(target: &mut Target) -> redis::RedisResult<(Resolved, Conn)> {
-    // Not `timed`: in Sentinel mode each sentinel has its own bound, and a dead one must not keep
-    // the next from being asked.
-    let server = target.resolve().await?;
-    let client = match &server.endpoint {
-        Endpoint::One(client) => client.clone(),
-        Endpoint::Cluster(url) => {
-            let conn = tokio::time::timeout(OP_TIMEOUT * 2, url.connect(OP_TIMEOUT))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "Redis Cluster connect timed out",
-                    )
-                })??;
-            return Ok((server, conn.into()));
-        }
-    };
-    let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(OP_TIMEOUT))
-        .set_response_timeout(Some(OP_TIMEOUT))
-        .set_number_of_retries(1);
-    let mut conn = tokio::time::timeout(
-        OP_TIMEOUT * 2,
-        ConnectionManager::new_with_config(client, manager_config),
-    )
-    .await
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis connect timed out"))??;
-    timed(target.check_role(&mut conn)).await?;
-    Ok((server, conn.into()))
 }
 
 /// What the bridge knows between connections.
@@ -465,7 +429,7 @@ async fn serve(
     let mut listening = tokio::spawn(relay::serve(relay, pushes, dropped_tx));
     // (Re)connected: Redis may have restarted empty; re-assert everything at once.
     let recovered = async {
-        refresh(&mut session.presence, inboxes, state).await?;
+        refresh(&mut session.presence, inboxes, state, None).await?;
         reassert_channels(&mut session.members, inboxes, state).await?;
         reassert_pusher(&mut session.pusher, inboxes).await?;
         sync_channels(&mut session, state, inboxes).await?;
@@ -482,7 +446,12 @@ async fn serve(
         "cluster state restored in Redis"
     );
     set_up(view, true);
-    let mut refresh_tick = tokio::time::interval(config.presence_refresh);
+    // The periodic refresh goes a slice of the users at a time, one slice a second or so, so that a
+    // node with many users does not write them all at once (which held cross-node delivery up for
+    // as long, docs/BENCHMARKS.md "A Redis Cluster"); every user still comes once per interval.
+    let slices = batch::refresh_slices(config.presence_refresh);
+    let mut slice = 0;
+    let mut refresh_tick = tokio::time::interval(config.presence_refresh / slices as u32);
     let mut heartbeat_tick = tokio::time::interval(config.heartbeat_interval);
     refresh_tick.reset();
     heartbeat_tick.reset();
@@ -541,7 +510,10 @@ async fn serve(
                     session.subscriber.sync(&[channel], &[]).await
                 }
             },
-            _ = refresh_tick.tick() => refresh(&mut session.presence, inboxes, state).await,
+            _ = refresh_tick.tick() => {
+                slice = (slice + 1) % slices;
+                refresh(&mut session.presence, inboxes, state, Some((slices, slice))).await
+            }
             _ = sleep_until_due(state.occupancy.due()) => {
                 let hooks = session.webhooks.clone();
                 state.occupancy.confirm_due(&mut session.occupancy, hooks.as_deref(), false).await

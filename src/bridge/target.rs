@@ -25,7 +25,10 @@ use redis::{Client, IntoConnectionInfo, RedisResult};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
 use super::cluster_target::ClusterUrl;
+use crate::cluster::conn::Conn;
 
 /// URL scheme of a Sentinel-managed Redis.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
@@ -252,6 +255,43 @@ impl Target {
                 })
             }
         }
+    }
+
+    /// One connection attempt: the server to use now, a connection to it, and (Sentinel) that it is the
+    /// master.
+    pub async fn connect(&mut self) -> redis::RedisResult<(Resolved, Conn)> {
+        // Not `timed`: in Sentinel mode each sentinel has its own bound, and a dead one must not keep
+        // the next from being asked.
+        let server = self.resolve().await?;
+        let client = match &server.endpoint {
+            Endpoint::One(client) => client.clone(),
+            Endpoint::Cluster(url) => {
+                let conn =
+                    tokio::time::timeout(super::OP_TIMEOUT * 2, url.connect(super::OP_TIMEOUT))
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "Redis Cluster connect timed out",
+                            )
+                        })??;
+                return Ok((server, conn.into()));
+            }
+        };
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(super::OP_TIMEOUT))
+            .set_response_timeout(Some(super::OP_TIMEOUT))
+            .set_number_of_retries(1);
+        let mut conn = tokio::time::timeout(
+            super::OP_TIMEOUT * 2,
+            ConnectionManager::new_with_config(client, manager_config),
+        )
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis connect timed out")
+        })??;
+        super::timed(self.check_role(&mut conn)).await?;
+        Ok((server, conn.into()))
     }
 
     /// In Sentinel mode, fails unless the connected server is a master (a demoted one answers reads
