@@ -1,9 +1,9 @@
 //! Redis Cluster, for real: three masters and three replicas (tests/common/redis_cluster.rs), gateway
 //! nodes on `redis+cluster://`, and the cross-node scenarios the single-Redis tests run
 //! (tests/common/scenarios.rs): direct messages both ways, fan-out to 300 subscribers over three
-//! nodes, channel and user presence, a killed node's members swept, history and resume across nodes,
-//! one order from senders on two nodes, on a cluster with a password (a node given a wrong one stays
-//! unready). Then a master fails under direct-message load
+//! nodes, channel and user presence, history and resume across nodes, one order from senders on two
+//! nodes, a killed node's members swept and its user reached on another node, on a cluster with a
+//! password (a node given a wrong one stays unready). Then a master fails under direct-message load
 //! (tests/common/load.rs), promoted away by `CLUSTER FAILOVER` on its replica and, separately,
 //! SIGKILLed: no acked message may be lost after the clients resume, and the time until the nodes
 //! deliver across again is reported.
@@ -101,6 +101,12 @@ fn the_cross_node_scenarios_run_on_a_redis_cluster() {
     let ack = publish(&mut ben, "after-kill", "room", json!("still here"));
     assert_eq!(ack["conns"], 1, "only amy, on another node: {ack}");
     assert_eq!(amy.recv_json()["data"], "still here");
+    // cid fails over to node a (as tests/cluster_failover.rs): a send from node b reaches it there.
+    let mut cid = nodes[0].identified("cid");
+    eventually("cid reachable on node a", || {
+        scenarios::send(&mut ben, "to-cid", "cid", json!("found you"))["status"] == "delivered"
+    });
+    assert_eq!(cid.recv_json()["data"], "found you");
 
     // A node with a wrong password never joined.
     let (status, body) = intruder.http_get("/readyz");
