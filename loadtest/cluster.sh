@@ -60,19 +60,23 @@ cluster_cleanup() {
     rm -rf "$WORK"
 }
 
-# A port another process holds is skipped: the answer to INFO must come from our own server (its pid).
-start_redis() {
+# Starts redis-server on a free port with extra arguments "$@" (a port another process holds is
+# skipped: the answer to INFO must come from our own server, its pid); sets SPAWNED_PORT and
+# SPAWNED_PID, or exits.
+spawn_redis() {
     local port pid
     for _ in $(seq 1 20); do
         port=$((20000 + RANDOM % 30000))
         if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+        mkdir -p "$WORK/redis-$port"
         redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-            >"$WORK/redis-$port.log" 2>&1 &
+            --dir "$WORK/redis-$port" "$@" >"$WORK/redis-$port.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
         for _ in $(seq 1 50); do
             if redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$pid"; then
-                REDIS_PORT=$port
+                SPAWNED_PORT=$port
+                SPAWNED_PID=$pid
                 return 0
             fi
             kill -0 "$pid" 2>/dev/null || break
@@ -83,32 +87,19 @@ start_redis() {
     exit 1
 }
 
-# Ports are taken as for start_redis; the servers are joined by `redis-cli --cluster create`.
+start_redis() {
+    spawn_redis
+    REDIS_PORT=$SPAWNED_PORT
+}
+
+# The servers are joined by `redis-cli --cluster create`.
 start_redis_cluster() {
-    local masters=$1 port pid i hosts=()
+    local masters=$1 i hosts=()
     for ((i = 0; i < masters; i++)); do
-        for _ in $(seq 1 20); do
-            port=$((20000 + RANDOM % 30000))
-            if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
-            mkdir -p "$WORK/cluster-$port"
-            redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-                --cluster-enabled yes --cluster-config-file nodes.conf --dir "$WORK/cluster-$port" \
-                >"$WORK/redis-$port.log" 2>&1 &
-            pid=$!
-            PIDS+=("$pid")
-            for _ in $(seq 1 50); do
-                if redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$pid"; then
-                    CLUSTER_PORTS+=("$port")
-                    CLUSTER_PIDS+=("$pid")
-                    hosts+=("127.0.0.1:$port")
-                    continue 3
-                fi
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-        done
-        echo "redis-server (cluster) did not start (logs: $WORK/redis-*.log)" >&2
-        exit 1
+        spawn_redis --cluster-enabled yes --cluster-config-file nodes.conf
+        CLUSTER_PORTS+=("$SPAWNED_PORT")
+        CLUSTER_PIDS+=("$SPAWNED_PID")
+        hosts+=("127.0.0.1:$SPAWNED_PORT")
     done
     redis-cli --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1 || {
         cat "$WORK/cluster-create.log" >&2

@@ -42,16 +42,10 @@ pub fn parse_cluster_url(url: &str) -> Result<Option<ClusterUrl>, String> {
         Some((auth, hosts)) => (format!("{auth}@"), hosts),
         None => (String::new(), rest),
     };
-    let mut seeds = Vec::new();
-    for host in hosts.split(',') {
-        let (name, port) = host
-            .rsplit_once(':')
-            .ok_or_else(|| format!("cluster node {host:?} needs a port (host:port)"))?;
-        if name.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("cluster node {host:?} is not host:port"));
-        }
-        seeds.push(format!("redis://{auth}{host}"));
-    }
+    let seeds = super::target::host_list(hosts, "cluster node")?
+        .into_iter()
+        .map(|host| format!("redis://{auth}{host}"))
+        .collect();
     Ok(Some(ClusterUrl { seeds }))
 }
 

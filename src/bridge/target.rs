@@ -102,6 +102,22 @@ fn percent_decoded(value: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("{value:?} is not UTF-8 once decoded"))
 }
 
+/// Splits `host:port[,host:port...]` of a URL, checking each (`what` names them in errors).
+pub fn host_list(hosts: &str, what: &str) -> Result<Vec<String>, String> {
+    hosts
+        .split(',')
+        .map(|host| {
+            let (name, port) = host
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{what} {host:?} needs a port (host:port)"))?;
+            if name.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(format!("{what} {host:?} is not host:port"));
+            }
+            Ok(host.to_string())
+        })
+        .collect()
+}
+
 /// Parses a Sentinel URL; `Ok(None)` for any other scheme.
 pub fn parse_sentinel_url(url: &str) -> Result<Option<SentinelUrl>, String> {
     let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) else {
@@ -114,16 +130,7 @@ pub fn parse_sentinel_url(url: &str) -> Result<Option<SentinelUrl>, String> {
         Some((auth, hosts)) => (format!("{auth}@"), hosts),
         None => (String::new(), hosts),
     };
-    let mut sentinels = Vec::new();
-    for host in hosts.split(',') {
-        let (name, port) = host
-            .rsplit_once(':')
-            .ok_or_else(|| format!("sentinel {host:?} needs a port (host:port)"))?;
-        if name.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("sentinel {host:?} is not host:port"));
-        }
-        sentinels.push(host.to_string());
-    }
+    let sentinels = host_list(hosts, "sentinel")?;
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let (mut sentinel_username, mut sentinel_password) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
