@@ -82,6 +82,8 @@ use link::Event;
 pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// Bound on one Redis operation, and on asking the shards for their users.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Least pause before a new session on a Redis Cluster (see `run`).
+const CLUSTER_SETTLE: Duration = Duration::from_secs(2);
 /// Bound on the final clean-up at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -284,7 +286,13 @@ async fn run(
         pusher::decide_locally(&mut state.presence, &inboxes);
         release_confirms(&mut state, &inboxes);
         fail_resumes(&shared.link, &mut state, &inboxes);
-        let delay = backoff.next();
+        let mut delay = backoff.next();
+        if matches!(target, Target::Cluster(_)) {
+            // A cluster's nodes learn a failover from each other over a second or so; a session
+            // started at once may take its slot map (and place its subscriptions) from one that has
+            // not yet (tests/redis_cluster.rs saw a subscription left on the demoted master).
+            delay = delay.max(CLUSTER_SETTLE);
+        }
         counter!("gateway_redis_disconnected_ms_total").increment(delay.as_millis() as u64);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
