@@ -462,9 +462,11 @@ pub(super) fn deliver_channel_local(
 
 /// A connection subscribed: local table, then the channel's owner.
 ///
-/// The `subscribed` ack goes to `ack` at once on a single node; in cluster mode the owner sends it
-/// once this node listens to the channel across the cluster. With `since` the connection holds the
-/// channel's live publications until its replay comes, and the ack comes with the replay.
+/// The `subscribed` ack always comes from the owner, once the channel's index counts the connection
+/// (and, in cluster mode, once this node listens to the channel across the cluster): whatever the
+/// client does after the ack (an HTTP publication, a channel query) reaches the owner after the
+/// subscription and sees it. With `since` the connection holds the channel's live publications until
+/// its replay comes, and the ack comes with the replay.
 pub fn subscribed(
     shard: &Shard,
     st: &mut ShardState,
@@ -478,8 +480,8 @@ pub fn subscribed(
         st.channels.local.add(channel.clone(), ack.conn);
     } // else: a presence member receives the channel from its `subscription_succeeded` on
     let owner = owner_of(&channel, shard.config.shards);
-    let (ack, since) = match (since, &shard.config.cluster) {
-        (Some(from), _) => {
+    let (ack, since) = match since {
+        Some(from) => {
             st.history
                 .resuming
                 .start_channel(ack.conn, channel.clone(), ack.id.clone(), now);
@@ -490,14 +492,7 @@ pub fn subscribed(
             };
             (None, Some(Box::new(req)))
         }
-        // A presence channel's ack carries the member list, which its owner holds.
-        (None, Some(_)) | (None, None) if info.is_some() => (Some(ack), None),
-        (None, Some(_)) => (Some(ack), None),
-        (None, None) => {
-            let frame = subscribed_frame(&channel, ack.id.as_deref());
-            st.conns.enqueue(ack.conn, frame, now);
-            (None, None)
-        }
+        None => (Some(ack), None),
     };
     to_owner(
         shard,
