@@ -192,3 +192,64 @@ fn every_path_in_the_openapi_file_exists_with_its_method() {
     }
     assert_eq!(checked, 6, "paths checked");
 }
+
+/// What a backend does right after a client says it is ready or subscribed: the API call reaches it.
+/// The user's entry and the channel's index live on owner shards other than the connection's; the
+/// `ready` and `subscribed` acks go out only once those owners count the connection, so the call
+/// (which the admin server hands straight to the owner) never overtakes them. Every round uses a new
+/// user and channel, so each lands on a fresh pair of owners.
+///
+/// A client told out of band (here: the test) sends at once too; its message is handled on its own
+/// shard, which for some rounds is the new user's owner, where it must not overtake the registration.
+#[test]
+fn right_after_ready_and_subscribed_the_api_reaches_the_connection() {
+    let node = Node::start(
+        NodeOpts::new()
+            .shards(2)
+            .set_str("api.key", KEY)
+            .env("GATEWAY_LIMITS_RATE_LIMIT_PER_SEC", "0"),
+    );
+    let mut sender = node.identified("sender");
+    for i in 0..300 {
+        let user = format!("fresh-{i}");
+        let channel = format!("room-{i}");
+        let mut c = node.identified(&user);
+        let ack = sender.request(json!({"op": "send", "id": "d", "to": user, "data": i}));
+        assert_eq!(
+            ack,
+            json!({"op": "ack", "id": "d", "status": "delivered", "conns": 1}),
+            "round {i}"
+        );
+        let from = json!({"op": "message", "from": "sender", "data": i});
+        assert_eq!(c.recv_json(), from, "round {i}");
+        let (_, body) = api(&node, "POST", "/v1/send", &json!({"user": user, "data": i}));
+        assert_eq!(
+            body,
+            json!({"status": "delivered", "conns": 1}),
+            "round {i}"
+        );
+        assert_eq!(
+            c.recv_json(),
+            json!({"op": "message", "data": i}),
+            "round {i}"
+        );
+        let ack = c.request(json!({"op": "subscribe", "id": "s", "channel": channel}));
+        assert_eq!(ack["status"], "subscribed", "round {i}: {ack}");
+        let (_, body) = api(
+            &node,
+            "POST",
+            "/v1/publish",
+            &json!({"channel": channel, "data": i}),
+        );
+        assert_eq!(
+            body,
+            json!({"status": "published", "conns": 1}),
+            "round {i}"
+        );
+        assert_eq!(
+            c.recv_json(),
+            json!({"op": "message", "channel": channel, "data": i}),
+            "round {i}"
+        );
+    }
+}

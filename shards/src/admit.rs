@@ -1,8 +1,10 @@
 //! Admission of an identified connection: when its `ready` may go out, or why it is refused.
 //!
-//! On a single node with no per-user cap, `ready` answers `identify` at once (nothing else needs to be
-//! known). Otherwise the connection waits for its user's owner shard, the one place that counts the
-//! user's connections on this node:
+//! `ready` (or a Pusher sign-in's `signin_success`) waits for the user's owner shard, the one place
+//! that counts the user's connections on this node, so that whatever reaches the owner after the
+//! client read `ready` (an HTTP send handled on the owner's own shard, a message from a client told
+//! out of band) finds the connection counted. On a single node with no per-user cap that is one hop
+//! between shards. Besides:
 //! - with `limits.max_connections_per_user`, the owner refuses a connection past the cap (error
 //!   `too_many_connections`, close 1008);
 //! - in cluster mode, the owner hands the connection to the bridge, which answers once the user's
@@ -69,11 +71,6 @@ pub struct ReadyRequest {
     pub shard: usize,
     /// The identifying connection.
     pub conn: ConnId,
-}
-
-/// True when `ready` waits for the owner's verdict (cluster mode, or a per-user cap).
-pub fn must_wait(shard: &Shard) -> bool {
-    shard.config.cluster.is_some() || shard.config.max_connections_per_user > 0
 }
 
 /// Owner step, right after the connection's `DirAdd` was counted: the cap, then the confirmation.

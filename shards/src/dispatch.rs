@@ -153,18 +153,20 @@ fn anonymous(
             // Before the connection is registered: registering can apply messages already in this
             // shard's inbox (the owner's catch-up), and live messages for a connection that waits for
             // its replay or its admission must be held from the first one on.
-            let wait = crate::admit::must_wait(shard);
             if resume.is_some() {
                 st.history.resuming.start(conn, id.map(Arc::from), now);
-            } else if wait {
+            } else {
                 st.history
                     .resuming
                     .start_ready(conn, id.map(Arc::from), now);
             }
-            let admit = wait.then_some(crate::admit::Admit {
+            // `ready` always waits for the owner's verdict: once the client has it, whatever reaches
+            // the owner next (an HTTP send handled on the owner's own shard, a message from a client
+            // told out of band) finds the connection counted.
+            let admit = crate::admit::Admit {
                 conn,
                 ready: resume.is_none(),
-            });
+            };
             route::user_connected(shard, st, &user, conn, admit, now);
             if let Some(from) = resume {
                 // `ready` goes out with the replay, once the owner has answered.
@@ -177,13 +179,7 @@ fn anonymous(
                         seq: from.seq,
                     },
                 };
-                return route::resume_user(shard, st, user, req, now);
-            }
-            if wait {
-                return; // `ready` comes with the owner's verdict
-            }
-            if let Some(frame) = crate::admit::ready_frame(shard, st, conn, id, None) {
-                st.conns.enqueue(conn, frame, now);
+                route::resume_user(shard, st, user, req, now);
             }
         }
         Err(e) => {

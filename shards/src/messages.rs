@@ -83,13 +83,13 @@ pub enum ShardMsg {
 
 /// Users' messages ([`crate::route::users::handle`]).
 pub enum UserMsg {
-    /// At the user's owner: one more connection of `user` on `shard`. With `admit`, the owner also
-    /// decides the new connection's admission (the per-user cap; in cluster mode, presence confirmed
-    /// in Redis) and answers its shard with [`UserMsg::Admitted`].
+    /// At the user's owner: one more connection of `user` on `shard`. The owner also decides the
+    /// new connection's admission (the per-user cap; in cluster mode, presence confirmed in Redis)
+    /// and answers its shard with [`UserMsg::Admitted`].
     DirAdd {
         user: Arc<str>,
         shard: usize,
-        admit: Option<crate::admit::Admit>,
+        admit: crate::admit::Admit,
     },
     /// At an identifying connection's shard: the owner's verdict on it (`ready`, or refused).
     Admitted {

@@ -53,13 +53,6 @@ impl From<ClusterConnection> for Conn {
     }
 }
 
-impl Conn {
-    /// True on a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Conn::Cluster(_))
-    }
-}
-
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

@@ -52,17 +52,12 @@ pub fn signin(
     }
     let user: Arc<str> = Arc::from(names::user(&p.app.id, &id));
     p.user = Some(user.clone());
-    if !crate::admit::must_wait(shard) {
-        route::user_connected(shard, st, &user, conn, None, now);
-        st.conns.enqueue(conn, success(user_data), now);
-        return;
-    }
     // As protocol v1's `ready`: the answer waits for the owner's verdict (in cluster mode, the
     // user's presence written to Redis), and what is sent to the user meanwhile is held after it.
     p.signin = Some(Box::new(success(user_data)));
     st.history.resuming.start_ready(conn, None, now);
     let admit = crate::admit::Admit { conn, ready: true };
-    route::user_connected(shard, st, &user, conn, Some(admit), now);
+    route::user_connected(shard, st, &user, conn, admit, now);
 }
 
 /// The `id` of a sign-in's `user_data`.

@@ -35,11 +35,8 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: UserMsg, now: u64) {
             if st.users.directory.connections(&user) == 1 {
                 crate::webhooks::online(shard, &user, true);
             }
-            match admit {
-                // Reports the presence change itself (with the confirmation, in cluster mode).
-                Some(admit) => crate::admit::at_owner(shard, st, &user, holder, admit, now),
-                None => report_presence(shard, st, &user),
-            }
+            // Reports the presence change itself (with the confirmation, in cluster mode).
+            crate::admit::at_owner(shard, st, &user, holder, admit, now);
         }
         UserMsg::Admitted { conn, verdict } => {
             crate::admit::on_verdict(shard, st, conn, verdict, now)
@@ -78,14 +75,14 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: UserMsg, now: u64) {
     }
 }
 
-/// A connection of `user` is now identified on this shard; with `admit`, the owner answers with its
-/// verdict on the connection ([`crate::admit`]).
+/// A connection of `user` is now identified on this shard; the owner answers with its verdict on
+/// the connection ([`crate::admit`]).
 pub fn user_connected(
     shard: &Shard,
     st: &mut ShardState,
     user: &Arc<str>,
     conn: ConnId,
-    admit: Option<crate::admit::Admit>,
+    admit: crate::admit::Admit,
     now: u64,
 ) {
     st.users.local.add(user.clone(), conn);
