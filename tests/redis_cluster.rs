@@ -6,7 +6,8 @@
 //! password (a node given a wrong one stays unready). Then a master fails under direct-message load
 //! (tests/common/load.rs), promoted away by `CLUSTER FAILOVER` on its replica and, separately,
 //! SIGKILLed: no acked message may be lost after the clients resume, and the time until the nodes
-//! deliver across again is reported.
+//! deliver across again is reported. A resharding under the same load (every slot of a master moved
+//! with its keys) is there too, ignored until the faults it shows are fixed.
 
 mod common;
 
@@ -19,7 +20,7 @@ use common::{Node, NodeOpts};
 use gateway::cluster::keys;
 use serde_json::json;
 
-/// Bound on a master's replica taking over and the nodes delivering across again.
+/// Bound on a master's replica taking over, and then on the nodes delivering across again.
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
 fn node(cluster: &RedisCluster) -> Node {
@@ -114,9 +115,13 @@ fn the_cross_node_scenarios_run_on_a_redis_cluster() {
     assert_eq!(intruder.metric_sum("gateway_redis_up", &[]), 0.0);
 }
 
-/// Runs the direct-message load across the failure of the master serving `victim_key`, caused by
-/// `fail` (given the cluster, the master's index and its replica's), and checks the module doc.
-fn master_fails_under_load(fault: &str, fail: impl FnOnce(&mut RedisCluster, usize, usize)) {
+/// Runs the direct-message load across the failure of the master serving the subscriber's topic,
+/// caused by `fail` (given the cluster, the master's index and its replica's; it returns once the
+/// cluster has settled, with how long that took), and checks the module doc.
+fn master_fails_under_load(
+    fault: &str,
+    fail: impl FnOnce(&mut RedisCluster, usize, usize) -> Duration,
+) {
     keys::use_hash_tags();
     let mut cluster = RedisCluster::start();
     let a = node(&cluster);
@@ -134,8 +139,8 @@ fn master_fails_under_load(fault: &str, fail: impl FnOnce(&mut RedisCluster, usi
     let mut timings = None;
     let r = round(a.ws_addr, b.ws_addr, || {
         let start = Instant::now();
-        fail(&mut cluster, master, replica);
-        let promoted = cluster.wait_master(replica, RECOVERY_BOUND);
+        let promoted = fail(&mut cluster, master, replica);
+        let settled = Instant::now();
         // Back when a direct message crosses the nodes again.
         let mut on_a = a.identified("probe-a");
         let mut on_b = b.identified("probe-b");
@@ -146,8 +151,8 @@ fn master_fails_under_load(fault: &str, fail: impl FnOnce(&mut RedisCluster, usi
                 break;
             }
             assert!(
-                start.elapsed() < RECOVERY_BOUND,
-                "the nodes did not deliver across within {RECOVERY_BOUND:?}: {ack}"
+                settled.elapsed() < RECOVERY_BOUND,
+                "the nodes did not deliver across within {RECOVERY_BOUND:?} of the cluster settling: {ack}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -166,7 +171,8 @@ fn master_fails_under_load(fault: &str, fail: impl FnOnce(&mut RedisCluster, usi
         }
         assert!(
             Instant::now() < deadline,
-            "the subscriber was not reached again: {ack}"
+            "the subscriber was not reached again: {ack}\nthe subscriber's node:\n{}",
+            a.stderr_tail(20_000)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -177,22 +183,53 @@ fn master_fails_under_load(fault: &str, fail: impl FnOnce(&mut RedisCluster, usi
         .map(|n| n.metric_sum("gateway_cluster_appends_repeated_total", &[]))
         .sum();
     eprintln!(
-        "REDIS CLUSTER {fault}: replica promoted {promoted:?} after the fault, cross-node delivery back after {back:?}; \
+        "REDIS CLUSTER {fault}: settled {promoted:?} after the fault began, cross-node delivery back after {back:?}; \
          appends sent again and recognised {repeated}; {}",
         r.summary()
+    );
+    eprintln!(
+        "TMPLOG A:\n{}\nTMPLOG B:\n{}",
+        a.stderr_tail(30000),
+        b.stderr_tail(30000)
     );
 }
 
 #[test]
 fn cluster_failover_of_a_master_under_load_loses_no_acked_message() {
     master_fails_under_load("CLUSTER FAILOVER", |cluster, _, replica| {
-        cluster.failover(replica)
+        cluster.failover(replica);
+        cluster.wait_master(replica, RECOVERY_BOUND)
     });
 }
 
 #[test]
 fn sigkill_of_a_master_under_load_loses_no_acked_message() {
-    master_fails_under_load("SIGKILL of a master", |cluster, master, _| {
-        cluster.servers[master].kill()
+    master_fails_under_load("SIGKILL of a master", |cluster, master, replica| {
+        cluster.servers[master].kill();
+        cluster.wait_master(replica, RECOVERY_BOUND)
+    });
+}
+
+/// A resharding rather than a failure: every slot of the master is moved, keys and all, to another
+/// master while the load runs (ASK during each slot's move, MOVED after it, the subscriber's shard
+/// channel ended on the old master).
+///
+/// Ignored: it shows two faults not fixed yet (2026-12-03, 16 runs): in 4 runs the subscriber of the
+/// moved topic is not reached again within 30 s though its node restarted its session after the move
+/// and subscribed again (`conns: 0` from every publish), and in 2 runs a receiver fell more than the
+/// 150 kept messages behind during the move, so its resume met `too_old` (175 and 212 acked messages
+/// lost). Run it with
+/// `scripts/test --test redis_cluster -- --ignored --nocapture`.
+#[test]
+#[ignore = "known faults under a resharding: see the doc comment"]
+fn resharding_a_master_away_under_load_loses_no_acked_message() {
+    master_fails_under_load("resharding every slot of a master", |cluster, master, _| {
+        let start = Instant::now();
+        let slots = cluster.reshard_all(master, (master + 1) % 3);
+        eprintln!(
+            "REDIS CLUSTER resharding moved {slots} slots in {:?}",
+            start.elapsed()
+        );
+        start.elapsed()
     });
 }

@@ -12,6 +12,8 @@
 //! node or one channel goes through one slot. A transaction (`MULTI`) is never split: its keys must
 //! share a slot, which [`super::keys`] arranges with hash tags.
 
+use std::time::Duration;
+
 use futures_util::future::try_join_all;
 use redis::{
     Cmd, Pipeline, RedisFuture, Value,
@@ -71,7 +73,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => {
                 if pipeline.is_transaction() {
-                    c.conn.req_packed_commands(pipeline, offset, count)
+                    Box::pin(transaction(c.clone(), pipeline, offset, count))
                 } else {
                     Box::pin(split_by_master(c.clone(), pipeline))
                 }
@@ -139,10 +141,23 @@ async fn split_by_master(c: ClusterConn, pipeline: &Pipeline) -> redis::RedisRes
             _ => None,
         };
         let mut conn = conn.clone();
+        let (cmds, slots) = (&cmds, &slots);
         async move {
             let n = indices.len();
             match route {
-                Some(route) => conn.route_pipeline(part, 0, n, route).await,
+                Some(route) => match conn.route_pipeline(part, 0, n, route).await {
+                    // A slot of the part moved or is moving (a resharding): the crate sends the whole
+                    // part after the redirection, where the other slots' commands are redirected in
+                    // turn, until its retries run out. Sent again one slot per pipeline, each follows
+                    // its own redirection.
+                    Err(e) if e.is_cluster_error() => {
+                        slots.stale();
+                        metrics::counter!("gateway_cluster_pipelines_split_by_slot_total")
+                            .increment(1);
+                        by_slot(&mut conn, cmds, indices).await
+                    }
+                    replies => replies,
+                },
                 None => conn.req_packed_commands(&part, 0, n).await,
             }
         }
@@ -151,6 +166,93 @@ async fn split_by_master(c: ClusterConn, pipeline: &Pipeline) -> redis::RedisRes
     for ((_, indices), values) in parts.iter().zip(replies) {
         for (&i, v) in indices.iter().zip(values) {
             out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// Attempts of a transaction refused because its slot moved or is moving, and the wait before the
+/// first (doubled each time: 0.6 s in all, far longer than migrating one slot of a few keys takes).
+const TX_ATTEMPTS: u32 = 6;
+const TX_FIRST_WAIT: Duration = Duration::from_millis(20);
+
+/// Runs a transaction (one slot, [`super::keys`] arranges it). Redis refuses a transaction whose slot
+/// moved (MOVED) or is being migrated (ASK, TRYAGAIN) as a whole, before any of it runs, and the crate
+/// does not follow such a refusal: it is sent again to the slot's master in a fresh slot map, after a
+/// short wait while a migration may still be under way.
+async fn transaction(
+    c: ClusterConn,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+) -> redis::RedisResult<Vec<Value>> {
+    let ClusterConn { mut conn, slots } = c;
+    let mut result = conn.req_packed_commands(pipeline, offset, count).await;
+    let slot = pipeline.cmd_iter().find_map(slot_of);
+    let mut wait = TX_FIRST_WAIT;
+    for _ in 1..TX_ATTEMPTS {
+        match &result {
+            Err(e) if refused_by_topology(e) => {}
+            _ => break,
+        }
+        slots.stale();
+        metrics::counter!("gateway_cluster_transactions_redirected_total").increment(1);
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+        let map = slots.get(&mut conn).await?;
+        result = match slot.and_then(|s| map.master_of(s)) {
+            Some(m) => {
+                let (host, port) = map.masters[m].clone();
+                let route = SingleNodeRoutingInfo::ByAddress { host, port };
+                conn.route_pipeline(pipeline.clone(), offset, count, route)
+                    .await
+            }
+            None => conn.req_packed_commands(pipeline, offset, count).await,
+        };
+    }
+    result
+}
+
+/// True when Redis refused a command (or a whole transaction, nothing of it run) because its slot is
+/// served elsewhere or is moving.
+fn refused_by_topology(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    if e.is_cluster_error() {
+        return true;
+    }
+    e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
+        && e.clone().into_server_errors().is_some_and(|errs| {
+            errs.iter().any(|(_, err)| {
+                matches!(
+                    err.kind(),
+                    Some(ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::TryAgain)
+                )
+            })
+        })
+}
+
+/// Runs the commands at `indices` as one pipeline per slot, concurrently, through the crate's routing
+/// (which follows MOVED and ASK for a pipeline of one slot), and returns their replies in `indices`'
+/// order. The commands of one slot keep their order.
+async fn by_slot(
+    conn: &mut ClusterConnection,
+    cmds: &[&Cmd],
+    indices: &[usize],
+) -> redis::RedisResult<Vec<Value>> {
+    let groups = group(indices.iter().map(|&i| slot_of(cmds[i])));
+    let runs = groups.iter().map(|(_, members)| {
+        let mut part = redis::pipe();
+        for &j in members {
+            part.add_command(cmds[indices[j]].clone());
+        }
+        let mut conn = conn.clone();
+        async move { conn.req_packed_commands(&part, 0, members.len()).await }
+    });
+    let replies = try_join_all(runs).await?;
+    let mut out = vec![Value::Nil; indices.len()];
+    for ((_, members), values) in groups.iter().zip(replies) {
+        for (&j, v) in members.iter().zip(values) {
+            out[j] = v;
         }
     }
     Ok(out)

@@ -160,6 +160,40 @@ impl RedisCluster {
             .expect("CLUSTER FAILOVER");
     }
 
+    /// Moves every slot of the master at `from` to the master at `to`, keys included, with
+    /// `redis-cli --cluster reshard` (slot by slot: IMPORTING/MIGRATING, MIGRATE of its keys, then
+    /// the new owner announced): clients meet ASK and MOVED redirections while it runs, and the
+    /// shard channels of each moved slot are ended on the old master. Returns the slots moved.
+    pub fn reshard_all(&self, from: usize, to: usize) -> usize {
+        let nodes = self.info_cmd(&self.servers[from], &["CLUSTER", "NODES"]);
+        let slots: usize = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .map(|me| me.split_whitespace().skip(8).map(range_len).sum())
+            .unwrap_or(0);
+        assert!(slots > 0, "server {from} serves no slot:\n{nodes}");
+        let id = |i: usize| self.info_cmd(&self.servers[i], &["CLUSTER", "MYID"]);
+        // Bounded: `timeout` (coreutils) ends a resharding that hangs.
+        let mut cli = Command::new("timeout");
+        if let Some(pw) = &self.password {
+            cli.env("REDISCLI_AUTH", pw);
+        }
+        let out = cli
+            .args(["120", "redis-cli", "--cluster", "reshard"])
+            .arg(format!("127.0.0.1:{}", self.servers[from].port))
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster reshard failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        slots
+    }
+
     /// Waits until the server at `index` is a master and the cluster agrees (state ok everywhere).
     pub fn wait_master(&self, index: usize, within: Duration) -> Duration {
         let start = Instant::now();
@@ -247,4 +281,14 @@ fn serves(nodes: &str, slot: u16) -> bool {
         let (lo, hi) = range.split_once('-').unwrap_or((range, range));
         matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&slot))
     })
+}
+
+/// How many slots a `CLUSTER NODES` slot field names (`5461-10922`, `42`; an importing or migrating
+/// marker such as `[42->-id]` counts none).
+fn range_len(range: &str) -> usize {
+    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+    match (lo.parse::<usize>(), hi.parse::<usize>()) {
+        (Ok(lo), Ok(hi)) if hi >= lo => hi - lo + 1,
+        _ => 0,
+    }
 }
