@@ -218,7 +218,8 @@ fn sigkill_of_a_master_under_load_loses_no_acked_message() {
 /// moved topic is not reached again within 30 s though its node restarted its session after the move
 /// and subscribed again (`conns: 0` from every publish), and in 2 runs a receiver fell more than the
 /// 150 kept messages behind during the move, so its resume met `too_old` (175 and 212 acked messages
-/// lost). Run it with
+/// lost). On this 2-vCPU box `redis-cli --cluster reshard` itself also failed once of 4 (CLUSTERDOWN:
+/// under load a master missed the 1 s `cluster-node-timeout`). Run it with
 /// `scripts/test --test redis_cluster -- --ignored --nocapture`.
 #[test]
 #[ignore = "known faults under a resharding: see the doc comment"]
