@@ -187,11 +187,6 @@ fn master_fails_under_load(
          appends sent again and recognised {repeated}; {}",
         r.summary()
     );
-    eprintln!(
-        "TMPLOG A:\n{}\nTMPLOG B:\n{}",
-        a.stderr_tail(30000),
-        b.stderr_tail(30000)
-    );
 }
 
 #[test]
