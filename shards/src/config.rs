@@ -32,7 +32,7 @@ pub struct ShardConfig {
     /// glommio io_memory per shard, in bytes (registered, so it counts against RLIMIT_MEMLOCK).
     pub io_memory_bytes: usize,
     /// How the shard's ring reads sockets (multishot receive where the kernel has it, or the poll path).
-    pub recv: crate::uring::driver::RecvChoice,
+    pub recv: crate::uring::shard_io::RecvChoice,
     /// The best ring setup to try (lower ones follow when the kernel refuses it).
     pub ring: crate::uring::Flavor,
     /// Buffers in each shard's provided buffer ring (16 B each charged to RLIMIT_MEMLOCK).

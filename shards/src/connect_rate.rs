@@ -7,12 +7,10 @@
 //! record in the connection table, no handshake buffer, no slot of `max_connections`): a reconnect
 //! storm costs an accept and one small write per refused client.
 
-use std::{net::Shutdown, rc::Rc, time::Duration};
+use std::{net::Shutdown, time::Duration};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-
-use crate::shard::Shard;
 
 /// The answer to a connection over the rate.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -39,8 +37,8 @@ pub fn share(rate: u32, shards: usize, shard: usize) -> u32 {
 
 /// Answers `stream` with the 503 and closes it: the answer, then FIN, then what the client sent is
 /// read and dropped until it closes (so the kernel does not reset the connection over unread bytes
-/// and lose the answer), for [`LINGER`] at most. `done` runs at the end, whatever happened.
-pub async fn refuse(shard: Rc<Shard>, mut stream: TcpStream) {
+/// and lose the answer), for [`LINGER`] at most.
+pub async fn refuse(mut stream: TcpStream) {
     let answered = async {
         stream.write_all(REFUSAL).await?;
         stream.shutdown(Shutdown::Write).await?;
@@ -54,7 +52,6 @@ pub async fn refuse(shard: Rc<Shard>, mut stream: TcpStream) {
     })
     .await;
     drop(stream);
-    shard.state.borrow_mut().intake.rejecting -= 1;
 }
 
 #[cfg(test)]

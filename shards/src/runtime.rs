@@ -92,7 +92,7 @@ impl DataPlane {
                     // SAFETY: `raw` is a listening TCP socket whose ownership was moved here from an
                     // OwnedFd; nothing else holds or closes it.
                     let listener = unsafe { OwnedFd::from_raw_fd(raw) };
-                    shard::run(i, config, listener, status, inboxes).await;
+                    shard::run::run(i, config, listener, status, inboxes).await;
                 })
                 .map_err(io::Error::from)?;
             handles.push(handle);

@@ -37,7 +37,7 @@ pub(super) fn drain_events(link: &BridgeLink, state: &mut BridgeState, session: 
             }
             Event::PusherQuery(query) => match session {
                 Some(s) => pusher::query(&s.queries, query),
-                None => shards::pusher::query::reply_from_outside(
+                None => shards::pusher::gather::reply_from_outside(
                     query,
                     link.inboxes.get().map_or(&[], |i| &i[..]),
                 ),

@@ -15,7 +15,10 @@ use shards::{
     inbox::Inbox,
     messages::{Origin, ReplyTo},
     pusher::presence::{member_event, member_event_name, member_frame},
-    pusher::query::{Ask, Query, reply_from_outside},
+    pusher::{
+        gather::reply_from_outside,
+        query::{Ask, Query},
+    },
 };
 use tracing::{info, warn};
 

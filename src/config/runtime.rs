@@ -18,8 +18,8 @@ pub enum RecvMode {
 
 impl RecvMode {
     /// The data plane's form.
-    pub fn to_shards(self) -> shards::uring::driver::RecvChoice {
-        use shards::uring::driver::RecvChoice;
+    pub fn to_shards(self) -> shards::uring::shard_io::RecvChoice {
+        use shards::uring::shard_io::RecvChoice;
         match self {
             RecvMode::Auto => RecvChoice::Auto,
             RecvMode::Multishot => RecvChoice::Multishot,

@@ -94,7 +94,7 @@ pub struct Conn {
     /// JWT mode: what the connection's token grants and when it expires; `None` in dev mode.
     pub auth: Option<Box<crate::access::ConnAuth>>,
     /// A Pusher protocol connection (`/app/{key}`): its app; `None` for protocol v1.
-    pub pusher: Option<Box<crate::pusher::conn::PusherConn>>,
+    pub pusher: Option<Box<crate::pusher::record::PusherConn>>,
     /// Incomplete frame or fragmented message; empty while idle.
     pub decoder: Decoder,
     /// Frames waiting to be written.
@@ -165,7 +165,7 @@ impl Conn {
             std::mem::size_of::<crate::access::ConnAuth>() + a.grants.heap_bytes()
         });
         let pusher = self.pusher.as_ref().map_or(0, |_| {
-            std::mem::size_of::<crate::pusher::conn::PusherConn>()
+            std::mem::size_of::<crate::pusher::record::PusherConn>()
         });
         let subs = match self.subs.capacity() {
             0 => 0,

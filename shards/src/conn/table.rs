@@ -178,7 +178,7 @@ impl ConnTable {
                 }
                 let frame = match (&conn.pusher, frame) {
                     // A Pusher client reads Pusher's codes (a drain's 4200, not 1012).
-                    (Some(_), _) => crate::pusher::conn::close_frame(reason),
+                    (Some(_), _) => crate::pusher::frames::close_frame(reason),
                     (None, frame) => frame.unwrap_or_else(|| close_frame(reason)),
                 };
                 conn.out.push(frame);

@@ -19,6 +19,7 @@
 
 pub mod patterns;
 pub mod resume;
+pub mod resuming;
 pub mod ring;
 
 use std::{sync::Arc, time::Duration};
@@ -34,7 +35,7 @@ pub struct History {
     /// Streams of the channels with history this shard owns.
     pub channels: ring::Streams,
     /// Connections of this shard waiting for their resume replay.
-    pub resuming: resume::Resuming,
+    pub resuming: resuming::Resuming,
 }
 
 impl History {

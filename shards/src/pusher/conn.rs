@@ -1,5 +1,5 @@
-//! A Pusher connection: what its record holds beyond a v1 connection's, how it opens after the
-//! upgrade, how its close codes read, and how it leaves its channels.
+//! A Pusher connection: how it opens after the upgrade and how it leaves its channels. What its
+//! record holds beyond a v1 connection's is in [`super::record`], its close frame in [`super::frames`].
 //!
 //! A Pusher socket is a connection of the same shards, table, codec and timers as a v1 one; only its
 //! frames differ. It is never identified as a v1 user: it subscribes under its app's anonymous name
@@ -8,51 +8,20 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use super::{apps::App, frames, names};
+use super::{
+    apps::App,
+    frames, names,
+    record::{CLIENT_EVENTS_PER_SEC, PusherConn},
+};
 use crate::{
     conn::ratelimit::TokenBucket,
     ids::ConnId,
     shard::{Shard, ShardState},
-    ws::{CloseReason, encode::FrameBuilder},
+    ws::CloseReason,
 };
-
-/// `client-*` events per second one socket may send (Pusher's own limit); 4301 beyond.
-pub const CLIENT_EVENTS_PER_SEC: u32 = 10;
 
 /// Protocol versions served (pusher-js 8 speaks 7).
 const PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
-
-/// The Pusher part of a connection's record (boxed: a v1 connection pays one pointer for it).
-#[derive(Debug)]
-pub struct PusherConn {
-    /// The app, shared by its connections.
-    pub app: Arc<App>,
-    /// The app's index in the node's registry (for its connection count).
-    pub index: u16,
-    /// The app's anonymous subscriber name, under which this socket's subscriptions are counted.
-    pub anonymous: Arc<str>,
-    /// Presence channels (internal names) and the member name each is counted under.
-    pub presence: Vec<(Arc<str>, Arc<str>)>,
-    /// The signed-in user (`pusher:signin`), app-scoped; `None` until then.
-    pub user: Option<Arc<str>>,
-    /// `pusher:signin_success`, held until the user's presence is confirmed in the cluster (so a
-    /// sendToUser made anywhere right after it reaches this socket).
-    pub signin: Option<Box<Bytes>>,
-    /// `client-*` events this socket may send (10 per second by default).
-    pub client_events: TokenBucket,
-}
-
-impl PusherConn {
-    /// The name `channel`'s subscription of this socket is counted under.
-    pub fn member_of(&self, channel: &Arc<str>) -> Arc<str> {
-        self.presence
-            .iter()
-            .find(|(c, _)| c == channel)
-            .map_or_else(|| self.anonymous.clone(), |(_, m)| m.clone())
-    }
-}
 
 /// Opens a Pusher connection right after its upgrade to `/app/{key}?protocol=..`: refuses it with
 /// `pusher:error` and the close code the protocol names, or sends `pusher:connection_established`.
@@ -132,25 +101,6 @@ pub fn local_socket(shard: &Shard, socket_id: &str) -> Option<(usize, ConnId)> {
     let (tag, on, index, generation) = names::parse_socket_id(socket_id)?;
     (tag == names::node_tag(&shard.config.node_id) && on < shard.config.shards)
         .then_some((on, ConnId { index, generation }))
-}
-
-/// The close frame of an open Pusher connection ending for `reason`: the codes pusher-js acts on
-/// (4200: reconnect now; 4201: pong not received; 4100: back off, then reconnect; 4009: refused).
-pub fn close_frame(reason: CloseReason) -> Bytes {
-    let code = match reason {
-        CloseReason::Restart | CloseReason::GoingAway => 4200,
-        CloseReason::HeartbeatTimeout => 4201,
-        CloseReason::SlowConsumer | CloseReason::OverCapacity | CloseReason::IpLimit => 4100,
-        CloseReason::Disconnected | CloseReason::Policy | CloseReason::TokenExpired => 4009,
-        other => other.code(),
-    };
-    let text = reason.text().as_bytes();
-    let mut b = FrameBuilder::with_capacity(2 + text.len());
-    b.payload().extend_from_slice(&code.to_be_bytes());
-    b.payload().extend_from_slice(text);
-    b.finish(tungstenite::protocol::frame::coding::OpCode::Control(
-        tungstenite::protocol::frame::coding::Control::Close,
-    ))
 }
 
 /// A Pusher connection is gone: it leaves its channels, and its app's count.

@@ -8,7 +8,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use simd_json::{BorrowedValue, prelude::Writable};
 
-use crate::{protocol::encode::write_json_str, ws::encode::FrameBuilder};
+use crate::{
+    protocol::encode::write_json_str,
+    ws::{CloseReason, encode::FrameBuilder},
+};
 
 /// Starts `{"event":"<event>"` and, with a channel, `,"channel":"<channel>"`.
 fn start(event: &str, channel: Option<&str>, hint: usize) -> FrameBuilder {
@@ -112,6 +115,25 @@ fn write_value(p: &mut BytesMut, value: &BorrowedValue<'_>) {
     let mut w = p.writer();
     // Writing into memory cannot fail.
     let _ = value.write(&mut w);
+}
+
+/// The close frame of an open Pusher connection ending for `reason`: the codes pusher-js acts on
+/// (4200: reconnect now; 4201: pong not received; 4100: back off, then reconnect; 4009: refused).
+pub fn close_frame(reason: CloseReason) -> Bytes {
+    let code = match reason {
+        CloseReason::Restart | CloseReason::GoingAway => 4200,
+        CloseReason::HeartbeatTimeout => 4201,
+        CloseReason::SlowConsumer | CloseReason::OverCapacity | CloseReason::IpLimit => 4100,
+        CloseReason::Disconnected | CloseReason::Policy | CloseReason::TokenExpired => 4009,
+        other => other.code(),
+    };
+    let text = reason.text().as_bytes();
+    let mut b = FrameBuilder::with_capacity(2 + text.len());
+    b.payload().extend_from_slice(&code.to_be_bytes());
+    b.payload().extend_from_slice(text);
+    b.finish(tungstenite::protocol::frame::coding::OpCode::Control(
+        tungstenite::protocol::frame::coding::Control::Close,
+    ))
 }
 
 #[cfg(test)]

@@ -21,49 +21,7 @@ use crate::{
 /// their names.
 pub const MAX_BODY_BYTES: usize = 10 * super::api::MAX_DATA_BYTES + 64 * 1024;
 
-/// A complete HTTP API request.
-pub struct Request<'a> {
-    /// `GET`, `POST`, ...
-    pub method: &'a str,
-    /// The path, without the query string.
-    pub path: &'a str,
-    /// The query parameters, percent-decoded, in order.
-    pub query: Vec<(String, String)>,
-    /// The body (`Content-Length` bytes).
-    pub body: &'a [u8],
-}
-
-/// An answer: status and JSON body.
-pub struct Response {
-    /// HTTP status code.
-    pub status: u16,
-    /// The JSON body.
-    pub body: String,
-}
-
-impl Response {
-    /// A 200 with `body`.
-    pub fn ok(body: impl Into<String>) -> Self {
-        Response {
-            status: 200,
-            body: body.into(),
-        }
-    }
-
-    /// An error: `status` and `{"error":"<message>"}`.
-    pub fn error(status: u16, message: &str) -> Self {
-        Response {
-            status,
-            body: {
-                let mut b = bytes::BytesMut::with_capacity(message.len() + 16);
-                b.extend_from_slice(b"{\"error\":");
-                crate::protocol::encode::write_json_str(&mut b, message);
-                b.extend_from_slice(b"}");
-                String::from_utf8_lossy(&b).into_owned()
-            },
-        }
-    }
-}
+pub use super::http_message::{Request, Response};
 
 /// Whether the bytes received so far (`buf`, then `data`) start a request for the HTTP API: a request
 /// line `<METHOD> /apps/...`. Undecided (too few bytes) reads as `false`: the upgrade parser keeps the
@@ -109,7 +67,7 @@ pub fn on_bytes(shard: &Shard, st: &mut ShardState, id: ConnId, data: &[u8], now
                 Err(query) => {
                     // Waiting first: an answer found in place is written at once.
                     wait(shard, st, id, now);
-                    return super::query::start(shard, st, *query, now);
+                    return super::gather::start(shard, st, *query, now);
                 }
             }
         }

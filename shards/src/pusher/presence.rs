@@ -7,7 +7,7 @@
 //! the index's "first connection of this user" and "last one gone" are exactly the member events.
 //! This module keeps the rest: the `user_info` of each member, the member cap, and the frames.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use simd_json::prelude::*;
@@ -23,31 +23,6 @@ use crate::{
 
 /// Largest `channel_data` a presence subscription may carry.
 pub const MAX_CHANNEL_DATA_BYTES: usize = 2048;
-
-/// The members of the presence channels this shard owns: channel → member (app-scoped user name) →
-/// its `user_info` as JSON text.
-#[derive(Default)]
-pub struct Members {
-    channels: HashMap<Arc<str>, HashMap<Arc<str>, Arc<str>>, ahash::RandomState>,
-}
-
-impl Members {
-    /// Members of `channel`, sorted by name, with their info.
-    pub fn of(&self, channel: &str) -> Vec<(&Arc<str>, &Arc<str>)> {
-        let mut out: Vec<_> = self
-            .channels
-            .get(channel)
-            .map(|m| m.iter().collect())
-            .unwrap_or_default();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        out
-    }
-
-    /// Members of `channel`.
-    pub fn count(&self, channel: &str) -> usize {
-        self.channels.get(channel).map_or(0, HashMap::len)
-    }
-}
 
 /// A member's `user_id` and `user_info` (JSON text; `null` when absent), read from a subscription's
 /// `channel_data`; `None` when it is not a JSON object with a string or integer `user_id`.
@@ -91,25 +66,19 @@ pub fn joined(
     let cap = names::external(channel)
         .and_then(|(app, _)| shard.config.pusher.by_id(app))
         .map_or(100, |(_, a)| a.max_presence_members as usize);
-    let members = st
+    if !st
         .channels
         .pusher_members
-        .channels
-        .entry(channel.clone())
-        .or_default();
-    if first && members.len() >= cap {
-        if members.is_empty() {
-            st.channels.pusher_members.channels.remove(channel);
-        }
+        .join(channel, member, &info, first.then_some(cap))
+    {
         return false;
     }
-    members.insert(member.clone(), info.clone());
     if first {
         if let Some(link) = &shard.config.cluster {
             // The cluster decides whether this is the member's first socket anywhere.
             link.presence_member(channel, member, Some(info), joiner.cloned());
         } else {
-            crate::webhooks::member(shard, channel, member, true);
+            crate::webhooks::emit::member(shard, channel, member, true);
             let (_, msg) = member_event(channel, member, Some(&info), joiner.cloned(), 1);
             route::handle(shard, st, msg, now);
         }
@@ -119,16 +88,11 @@ pub fn joined(
 
 /// Owner step of a member's last socket (on this node) leaving `channel`.
 pub fn left(shard: &Shard, st: &mut ShardState, channel: &Arc<str>, member: &Arc<str>, now: u64) {
-    if let Some(members) = st.channels.pusher_members.channels.get_mut(channel) {
-        members.remove(member);
-        if members.is_empty() {
-            st.channels.pusher_members.channels.remove(channel);
-        }
-    }
+    st.channels.pusher_members.leave(channel, member);
     match &shard.config.cluster {
         Some(link) => link.presence_member(channel, member, None, None),
         None => {
-            crate::webhooks::member(shard, channel, member, false);
+            crate::webhooks::emit::member(shard, channel, member, false);
             let (_, msg) = member_event(channel, member, None, None, 1);
             route::handle(shard, st, msg, now);
         }

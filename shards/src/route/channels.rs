@@ -11,20 +11,8 @@ use crate::{
     ids::{ConnId, owner_of},
     messages::{Ack, ChannelMsg, HistoryMsg, Origin, ReplyTo},
     protocol::encode,
-    routing::{channels::ChannelIndex, local::LocalChannels},
     shard::{Shard, ShardState},
 };
-
-/// The channels state of a shard.
-#[derive(Default)]
-pub struct Channels {
-    /// This shard's subscribers by channel.
-    pub local: LocalChannels,
-    /// Subscriber maps of the channels this shard owns.
-    pub index: ChannelIndex,
-    /// Members (and their `user_info`) of the Pusher presence channels this shard owns.
-    pub pusher_members: crate::pusher::presence::Members,
-}
 
 /// Handles a channels message: every step a channel's subscriptions and publications take at a shard
 /// starts here.
@@ -95,7 +83,7 @@ pub(super) fn chan_sub_at_owner(
         .index
         .subscribe(channel.clone(), user.clone(), holder);
     if joined.first {
-        crate::webhooks::occupied(shard, &channel, true);
+        crate::webhooks::emit::occupied(shard, &channel, true);
     }
     // A presence member's cluster record carries its info: written by `pusher::presence`.
     let presence = info.is_some();
@@ -234,7 +222,7 @@ pub(super) fn chan_unsub_at_owner(
         crate::pusher::presence::left(shard, st, &channel, &user, now);
     }
     if left.last {
-        crate::webhooks::occupied(shard, &channel, false);
+        crate::webhooks::emit::occupied(shard, &channel, false);
     }
     if let Some(link) = &shard.config.cluster {
         report_subscriptions(link, st, &channel);

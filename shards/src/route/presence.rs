@@ -1,36 +1,16 @@
 //! Presence routing: who is online, asked of the users' or the channel's owners (and through the
 //! cluster link, of the other nodes). Kept apart because its queries gather answers from many shards.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use super::{catch_up, reply, to_owner};
 use crate::{
     cluster::PresenceQuery,
-    ids::{ConnId, owner_of},
+    ids::owner_of,
     messages::{PresenceMsg, ReplyTo},
+    routing::state::PendingPresence,
     shard::{Shard, ShardState},
 };
-
-/// The presence state of a shard: the by-users queries waiting for answers from other owner shards.
-#[derive(Default)]
-pub struct Presence {
-    /// Queries waiting for other shards, by query id.
-    pub pending: HashMap<u64, PendingPresence>,
-    /// Next query id.
-    pub next_query: u64,
-}
-
-/// A presence-by-users query waiting for answers from other owner shards.
-pub struct PendingPresence {
-    /// The asking connection.
-    pub conn: ConnId,
-    /// The request's id.
-    pub id: Option<Arc<str>>,
-    /// The users asked about, in order, with their answer so far.
-    pub users: Vec<(Arc<str>, bool)>,
-    /// Owner shards that have not answered yet.
-    pub remaining: usize,
-}
 
 /// Handles a presence message.
 pub fn handle(shard: &Shard, st: &mut ShardState, msg: PresenceMsg, now: u64) {

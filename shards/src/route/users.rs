@@ -10,18 +10,8 @@ use crate::{
     ids::{ConnId, owner_of},
     messages::{Ack, HistoryMsg, Origin, ShardMsg, UserMsg},
     protocol::encode,
-    routing::{directory::Directory, local::LocalUsers},
     shard::{Shard, ShardState},
 };
-
-/// The users state of a shard.
-#[derive(Default)]
-pub struct Users {
-    /// This shard's connections by user.
-    pub local: LocalUsers,
-    /// Directory entries (which shards hold a connection) of the users this shard owns.
-    pub directory: Directory,
-}
 
 /// Handles a users message: every step a user's messages take at a shard starts here.
 pub fn handle(shard: &Shard, st: &mut ShardState, msg: UserMsg, now: u64) {
@@ -33,13 +23,13 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: UserMsg, now: u64) {
         } => {
             st.users.directory.add(user.clone(), holder);
             if st.users.directory.connections(&user) == 1 {
-                crate::webhooks::online(shard, &user, true);
+                crate::webhooks::emit::online(shard, &user, true);
             }
             // Reports the presence change itself (with the confirmation, in cluster mode).
-            crate::admit::at_owner(shard, st, &user, holder, admit, now);
+            crate::admit::decide::at_owner(shard, st, &user, holder, admit, now);
         }
         UserMsg::Admitted { conn, verdict } => {
-            crate::admit::on_verdict(shard, st, conn, verdict, now)
+            crate::admit::decide::on_verdict(shard, st, conn, verdict, now)
         }
         UserMsg::DirRemove {
             user,
@@ -47,7 +37,7 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: UserMsg, now: u64) {
         } => {
             st.users.directory.remove(&user, holder);
             if st.users.directory.connections(&user) == 0 {
-                crate::webhooks::online(shard, &user, false);
+                crate::webhooks::emit::online(shard, &user, false);
             }
             report_presence(shard, st, &user);
         }

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{ShardCounts, count_down, count_up, total};
-use crate::{history::ResumeRequest, messages::ReplyTo};
+use crate::{history::ResumeRequest, messages::reply::ReplyTo};
 
 /// Subscribers of one channel, as the owner sees them.
 #[derive(Default)]

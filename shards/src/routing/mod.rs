@@ -9,6 +9,8 @@
 pub mod channels;
 pub mod directory;
 pub mod local;
+pub mod members;
+pub mod state;
 
 /// Per-shard connection counts, kept small and inline: most users and channels live on few shards.
 pub type ShardCounts = smallvec::SmallVec<[(u16, u32); 2]>;

@@ -7,9 +7,8 @@
 //! admitted gets its record in the table and its multishot receive, and nothing else.
 
 use std::{
-    cell::Cell,
     net::IpAddr,
-    os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd},
+    os::fd::{FromRawFd, RawFd},
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -24,30 +23,6 @@ use crate::{
     shard::{MAX_REJECTING, Shard, ShardState},
     ws::CloseReason,
 };
-
-/// The shard's listener and the state of its multishot accept.
-pub struct Acceptor {
-    /// The listening socket (-1 once closed).
-    fd: Cell<RawFd>,
-    /// A multishot accept is armed.
-    armed: Cell<bool>,
-    /// The listener is closed: nothing is accepted or re-armed any more.
-    stopped: Cell<bool>,
-    /// When the last accept error was logged (one warning a second at most).
-    last_warning: Cell<Option<Instant>>,
-}
-
-impl Acceptor {
-    /// An acceptor for `listener` (not armed yet).
-    pub fn new(listener: OwnedFd) -> Acceptor {
-        Acceptor {
-            fd: Cell::new(listener.into_raw_fd()),
-            armed: Cell::new(false),
-            stopped: Cell::new(false),
-            last_warning: Cell::new(None),
-        }
-    }
-}
 
 /// The user data of the listener's accept.
 fn accept_data() -> u64 {
@@ -159,7 +134,11 @@ fn admit(shard: &Shard, st: &mut ShardState, fd: RawFd) {
         };
         // SAFETY: `fd` is a connected TCP socket this shard just accepted; the stream owns it.
         let stream = unsafe { glommio::net::TcpStream::from_raw_fd(fd) };
-        glommio::spawn_local(crate::connect_rate::refuse(shard, stream)).detach();
+        glommio::spawn_local(async move {
+            crate::connect_rate::refuse(stream).await;
+            shard.state.borrow_mut().intake.rejecting -= 1;
+        })
+        .detach();
         return;
     }
     let admission = admission(shard, fd);
@@ -216,16 +195,6 @@ fn admission(shard: &Shard, fd: RawFd) -> Result<Option<IpAddr>, CloseReason> {
         None => {
             shard.status.release();
             Err(CloseReason::IpLimit)
-        }
-    }
-}
-
-impl Drop for Acceptor {
-    fn drop(&mut self) {
-        let fd = self.fd.replace(-1);
-        if fd >= 0 {
-            // SAFETY: the listener is ours and still open.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }
 }

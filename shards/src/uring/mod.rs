@@ -17,6 +17,7 @@ pub mod accept;
 pub mod bufring;
 pub mod driver;
 pub mod sends;
+pub mod shard_io;
 
 use std::{
     io,

@@ -1,4 +1,4 @@
-//! Unit tests of `resume`.
+//! Unit tests of `resuming`.
 
 use super::*;
 

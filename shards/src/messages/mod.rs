@@ -9,60 +9,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub mod reply;
+
+pub use reply::{Ack, AckSink, Origin, ReplyTo};
+
 use crate::ids::ConnId;
-
-/// Where a reply goes: a connection on a shard, with the request's `id`.
-#[derive(Clone, Debug)]
-pub struct ReplyTo {
-    /// Shard holding the requesting connection.
-    pub shard: usize,
-    /// The requesting connection.
-    pub conn: ConnId,
-    /// The request's `id`, echoed in the reply.
-    pub id: Option<Arc<str>>,
-}
-
-/// What the owner shard reports back once a send or publish has been routed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ack {
-    /// `delivered`, `offline` (send) or `published` (publish).
-    pub status: &'static str,
-    /// Connections the message was routed to.
-    pub conns: u64,
-}
-
-/// Receives an [`Ack`] on the owner shard's thread; it must not block (send it on a channel).
-pub type AckSink = Box<dyn FnOnce(Ack) + Send>;
 
 /// Code run on a shard with its state borrowed: the control plane's `invoke_on` (no request cycle: it
 /// replies through whatever it captured, never by waiting on another shard).
 pub type Invocation =
     Box<dyn FnOnce(&crate::shard::Shard, &mut crate::shard::ShardState, u64) + Send>;
-
-/// Who asked for a send or publish, and so where its ack goes.
-pub enum Origin {
-    /// A client connection: it gets an ack frame, and a publish skips it.
-    Conn(ReplyTo),
-    /// The control plane (HTTP API, cluster bridge): it gets the [`Ack`] values.
-    External(AckSink),
-    /// A connection of this node whose publication is acked to no one but skips it all the same (a
-    /// Pusher client event or member event).
-    Silent(ReplyTo),
-    /// A publication that skips the Pusher socket `socket` wherever in the cluster it is (an HTTP
-    /// trigger's `socket_id`); `then` gets the ack.
-    Skip { socket: Arc<str>, then: AckSink },
-}
-
-impl std::fmt::Debug for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::Conn(r) => f.debug_tuple("Conn").field(r).finish(),
-            Origin::External(_) => f.write_str("External"),
-            Origin::Silent(r) => f.debug_tuple("Silent").field(r).finish(),
-            Origin::Skip { socket, .. } => f.debug_tuple("Skip").field(socket).finish(),
-        }
-    }
-}
 
 /// A message for a shard: one family per concern, each handled by that concern's module
 /// (`crate::route::handle` composes them).
@@ -208,7 +164,7 @@ pub enum HistoryMsg {
     },
 }
 
-/// The node's control messages ([`crate::shard::handle_node`]).
+/// The node's control messages ([`crate::shard::run::handle_node`]).
 pub enum NodeMsg {
     /// Run control-plane code on this shard (presence lookups, disconnects, closes from the HTTP API).
     Invoke(Invocation),

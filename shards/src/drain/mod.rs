@@ -9,14 +9,9 @@
 //! once. The shard then finishes like a shutdown: done when every connection has gone or after the close
 //! grace.
 
+pub mod run;
+
 use std::time::Duration;
-
-use tracing::info;
-
-use crate::{
-    shard::{Shard, ShardState},
-    ws::{CloseReason, close::restart_reason, encode::close_frame_with},
-};
 
 /// One shard's share of a drain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,58 +41,33 @@ impl Drain {
     pub fn interval(&self) -> Duration {
         self.plan.interval
     }
-}
 
-/// Starts this shard's drain (once; a second plan, or one after a shutdown began, is ignored): stops
-/// accepting at once, first batch after one interval.
-pub fn start(shard: &Shard, st: &mut ShardState, plan: DrainPlan, now: u64) {
-    if st.lifecycle.drain.is_some() || st.lifecycle.shutdown_deadline_ms.is_some() {
-        return;
+    /// A drain of `plan` starting at `now`: first batch after one interval. `salt` spreads the
+    /// shards' reconnect hints.
+    pub fn new(plan: DrainPlan, now: u64, salt: u64) -> Drain {
+        Drain {
+            plan,
+            next_ms: now + plan.interval.as_millis() as u64,
+            deadline_ms: now + plan.window.as_millis() as u64,
+            rng: Jitter::seeded(salt),
+        }
     }
-    shard.stop_accepting.fire();
-    info!(
-        shard = shard.id,
-        connections = st.conns.len(),
-        batch = plan.batch,
-        interval_ms = plan.interval.as_millis() as u64,
-        window_ms = plan.window.as_millis() as u64,
-        "draining"
-    );
-    st.lifecycle.drain = Some(Drain {
-        plan,
-        next_ms: now + plan.interval.as_millis() as u64,
-        deadline_ms: now + plan.window.as_millis() as u64,
-        rng: Jitter::seeded(shard.id as u64),
-    });
-    shard.drain_started.fire();
-}
 
-/// One tick of the drain: a batch when one is due (never more than one per interval, even after a
-/// late tick), everything at the window's end; then the shard finishes like a shutdown.
-pub fn step(shard: &Shard, st: &mut ShardState, now: u64) {
-    let Some(drain) = st.lifecycle.drain.as_mut() else {
-        return;
-    };
-    if st.lifecycle.shutdown_deadline_ms.is_some() || now < drain.next_ms.min(drain.deadline_ms) {
-        return;
+    /// At `now`: `None` when no batch is due; else the most connections to close in this batch
+    /// (all of them at the window's end) and whether this is the last batch. Never more than one
+    /// batch per interval, even after a late tick.
+    pub fn due(&mut self, now: u64) -> Option<(usize, bool)> {
+        if now < self.next_ms.min(self.deadline_ms) {
+            return None;
+        }
+        let last = now >= self.deadline_ms;
+        self.next_ms = now + self.plan.interval.as_millis() as u64;
+        Some((if last { usize::MAX } else { self.plan.batch }, last))
     }
-    let last = now >= drain.deadline_ms;
-    drain.next_ms = now + drain.plan.interval.as_millis() as u64;
-    let max = if last { usize::MAX } else { drain.plan.batch };
-    let ids = st.conns.open_ids(max);
-    let hint_max = drain.plan.hint_max_ms;
-    for &id in &ids {
-        let hint = drain.rng.below(hint_max + 1);
-        let frame = close_frame_with(CloseReason::Restart, &restart_reason(hint));
-        st.conns
-            .close_with(id, CloseReason::Restart, Some(frame), now);
-    }
-    info!(shard = shard.id, closed = ids.len(), "drain batch");
-    if last || st.conns.open_ids(1).is_empty() {
-        // Everything is closing: finish like a shutdown once the close handshakes are done.
-        st.lifecycle.shutdown_deadline_ms =
-            Some(now + shard.config.close_grace.as_millis() as u64 + 1000);
-        info!(shard = shard.id, deadline_reached = last, "drain done");
+
+    /// The reconnect hint of the next connection closed, in `0..=hint_max_ms`.
+    pub fn hint(&mut self) -> u64 {
+        self.rng.below(self.plan.hint_max_ms + 1)
     }
 }
 

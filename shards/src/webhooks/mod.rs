@@ -6,6 +6,8 @@
 //! occupied/vacated and member added/removed; in cluster mode those are decided cluster-wide by the
 //! bridge, and only client events (one per event, wherever it is sent) come from the shards.
 
+pub mod emit;
+
 use std::sync::Arc;
 
 /// One webhook event. Channel and user names are the internal ones (a Pusher app's channel is
@@ -35,54 +37,6 @@ pub enum Hook {
     /// A protocol v1 user's last connection closed (anywhere); sent after the grace unless it came
     /// back.
     UserOffline { user: Arc<str> },
-}
-
-/// The owner shard of `channel`: its first subscriber on this node came (`true`) or its last left.
-/// On a single node that is the channel's occupancy; in cluster mode the bridge decides it across
-/// the nodes from the same transitions (reported as channel interest), so nothing is sent here.
-pub fn occupied(shard: &crate::shard::Shard, channel: &Arc<str>, first: bool) {
-    let Some(sink) = &shard.config.webhooks else {
-        return;
-    };
-    if shard.config.cluster.is_some() {
-        return;
-    }
-    let channel = channel.clone();
-    sink.emit(if first {
-        Hook::ChannelOccupied { channel }
-    } else {
-        Hook::ChannelVacated { channel }
-    });
-}
-
-/// The owner shard of `user`: its first connection on this node came (`true`) or its last left.
-/// On a single node that is the user's online state; in cluster mode the bridge decides it.
-pub fn online(shard: &crate::shard::Shard, user: &Arc<str>, first: bool) {
-    let Some(sink) = &shard.config.webhooks else {
-        return;
-    };
-    if shard.config.cluster.is_some() {
-        return;
-    }
-    let user = user.clone();
-    sink.emit(if first {
-        Hook::UserOnline { user }
-    } else {
-        Hook::UserOffline { user }
-    });
-}
-
-/// A presence member's first socket came (`true`) or its last left, on a single node.
-pub fn member(shard: &crate::shard::Shard, channel: &Arc<str>, member: &Arc<str>, added: bool) {
-    let Some(sink) = &shard.config.webhooks else {
-        return;
-    };
-    let (channel, member) = (channel.clone(), member.clone());
-    sink.emit(if added {
-        Hook::MemberAdded { channel, member }
-    } else {
-        Hook::MemberRemoved { channel, member }
-    });
 }
 
 /// Takes webhook events; implemented by the node's dispatcher. Must not block.
