@@ -164,7 +164,7 @@ pub enum HistoryMsg {
     },
 }
 
-/// The node's control messages ([`crate::shard::run::handle_node`]).
+/// The node's control messages ([`crate::shard::node::handle`]).
 pub enum NodeMsg {
     /// Run control-plane code on this shard (presence lookups, disconnects, closes from the HTTP API).
     Invoke(Invocation),

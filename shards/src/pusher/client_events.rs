@@ -87,7 +87,7 @@ pub fn send(
             channel: internal.clone(),
             event: Arc::from(event),
             data: Arc::from(data.encode().as_str()),
-            socket_id: Arc::from(super::conn::socket_id(shard, conn).as_str()),
+            socket_id: Arc::from(super::socket::socket_id(shard, conn).as_str()),
             user_id: user_id.map(Arc::from),
         };
         sink.emit(hook);

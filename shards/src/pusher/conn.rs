@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{
     apps::App,
-    frames, names,
+    frames,
     record::{CLIENT_EVENTS_PER_SEC, PusherConn},
 };
 use crate::{
@@ -51,7 +51,7 @@ pub fn open(
         }
         Ok((index, app)) => {
             let anonymous = shard.config.pusher.anonymous(index);
-            let socket_id = socket_id(shard, id);
+            let socket_id = super::socket::socket_id(shard, id);
             let Some(c) = st.conns.get_mut(id) else {
                 return;
             };
@@ -88,19 +88,6 @@ fn check(shard: &Shard, key: &str, protocol: Option<&str>) -> Result<(u16, Arc<A
         return Err(CloseReason::PusherAppDisabled);
     }
     Ok((index, app.clone()))
-}
-
-/// The socket id of connection `id` on this shard.
-pub fn socket_id(shard: &Shard, id: ConnId) -> String {
-    let tag = names::node_tag(&shard.config.node_id);
-    names::socket_id(tag, shard.id, id.index, id.generation)
-}
-
-/// The connection of this node that `socket_id` names, as `(shard, conn)`.
-pub fn local_socket(shard: &Shard, socket_id: &str) -> Option<(usize, ConnId)> {
-    let (tag, on, index, generation) = names::parse_socket_id(socket_id)?;
-    (tag == names::node_tag(&shard.config.node_id) && on < shard.config.shards)
-        .then_some((on, ConnId { index, generation }))
 }
 
 /// A Pusher connection is gone: it leaves its channels, and its app's count.

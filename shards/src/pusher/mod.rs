@@ -24,4 +24,5 @@ pub mod query;
 pub mod record;
 pub mod signature;
 pub mod signin;
+pub mod socket;
 pub mod subscribe;

@@ -33,7 +33,7 @@ pub fn signin(
     };
     let user_data = data.get("user_data").and_then(|u| u.as_str()).unwrap_or("");
     let auth = data.get("auth").and_then(|a| a.as_str()).unwrap_or("");
-    let socket_id = super::conn::socket_id(shard, conn);
+    let socket_id = super::socket::socket_id(shard, conn);
     let Some(c) = st.conns.get_mut(conn) else {
         return;
     };

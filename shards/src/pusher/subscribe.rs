@@ -43,7 +43,7 @@ pub fn subscribe(
         return refuse(st, 400, "invalid channel name");
     }
     let kind = Kind::of(channel);
-    let socket_id = super::conn::socket_id(shard, conn);
+    let socket_id = super::socket::socket_id(shard, conn);
     let Some(c) = st.conns.get_mut(conn) else {
         return;
     };

@@ -370,7 +370,7 @@ pub(super) fn publish_at_owner(
     };
     let numbered = seq != 0;
     let skip = match &reply_to {
-        Origin::Skip { socket, .. } => crate::pusher::conn::local_socket(shard, socket),
+        Origin::Skip { socket, .. } => crate::pusher::socket::local_socket(shard, socket),
         _ => None,
     };
     for &(target, _) in &targets {

@@ -36,7 +36,7 @@ pub fn handle(shard: &Shard, st: &mut ShardState, msg: ShardMsg, now: u64) {
         ShardMsg::ToConn { conn, frame } => {
             st.conns.enqueue(conn, frame, now);
         }
-        ShardMsg::Node(msg) => crate::shard::run::handle_node(shard, st, msg, now),
+        ShardMsg::Node(msg) => crate::shard::node::handle(shard, st, msg, now),
     }
 }
 

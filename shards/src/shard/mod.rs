@@ -10,6 +10,7 @@
 //!
 //! A connection is a record in the table, not a task.
 
+pub mod node;
 pub mod run;
 
 use std::{cell::RefCell, rc::Weak, sync::Arc, time::Instant};

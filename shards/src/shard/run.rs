@@ -23,7 +23,6 @@ use crate::{
     ids::ConnId,
     inbox::Inbox,
     mesh::Mesh,
-    messages::NodeMsg,
     metrics::ShardMetrics,
     signal::LocalSignal,
     ws::CloseReason,
@@ -254,33 +253,4 @@ fn visit(shard: &Shard, st: &mut ShardState, id: ConnId, at: u64, now: u64) {
         }
     };
     st.conns.schedule(id, next);
-}
-
-/// Handles a control message from the node.
-pub fn handle_node(shard: &Shard, st: &mut ShardState, msg: NodeMsg, now: u64) {
-    match msg {
-        NodeMsg::Invoke(f) => f(shard, st, now),
-        NodeMsg::Shutdown => begin_shutdown(shard, st, now),
-        NodeMsg::StopAccepting => shard.stop_accepting.fire(),
-        NodeMsg::Drain(plan) => crate::drain::run::start(shard, st, plan, now),
-        NodeMsg::Probe(_) => {}
-    }
-}
-
-/// Begins this shard's shutdown: stop accepting, close everyone with 1001, finish by the deadline.
-pub fn begin_shutdown(shard: &Shard, st: &mut ShardState, now: u64) {
-    if st.lifecycle.shutdown_deadline_ms.is_some() {
-        return;
-    }
-    st.lifecycle.shutdown_deadline_ms =
-        Some(now + shard.config.close_grace.as_millis() as u64 + 1000);
-    shard.stop_accepting.fire();
-    for id in st.conns.ids() {
-        st.conns.close(id, CloseReason::GoingAway, now);
-    }
-    info!(
-        shard = shard.id,
-        connections = st.conns.len(),
-        "shutting down"
-    );
 }
