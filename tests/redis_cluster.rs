@@ -207,17 +207,16 @@ fn sigkill_of_a_master_under_load_loses_no_acked_message() {
 
 /// A resharding rather than a failure: every slot of the master is moved, keys and all, to another
 /// master while the load runs (ASK during each slot's move, MOVED after it, the subscriber's shard
-/// channel ended on the old master).
+/// channel ended on the old master and subscribed again on the new one).
 ///
-/// Ignored: it shows two faults not fixed yet (2026-12-03, 20 runs): in 4 runs the subscriber of the
-/// moved topic is not reached again within 30 s though its node restarted its session after the move
-/// and subscribed again (`conns: 0` from every publish), and in 4 runs a receiver fell more than the
-/// 150 kept messages behind during the move, so its resume met `too_old` (175 to 249 acked messages
-/// lost). On this 2-vCPU box `redis-cli --cluster reshard` itself also failed once (CLUSTERDOWN:
-/// under load a master missed the 1 s `cluster-node-timeout`). Run it with
-/// `scripts/test --test redis_cluster -- --ignored --nocapture`.
+/// 20 runs (2026-12-03): 19 passed (0 acked lost, no `unavailable`, 5,461 slots moved in 14-28 s);
+/// in one `redis-cli --cluster reshard` itself failed, on this 2-vCPU box that also runs six Redis
+/// servers, two nodes and the load. Before the moved topics were placed again on a fresh connection
+/// (the session was restarted instead), 8 of 20 runs failed: a subscriber not reached again, or
+/// acked messages lost to `too_old`. Ignored in the suite for its length (25-40 s) and that tool's
+/// failure; run it with `scripts/test --test redis_cluster -- --ignored --nocapture`.
 #[test]
-#[ignore = "known faults under a resharding: see the doc comment"]
+#[ignore = "25-40 s, and redis-cli --cluster reshard can fail on a loaded 2-vCPU box: see the doc comment"]
 fn resharding_a_master_away_under_load_loses_no_acked_message() {
     master_fails_under_load("resharding every slot of a master", |cluster, master, _| {
         let start = Instant::now();

@@ -33,6 +33,14 @@ impl Backoff {
     }
 }
 
+/// Sleeps until `due`, or forever without one.
+pub(super) async fn sleep_until_due(due: Option<std::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

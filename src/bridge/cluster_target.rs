@@ -7,7 +7,9 @@
 //! (RESP3) that listens: classic `SUBSCRIBE` for this node's channel (a cluster broadcasts classic
 //! publications to every server, so the scripts that number a user's messages can publish to any
 //! node's channel from the user's slot), sharded `SSUBSCRIBE` for channel topics (each one held on the
-//! master of its slot, resubscribed by the crate when the slot moves).
+//! master of its slot). When a slot moves, the old master ends its topics' subscriptions and the
+//! crate forgets them; the subscriber places them again on a fresh listening connection
+//! ([`crate::relay::subscriber`]).
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use redis::{
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// URL scheme of a Redis Cluster.
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
@@ -63,21 +65,24 @@ impl ClusterUrl {
         client.get_async_connection().await
     }
 
-    /// The listening connection (RESP3), subscribed to `node_channel`, and its push frames.
+    /// A listening connection (RESP3) whose push frames go to `pushes`, subscribed to
+    /// `node_channel` when one is named. Its slot map is read as it opens.
     pub async fn listen(
         &self,
-        node_channel: &str,
+        node_channel: Option<&str>,
+        pushes: UnboundedSender<PushInfo>,
         timeout: Duration,
-    ) -> RedisResult<(ClusterConnection, UnboundedReceiver<PushInfo>)> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    ) -> RedisResult<ClusterConnection> {
         let client = self
             .builder(timeout)
             .use_protocol(ProtocolVersion::RESP3)
-            .push_sender(tx)
+            .push_sender(pushes)
             .build()?;
         let mut conn = client.get_async_connection().await?;
-        conn.subscribe(node_channel).await?;
-        Ok((conn, rx))
+        if let Some(channel) = node_channel {
+            conn.subscribe(channel).await?;
+        }
+        Ok(conn)
     }
 }
 

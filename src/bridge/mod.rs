@@ -74,7 +74,7 @@ pub mod target;
 use queries::Queries;
 use target::{Resolved, Target};
 
-use backoff::Backoff;
+use backoff::{Backoff, sleep_until_due};
 pub use link::BridgeLink;
 use link::Event;
 
@@ -507,11 +507,11 @@ async fn serve(
             Some(channel) = dropped.recv() => match session.subscriber.ended(&channel) {
                 _ if !state.channels.contains(&channel) => Ok(()),
                 TopicEnded::Here => Ok(()),
-                // The topic's slot moved (failover, resharding): the session starts again on the
-                // cluster's new map, which subscribes to every topic on its current master.
-                TopicEnded::Moved => Err(redis::RedisError::from(std::io::Error::other(format!(
-                    "the Redis Cluster moved the slot of channel {channel:?}'s topic"
-                )))),
+                // The topic's slot moved (failover, resharding): subscribed again once settled.
+                TopicEnded::Moved => {
+                    counter!("gateway_cluster_topics_moved_total").increment(1);
+                    Ok(())
+                }
                 TopicEnded::Server => {
                     info!(channel = %channel, "Redis ended the subscription to a channel's topic; subscribing again");
                     counter!("gateway_redis_resubscribes_total").increment(1);
@@ -521,6 +521,12 @@ async fn serve(
             _ = refresh_tick.tick() => {
                 slice = (slice + 1) % slices;
                 refresh(&mut session.presence, inboxes, state, Some((slices, slice))).await
+            }
+            _ = sleep_until_due(session.subscriber.moved_due()) => {
+                let wanted = &state.channels;
+                timed(session.subscriber.place_moved(|c| wanted.contains(c))).await.map(|n| {
+                    info!(topics = n, "subscribed again to channel topics whose slot moved");
+                })
             }
             _ = sleep_until_due(state.occupancy.due()) => {
                 let hooks = session.webhooks.clone();
@@ -539,14 +545,6 @@ async fn serve(
             listening.abort();
             return Ended::RedisFailed;
         }
-    }
-}
-
-/// Sleeps until `due`, or forever without one.
-async fn sleep_until_due(due: Option<std::time::Instant>) {
-    match due {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

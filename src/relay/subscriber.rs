@@ -11,18 +11,27 @@
 //! connection ([`crate::bridge::cluster_target`]): each SSUBSCRIBE goes to its slot's master, a batch
 //! of them concurrently.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use redis::{
     AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisResult,
     aio::MultiplexedConnection, cluster_async::ClusterConnection,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::{
-    bridge::target::Endpoint,
+    bridge::{cluster_target::ClusterUrl, target::Endpoint},
     cluster::{keys, presence::BATCH},
 };
+
+/// How long after a topic's slot moved it is subscribed again: the cluster's nodes learn a slot's
+/// new master from each other over a second or so, and a slot map read sooner may still name the
+/// old one.
+pub const MOVED_SETTLE: Duration = Duration::from_secs(2);
 
 /// The listening connection, and whether it uses sharded pub/sub for channel topics.
 pub struct Subscriber {
@@ -31,6 +40,23 @@ pub struct Subscriber {
     /// Topics this node unsubscribed from whose confirmation has not come back yet (how many), to
     /// tell them from subscriptions a server ended by itself.
     unsubscribing: HashMap<Arc<str>, u32>,
+    /// On a Redis Cluster: the topics whose slot moved, and where they were placed again.
+    moved: Moved,
+}
+
+/// Topics whose slot moved to another master (a failover, a resharding): the old master ended their
+/// subscriptions, and the crate's connection forgets a subscription the server ended. They are
+/// subscribed again [`MOVED_SETTLE`] later on a fresh connection, whose slot map is read then; the
+/// rest of the session (this node's channel, the other topics, the writes) goes on meanwhile.
+#[derive(Default)]
+struct Moved {
+    /// Topics waiting to be placed again, and when.
+    pending: Vec<Arc<str>>,
+    due: Option<Instant>,
+    /// The connections opened for moved topics (`None` once none of its topics is left on it).
+    extra: Vec<Option<ClusterConnection>>,
+    /// Which of them holds a topic placed again.
+    held_by: HashMap<Arc<str>, usize>,
 }
 
 /// Who ended a subscription to a channel's topic.
@@ -48,7 +74,13 @@ pub enum TopicEnded {
 /// One server's connection, or a cluster's.
 enum Listening {
     One(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    Cluster {
+        conn: ClusterConnection,
+        /// What opens another listening connection to the same cluster, its pushes in the same queue.
+        url: ClusterUrl,
+        pushes: UnboundedSender<PushInfo>,
+        timeout: Duration,
+    },
 }
 
 /// Whether the server has sharded pub/sub (`COMMAND INFO SPUBLISH` is nil on servers before 7.0).
@@ -72,8 +104,14 @@ impl Subscriber {
         let client = match endpoint {
             Endpoint::One(client) => client,
             Endpoint::Cluster(url) => {
-                let (conn, rx) = url.listen(node_channel, timeout).await?;
-                let conn = Listening::Cluster(conn);
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let conn = url.listen(Some(node_channel), tx.clone(), timeout).await?;
+                let conn = Listening::Cluster {
+                    conn,
+                    url: url.clone(),
+                    pushes: tx,
+                    timeout,
+                };
                 return Ok((Subscriber::new(conn, sharded), rx));
             }
         };
@@ -101,6 +139,7 @@ impl Subscriber {
             conn,
             sharded,
             unsubscribing: HashMap::new(),
+            moved: Moved::default(),
         }
     }
 
@@ -114,8 +153,71 @@ impl Subscriber {
             return TopicEnded::Here;
         }
         match self.conn {
-            Listening::Cluster(_) => TopicEnded::Moved,
+            Listening::Cluster { .. } => {
+                self.release(channel);
+                let moved = &mut self.moved;
+                if !moved.pending.contains(channel) {
+                    moved.pending.push(channel.clone());
+                }
+                moved.due.get_or_insert(Instant::now() + MOVED_SETTLE);
+                TopicEnded::Moved
+            }
             Listening::One(_) => TopicEnded::Server,
+        }
+    }
+
+    /// When moved topics are due to be subscribed again, if any wait.
+    pub fn moved_due(&self) -> Option<Instant> {
+        self.moved.due
+    }
+
+    /// Subscribes the moved topics that are still `wanted` again, on a new connection to the
+    /// cluster (so on a slot map read now); returns how many.
+    pub async fn place_moved(&mut self, wanted: impl Fn(&Arc<str>) -> bool) -> RedisResult<usize> {
+        self.moved.due = None;
+        let topics: Vec<Arc<str>> = std::mem::take(&mut self.moved.pending)
+            .into_iter()
+            .filter(|t| wanted(t))
+            .collect();
+        let Listening::Cluster {
+            url,
+            pushes,
+            timeout,
+            ..
+        } = &self.conn
+        else {
+            return Ok(0);
+        };
+        if topics.is_empty() {
+            return Ok(0);
+        }
+        let conn = url.listen(None, pushes.clone(), *timeout).await?;
+        for chunk in topics.chunks(BATCH) {
+            cluster_command(&conn, "SSUBSCRIBE", chunk).await?;
+        }
+        let extra = &mut self.moved.extra;
+        let slot = extra
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(extra.len());
+        if slot == extra.len() {
+            extra.push(None);
+        }
+        extra[slot] = Some(conn);
+        for topic in &topics {
+            self.moved.held_by.insert(topic.clone(), slot);
+        }
+        Ok(topics.len())
+    }
+
+    /// `channel`'s topic is no longer on the connection it was placed on again (if it was); that
+    /// connection closes once it holds no topic.
+    fn release(&mut self, channel: &Arc<str>) {
+        let Some(slot) = self.moved.held_by.remove(channel) else {
+            return;
+        };
+        if !self.moved.held_by.values().any(|s| *s == slot) {
+            self.moved.extra[slot] = None;
         }
     }
 
@@ -137,10 +239,30 @@ impl Subscriber {
             )
             .await?;
         }
+        // A moved topic waiting to be placed again is subscribed nowhere; one placed again is
+        // unsubscribed on the connection that holds it.
+        let mut remove: Vec<Arc<str>> = remove.to_vec();
+        remove.retain(|c| match self.moved.pending.iter().position(|p| p == c) {
+            Some(at) => {
+                self.moved.pending.swap_remove(at);
+                false
+            }
+            None => true,
+        });
         if self.sharded {
-            for channel in remove {
+            for channel in &remove {
                 *self.unsubscribing.entry(channel.clone()).or_default() += 1;
             }
+        }
+        let (elsewhere, remove): (Vec<_>, Vec<_>) = remove
+            .into_iter()
+            .partition(|c| self.moved.held_by.contains_key(c));
+        for channel in elsewhere {
+            let slot = self.moved.held_by[&channel];
+            if let Some(conn) = &self.moved.extra[slot] {
+                cluster_command(conn, "SUNSUBSCRIBE", std::slice::from_ref(&channel)).await?;
+            }
+            self.release(&channel);
         }
         for chunk in remove.chunks(BATCH) {
             self.command(
@@ -168,24 +290,32 @@ impl Subscriber {
                 pipe.query_async::<()>(conn).await
             }
             // Through the connection's own methods: it tracks them, to subscribe again after a
-            // reconnect or a slot's move.
-            Listening::Cluster(conn) => {
-                let calls = channels.iter().map(|channel| {
-                    let mut conn = conn.clone();
-                    let topic = keys::channel(channel);
-                    async move {
-                        match name {
-                            "SSUBSCRIBE" => conn.ssubscribe(topic).await,
-                            "SUNSUBSCRIBE" => conn.sunsubscribe(topic).await,
-                            "SUBSCRIBE" => conn.subscribe(topic).await,
-                            _ => conn.unsubscribe(topic).await,
-                        }
-                    }
-                });
-                futures_util::future::try_join_all(calls).await.map(|_| ())
-            }
+            // reconnect or a topology change.
+            Listening::Cluster { conn, .. } => cluster_command(conn, name, channels).await,
         }
     }
+}
+
+/// One subscribe-like command per topic on a cluster connection, concurrently (each goes to its
+/// slot's master).
+async fn cluster_command(
+    conn: &ClusterConnection,
+    name: &str,
+    channels: &[Arc<str>],
+) -> RedisResult<()> {
+    let calls = channels.iter().map(|channel| {
+        let mut conn = conn.clone();
+        let topic = keys::channel(channel);
+        async move {
+            match name {
+                "SSUBSCRIBE" => conn.ssubscribe(topic).await,
+                "SUNSUBSCRIBE" => conn.sunsubscribe(topic).await,
+                "SUBSCRIBE" => conn.subscribe(topic).await,
+                _ => conn.unsubscribe(topic).await,
+            }
+        }
+    });
+    futures_util::future::try_join_all(calls).await.map(|_| ())
 }
 
 /// What a push frame means to the relay.
