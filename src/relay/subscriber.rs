@@ -33,6 +33,11 @@ use crate::{
 /// old one.
 pub const MOVED_SETTLE: Duration = Duration::from_secs(2);
 
+/// Most connections open at once for moved topics. A resharding needs about one per
+/// [`MOVED_SETTLE`] it lasts; past this bound the bridge starts a new session instead, which places
+/// every topic on one connection again.
+const MAX_EXTRA: usize = 16;
+
 /// The listening connection, and whether it uses sharded pub/sub for channel topics.
 pub struct Subscriber {
     conn: Listening,
@@ -190,6 +195,11 @@ impl Subscriber {
         };
         if topics.is_empty() {
             return Ok(0);
+        }
+        if self.moved.extra.iter().flatten().count() >= MAX_EXTRA {
+            return Err(redis::RedisError::from(std::io::Error::other(
+                "too many connections for moved channel topics; starting a new session",
+            )));
         }
         let conn = url.listen(None, pushes.clone(), *timeout).await?;
         for chunk in topics.chunks(BATCH) {
