@@ -178,6 +178,19 @@ fn master_fails_under_load(
     }
     let m = sub.recv_json();
     assert_eq!(m["data"], json!({"after": "failover"}), "{m}");
+    // The topic is held once, wherever it was placed again, and leaving the channel ends it there.
+    let topic = keys::channel("news");
+    assert_eq!(cluster.shard_subscribers(&topic), 1, "{topic}");
+    let ack = sub.request(json!({"op": "unsubscribe", "id": "u2", "channel": "news"}));
+    assert_eq!(ack["status"], "unsubscribed", "{ack}");
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    while cluster.shard_subscribers(&topic) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the node still listens to {topic} after its last subscriber left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let repeated: f64 = [&a, &b]
         .iter()
         .map(|n| n.metric_sum("gateway_cluster_appends_repeated_total", &[]))

@@ -138,6 +138,23 @@ impl RedisCluster {
             .expect("a master serves the slot")
     }
 
+    /// Subscribers of the shard channel `topic` over every running server (`PUBSUB SHARDNUMSUB`
+    /// counts one server's own).
+    pub fn shard_subscribers(&self, topic: &str) -> i64 {
+        self.servers
+            .iter()
+            .filter(|s| s.is_running_now())
+            .map(|s| {
+                let reply: Vec<(String, i64)> = redis::cmd("PUBSUB")
+                    .arg("SHARDNUMSUB")
+                    .arg(topic)
+                    .query(&mut self.server_conn(s))
+                    .unwrap_or_default();
+                reply.iter().map(|(_, n)| n).sum::<i64>()
+            })
+            .sum()
+    }
+
     /// The index of the replica of the master at `master` (a running server whose master it is).
     pub fn replica_of(&self, master: usize) -> usize {
         let port = self.servers[master].port;
