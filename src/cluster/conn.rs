@@ -148,9 +148,11 @@ async fn split_by_master(c: ClusterConn, pipeline: &Pipeline) -> redis::RedisRes
                 Some(route) => match conn.route_pipeline(part, 0, n, route).await {
                     // A slot of the part moved or is moving (a resharding): the crate sends the whole
                     // part after the redirection, where the other slots' commands are redirected in
-                    // turn, until its retries run out. Sent again one slot per pipeline, each follows
+                    // turn, until its retries run out. Or the crate has no connection to that master
+                    // right now (it is refreshing its own map after a failover): nothing was sent.
+                    // Sent again one slot per pipeline through the crate's routing, each follows
                     // its own redirection.
-                    Err(e) if e.is_cluster_error() => {
+                    Err(e) if e.is_cluster_error() || not_connected(&e) => {
                         slots.stale();
                         metrics::counter!("gateway_cluster_pipelines_split_by_slot_total")
                             .increment(1);
@@ -192,7 +194,8 @@ async fn transaction(
     let mut wait = TX_FIRST_WAIT;
     for _ in 1..TX_ATTEMPTS {
         match &result {
-            Err(e) if refused_by_topology(e) => {}
+            // Refused whole, or not sent (no connection to that master right now).
+            Err(e) if refused_by_topology(e) || not_connected(e) => {}
             _ => break,
         }
         slots.stale();
@@ -256,6 +259,11 @@ async fn by_slot(
         }
     }
     Ok(out)
+}
+
+/// True when the crate had no connection to the address a part was routed to (nothing was sent).
+fn not_connected(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::ClusterConnectionNotFound
 }
 
 /// True for `SCRIPT LOAD`.
