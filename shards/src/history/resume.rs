@@ -13,9 +13,9 @@
 //!
 //! The replay can also run *ahead* of the live path: in cluster mode the history is read on one Redis
 //! connection while live messages come over pub/sub on another, so a message the read returned may
-//! still be on its way live when the replay goes out. Each finished replay therefore leaves a
-//! [`Floor`] for a short while: a live message of that stream numbered up to the replay's end is a
-//! copy of one the client has, and is dropped.
+//! still be on its way live when the replay goes out. Each finished replay therefore leaves a floor
+//! ([`super::resuming`]) for a short while: a live message of that stream numbered up to the
+//! replay's end is a copy of one the client has, and is dropped.
 
 use std::sync::Arc;
 
@@ -105,7 +105,7 @@ pub fn deliver_channel(
     false
 }
 
-/// Answers the resumes whose replay did not come within [`RESUME_WAIT_MS`] with `unavailable` (the
+/// Answers the resumes whose replay did not come within [`RESUME_WAIT_MS`](super::resuming::RESUME_WAIT_MS) with `unavailable` (the
 /// held live messages follow): from the shard's tick.
 pub fn expire(shard: &Shard, st: &mut ShardState, now: u64) {
     st.history.resuming.lapse_floors(now);
