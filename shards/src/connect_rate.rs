@@ -37,7 +37,7 @@ pub fn share(rate: u32, shards: usize, shard: usize) -> u32 {
 
 /// Answers `stream` with the 503 and closes it: the answer, then FIN, then what the client sent is
 /// read and dropped until it closes (so the kernel does not reset the connection over unread bytes
-/// and lose the answer), for [`LINGER`] at most.
+/// and lose the answer), for `LINGER` at most.
 pub async fn refuse(mut stream: TcpStream) {
     let answered = async {
         stream.write_all(REFUSAL).await?;

@@ -170,7 +170,7 @@ fn wait(shard: &Shard, st: &mut ShardState, id: ConnId, now: u64) {
     }
 }
 
-/// The answer of a request that waited ([`wait`]), if its connection still waits.
+/// The answer of a request that waited (`wait`), if its connection still waits.
 pub fn answer_later(shard: &Shard, st: &mut ShardState, id: ConnId, r: &Response, now: u64) {
     if st
         .conns

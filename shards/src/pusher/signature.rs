@@ -3,7 +3,7 @@
 //!
 //! - Channel authorization: `<key>:<hex HMAC(secret, "<socket_id>:<channel>[:<channel_data>]")>`.
 //! - User authentication (`pusher:signin`): `<key>:<hex HMAC(secret, "<socket_id>::user::<user_data>")>`.
-//! - HTTP API: `auth_signature` = hex HMAC(secret, "<METHOD>\n<path>\n<query>"), where the query is
+//! - HTTP API: `auth_signature` = hex `HMAC(secret, "<METHOD>\n<path>\n<query>")`, where the query is
 //!   every parameter but `auth_signature`, keys lower-cased, sorted by key, `key=value` joined by `&`;
 //!   `auth_key` must be the app's, `auth_timestamp` within [`MAX_CLOCK_SKEW_S`] of now, `auth_version`
 //!   `1.0`, and `body_md5` the hex MD5 of a non-empty body.

@@ -69,7 +69,7 @@ pub async fn run(shard: Rc<Shard>) {
 
 /// One I/O pass (see the module docs), run by the driver and at the end of every inbox batch and tick.
 /// It runs with the eventfd's signals off and ends only when no work waits (checked after they are
-/// back on); after [`PASSES`] rounds of work it leaves the rest to the driver (and signals it).
+/// back on); after `PASSES` rounds of work it leaves the rest to the driver (and signals it).
 /// Returns true when completions were handled.
 pub fn pass(shard: &Shard, st: &mut ShardState) -> bool {
     if shard.io.in_pass.replace(true) {
