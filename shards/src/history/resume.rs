@@ -147,21 +147,17 @@ pub fn finish_channel(
     let ack = encode::subscribed_resumed(waiting.id.as_deref(), &outcome);
     st.conns.enqueue(conn, ack, now);
     shard.metrics.resumes(true, outcome.gap, outcome.replayed);
-    let dropped = replay(
-        &mut st.conns,
+    let held = waiting.into_held();
+    replay(
+        shard,
+        st,
         conn,
+        Some(Arc::from(channel)),
         &outcome,
         frames,
-        waiting.into_held(),
+        held,
         now,
     );
-    shard.metrics.resume_duplicates.increment(dropped);
-    if let Some(epoch) = &outcome.epoch {
-        let stream = Some(Arc::from(channel));
-        st.history
-            .resuming
-            .set_floor(conn, stream, outcome.seq, epoch, now);
-    }
 }
 
 /// The replay for `conn` arrived: `ready` with the outcome, the replayed frames, then the held live
@@ -196,32 +192,25 @@ pub fn finish(
     );
     st.conns.enqueue(conn, ready, now);
     shard.metrics.resumes(false, outcome.gap, outcome.replayed);
-    let dropped = replay(
-        &mut st.conns,
-        conn,
-        &outcome,
-        frames,
-        waiting.into_held(),
-        now,
-    );
-    shard.metrics.resume_duplicates.increment(dropped);
-    if let Some(epoch) = &outcome.epoch {
-        st.history
-            .resuming
-            .set_floor(conn, None, outcome.seq, epoch, now);
-    }
+    let held = waiting.into_held();
+    replay(shard, st, conn, None, &outcome, frames, held, now);
 }
 
-/// Queues the replayed `frames`, then the `held` live ones the replay did not carry; returns how many
-/// held ones were dropped as duplicates.
+/// After the reply that opens a replay of `stream` (the user's: `None`): queues the replayed
+/// `frames`, then the `held` live ones the replay did not carry (counting the others as duplicates),
+/// and leaves the stream's floor for the live copies still on their way.
+#[allow(clippy::too_many_arguments)]
 fn replay(
-    conns: &mut ConnTable,
+    shard: &Shard,
+    st: &mut ShardState,
     conn: ConnId,
+    stream: Option<Arc<str>>,
     outcome: &Outcome,
     frames: Vec<Bytes>,
     held: Vec<(u64, Bytes)>,
     now: u64,
-) -> u64 {
+) {
+    let conns = &mut st.conns;
     for frame in frames {
         conns.enqueue(conn, frame, now);
     }
@@ -241,5 +230,10 @@ fn replay(
             dropped += 1;
         }
     }
-    dropped
+    shard.metrics.resume_duplicates.increment(dropped);
+    if let Some(epoch) = &outcome.epoch {
+        st.history
+            .resuming
+            .set_floor(conn, stream, outcome.seq, epoch, now);
+    }
 }
