@@ -51,23 +51,10 @@ impl RedisCluster {
             .collect();
         // `redis-cli --cluster create` pairs the first servers as masters and the rest as their
         // replicas, in order.
-        let mut cli = Command::new("redis-cli");
-        if let Some(pw) = password {
-            cli.env("REDISCLI_AUTH", pw);
-        }
-        let out = cli
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("run redis-cli (install redis-tools)");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut args = vec!["create".to_string()];
+        args.extend(addrs);
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        cluster_cli(password, &args);
         let cluster = RedisCluster {
             servers,
             password: password.map(str::to_string),
@@ -190,24 +177,21 @@ impl RedisCluster {
             .unwrap_or(0);
         assert!(slots > 0, "server {from} serves no slot:\n{nodes}");
         let id = |i: usize| self.info_cmd(&self.servers[i], &["CLUSTER", "MYID"]);
-        // Bounded: `timeout` (coreutils) ends a resharding that hangs.
-        let mut cli = Command::new("timeout");
-        if let Some(pw) = &self.password {
-            cli.env("REDISCLI_AUTH", pw);
-        }
-        let out = cli
-            .args(["120", "redis-cli", "--cluster", "reshard"])
-            .arg(format!("127.0.0.1:{}", self.servers[from].port))
-            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
-            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .output()
-            .expect("run redis-cli --cluster reshard");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster reshard failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let from_addr = format!("127.0.0.1:{}", self.servers[from].port);
+        let count = slots.to_string();
+        let args = [
+            "reshard",
+            &from_addr,
+            "--cluster-from",
+            &id(from),
+            "--cluster-to",
+            &id(to),
+            "--cluster-slots",
+            &count,
+            "--cluster-yes",
+        ]
+        .map(String::from);
+        cluster_cli(self.password.as_deref(), &args);
         slots
     }
 
@@ -286,6 +270,27 @@ impl RedisCluster {
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
             .unwrap_or_else(|e| panic!("connect to redis on port {}: {e}", server.port))
     }
+}
+
+/// Runs `redis-cli --cluster <args>` (bounded by coreutils `timeout`, so a command that hangs ends)
+/// and fails the test when it fails.
+fn cluster_cli(password: Option<&str>, args: &[String]) {
+    let mut cli = Command::new("timeout");
+    if let Some(pw) = password {
+        cli.env("REDISCLI_AUTH", pw);
+    }
+    let out = cli
+        .args(["120", "redis-cli", "--cluster"])
+        .args(args)
+        .output()
+        .expect("run redis-cli (install redis-tools)");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster {} failed: {}\n{}",
+        args[0],
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Whether the server whose `CLUSTER NODES` answer is `nodes` serves `slot`, by its own line (the
